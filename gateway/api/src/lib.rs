@@ -1,0 +1,1 @@
+//! snapgate-api (work in progress)

@@ -1,0 +1,1 @@
+//! snapgate-compute (work in progress)

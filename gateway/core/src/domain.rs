@@ -1,0 +1,205 @@
+//! Domain types. They derive `Serialize` and `ToSchema` because the REST representation of a
+//! state or an operation *is* the domain record; no HTTP type lives here.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A tenant (OpenStack project) id, as carried by the caller's token.
+pub type TenantId = String;
+
+macro_rules! string_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!("unknown {}: {other}", stringify!($name))),
+                }
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// Life cycle of a saved state.
+    StateStatus { Saving = "saving", Available = "available", Applying = "applying", Deleting = "deleting", Error = "error" }
+);
+string_enum!(
+    /// How libvirt keeps the snapshot: inside the qcow2 images, or as a memory file plus overlays.
+    SnapshotKind { Internal = "internal", External = "external" }
+);
+string_enum!(
+    OperationKind { Save = "save", Apply = "apply", Delete = "delete" }
+);
+string_enum!(
+    OperationStatus { Pending = "pending", Running = "running", Succeeded = "succeeded", Failed = "failed" }
+);
+
+impl OperationStatus {
+    pub fn is_finished(self) -> bool {
+        matches!(self, OperationStatus::Succeeded | OperationStatus::Failed)
+    }
+}
+
+/// A machine-readable code and a human-readable message, as stored on a failed state or
+/// operation and as returned to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorInfo {
+    pub code: String,
+    pub message: String,
+}
+
+impl ErrorInfo {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { code: code.into(), message: message.into() }
+    }
+}
+
+/// The guest CPU as libvirt describes it (model and the features the guest was given).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CpuInfo {
+    /// CPU model name (`host-passthrough` / `host-model` when the domain uses those modes).
+    pub model: Option<String>,
+    pub vendor: Option<String>,
+    /// Feature names the guest CPU requires.
+    pub features: Vec<String>,
+}
+
+/// A saved state of an instance: the seed's `uuid`, `name`, `date`, and what snapgate adds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct State {
+    pub uuid: Uuid,
+    pub name: String,
+    /// Creation time, RFC 3339 UTC.
+    pub date: DateTime<Utc>,
+    pub instance_uuid: Uuid,
+    #[serde(skip_serializing)]
+    pub tenant_id: TenantId,
+    pub status: StateStatus,
+    pub description: Option<String>,
+    /// The host the state was saved on.
+    pub host: String,
+    /// Memory plus disk delta, measured after the save.
+    pub size_bytes: Option<i64>,
+    pub memory_bytes: Option<i64>,
+    pub includes_memory: bool,
+    /// One format per disk at save time, e.g. `["qcow2"]`.
+    pub disk_formats: Vec<String>,
+    pub cpu: Option<CpuInfo>,
+    pub snapshot_kind: SnapshotKind,
+    /// The state the instance was at when this one was saved, if known.
+    pub parent: Option<Uuid>,
+    pub error: Option<ErrorInfo>,
+    pub updated_at: DateTime<Utc>,
+    /// The guest CPU definition as libvirt XML, used to compare against a target host on apply.
+    #[serde(skip)]
+    pub cpu_xml: Option<String>,
+}
+
+impl State {
+    /// The libvirt snapshot name. It is always the state's uuid, never the user's name, so a
+    /// name can never reach a file path or libvirt XML.
+    pub fn snapshot_name(&self) -> String {
+        self.uuid.to_string()
+    }
+}
+
+/// A unit of long work (save, apply, delete), readable and waitable by clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Operation {
+    pub uuid: Uuid,
+    pub kind: OperationKind,
+    pub status: OperationStatus,
+    pub instance_uuid: Uuid,
+    pub state_uuid: Uuid,
+    #[serde(skip_serializing)]
+    pub tenant_id: TenantId,
+    pub host: String,
+    pub error: Option<ErrorInfo>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Bytes reserved against the tenant's quota for this operation (saves only).
+    #[serde(skip)]
+    pub reserved_bytes: i64,
+}
+
+/// One disk of an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DiskInfo {
+    /// Target device, e.g. `vda`.
+    pub target: String,
+    /// Driver format, e.g. `qcow2` or `raw`; `None` when the domain does not say.
+    pub format: Option<String>,
+    /// Path of the backing file, if the disk is a file.
+    #[serde(skip)]
+    pub source: Option<String>,
+    /// Virtual size in bytes, when known.
+    pub size_bytes: Option<i64>,
+}
+
+/// What the compute backend knows of an instance (a libvirt domain).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Instance {
+    pub uuid: Uuid,
+    pub name: String,
+    pub host: String,
+    pub running: bool,
+    pub memory_bytes: i64,
+    pub vcpus: u32,
+    pub disks: Vec<DiskInfo>,
+    /// True when the domain has PCI/USB/mediated host devices, which cannot be snapshotted live.
+    pub has_host_devices: bool,
+    /// Owner read from the domain metadata (Nova's or snapgate's namespace), if any.
+    pub owner_tenant: Option<TenantId>,
+    pub cpu: CpuInfo,
+    #[serde(skip)]
+    pub cpu_xml: Option<String>,
+    /// Name of libvirt's current snapshot of the domain, if any.
+    #[serde(skip)]
+    pub current_snapshot: Option<String>,
+}
+
+/// How a state is saved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SaveMode {
+    /// Internal snapshots; every disk must be qcow2.
+    Internal,
+    /// External snapshots: a memory file plus a disk overlay per disk.
+    External,
+    /// Internal when every disk is qcow2, otherwise external.
+    Auto,
+}
+
+/// libvirt's verdict comparing a saved guest CPU with a host (`virConnectCompareHypervisorCPU`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CpuCompatibility {
+    Identical,
+    Superset,
+    Incompatible,
+    Unknown,
+}

@@ -1,0 +1,197 @@
+//! The service's error type. Each variant carries its HTTP status and a stable code; the
+//! message is safe to show a client. Causes (libvirt, SQL, Redis texts) go to the logs through
+//! `tracing` where the error is made, never into a client body unless they are the client's.
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::ports::{ComputeError, QuotaError, QuotaResource, RepoError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Malformed or invalid input (400).
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// The caller's role does not allow the call on a resource it can see (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Unknown instance, state or operation, or one of another tenant (404).
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    /// A state with this name already exists for the instance (409).
+    #[error("a state named {0:?} already exists for this instance")]
+    DuplicateName(String),
+    /// Another operation is running on the instance (409).
+    #[error("instance is busy with operation {0}")]
+    InstanceBusy(Uuid),
+    /// The state is not `available` (409).
+    #[error("state is {0}, it must be available")]
+    StateNotAvailable(String),
+    /// The instance cannot get a memory snapshot now (409 when it is not running, 422 for its
+    /// configuration).
+    #[error("{message}")]
+    Unsupported { code: &'static str, message: String },
+    #[error("quota exceeded for {}", resource.as_str())]
+    QuotaExceeded { resource: QuotaResource, limit: i64, in_use: i64, reserved: i64, requested: i64 },
+    #[error("save rate limit reached")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("denied by policy {plugin}: {reason}")]
+    PolicyDenied { plugin: String, code: String, reason: String, warnings: Vec<String> },
+    #[error("quota backend unavailable")]
+    QuotaUnavailable { retry_after_secs: u64 },
+    /// A backend (database or compute host) cannot be reached (503).
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String },
+    /// A bug or an unexpected backend answer (500). The message is generic; the cause is logged.
+    #[error("internal error")]
+    Internal,
+}
+
+/// The JSON body of every error: `{"error": {"code": …, "message": …, …details}}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub details: Map<String, Value>,
+}
+
+impl ServiceError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ServiceError::BadRequest { code, message: message.into() }
+    }
+
+    pub fn not_found(what: &'static str, id: impl ToString) -> Self {
+        ServiceError::NotFound { what, id: id.to_string() }
+    }
+
+    /// HTTP status of the variant.
+    pub fn status(&self) -> u16 {
+        match self {
+            ServiceError::BadRequest { .. } => 400,
+            ServiceError::Forbidden(_) => 403,
+            ServiceError::NotFound { .. } => 404,
+            ServiceError::DuplicateName(_) | ServiceError::InstanceBusy(_) | ServiceError::StateNotAvailable(_) => 409,
+            ServiceError::Unsupported { code, .. } if *code == "instance_not_running" => 409,
+            ServiceError::Unsupported { .. } => 422,
+            ServiceError::QuotaExceeded { .. } | ServiceError::PolicyDenied { .. } => 403,
+            ServiceError::RateLimited { .. } => 429,
+            ServiceError::QuotaUnavailable { .. } | ServiceError::Unavailable { .. } => 503,
+            ServiceError::Internal => 500,
+        }
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServiceError::BadRequest { code, .. } => code,
+            ServiceError::Forbidden(_) => "forbidden",
+            ServiceError::NotFound { what, .. } => match *what {
+                "instance" => "instance_not_found",
+                "state" => "state_not_found",
+                "operation" => "operation_not_found",
+                "tenant" => "tenant_not_found",
+                _ => "not_found",
+            },
+            ServiceError::DuplicateName(_) => "duplicate_name",
+            ServiceError::InstanceBusy(_) => "instance_busy",
+            ServiceError::StateNotAvailable(_) => "state_not_available",
+            ServiceError::Unsupported { code, .. } => code,
+            ServiceError::QuotaExceeded { .. } => "quota_exceeded",
+            ServiceError::RateLimited { .. } => "rate_limited",
+            ServiceError::PolicyDenied { .. } => "policy_denied",
+            ServiceError::QuotaUnavailable { .. } => "quota_backend_unavailable",
+            ServiceError::Unavailable { code, .. } => code,
+            ServiceError::Internal => "internal_error",
+        }
+    }
+
+    /// Seconds for a `Retry-After` header, where one fits.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ServiceError::RateLimited { retry_after_secs } | ServiceError::QuotaUnavailable { retry_after_secs } => {
+                Some(*retry_after_secs)
+            }
+            ServiceError::Unavailable { .. } => Some(5),
+            _ => None,
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let details = match self {
+            ServiceError::InstanceBusy(op) => json!({ "operation": op }),
+            ServiceError::QuotaExceeded { resource, limit, in_use, reserved, requested } => json!({
+                "resource": resource.as_str(), "limit": limit, "in_use": in_use,
+                "reserved": reserved, "requested": requested,
+            }),
+            ServiceError::PolicyDenied { plugin, code, reason, warnings } => json!({
+                "plugin": plugin, "policy_code": code, "reason": reason, "warnings": warnings,
+            }),
+            ServiceError::RateLimited { retry_after_secs } | ServiceError::QuotaUnavailable { retry_after_secs } => {
+                json!({ "retry_after": retry_after_secs })
+            }
+            _ => json!({}),
+        };
+        let Value::Object(details) = details else { unreachable!("json! object") };
+        ErrorBody { error: ErrorDetail { code: self.code().to_owned(), message: self.to_string(), details } }
+    }
+}
+
+impl From<RepoError> for ServiceError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::DuplicateName(n) => ServiceError::DuplicateName(n),
+            RepoError::InstanceBusy(op) => ServiceError::InstanceBusy(op),
+            RepoError::WrongStatus(s) => ServiceError::StateNotAvailable(s.to_string()),
+            RepoError::NotFound => ServiceError::NotFound { what: "resource", id: String::new() },
+            RepoError::Unavailable(m) => {
+                tracing::error!(error = %m, "database unavailable");
+                ServiceError::Unavailable { code: "database_unavailable", message: "database unavailable".into() }
+            }
+            RepoError::Other(m) => {
+                tracing::error!(error = %m, "database error");
+                ServiceError::Internal
+            }
+        }
+    }
+}
+
+impl From<QuotaError> for ServiceError {
+    fn from(e: QuotaError) -> Self {
+        match e {
+            QuotaError::Exceeded { resource, limit, in_use, reserved, requested } => {
+                ServiceError::QuotaExceeded { resource, limit, in_use, reserved, requested }
+            }
+            QuotaError::RateLimited { retry_after_secs } => ServiceError::RateLimited { retry_after_secs },
+            QuotaError::Unavailable(m) => {
+                tracing::warn!(error = %m, "quota backend unavailable");
+                ServiceError::QuotaUnavailable { retry_after_secs: 5 }
+            }
+        }
+    }
+}
+
+impl From<ComputeError> for ServiceError {
+    fn from(e: ComputeError) -> Self {
+        match e {
+            ComputeError::InstanceNotFound(id) => ServiceError::not_found("instance", id),
+            ComputeError::Unsupported { code, message } => ServiceError::Unsupported { code, message },
+            ComputeError::HostUnreachable { ref host, .. } => {
+                tracing::warn!(error = %e, "compute host unreachable");
+                ServiceError::Unavailable { code: "compute_unavailable", message: format!("compute host {host} unreachable") }
+            }
+            other => {
+                tracing::error!(error = %other, "compute backend error");
+                ServiceError::Unavailable { code: "compute_error", message: "compute backend error".into() }
+            }
+        }
+    }
+}

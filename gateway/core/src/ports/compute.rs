@@ -1,0 +1,110 @@
+//! The compute backend: where instances live and how their states are saved, applied and
+//! deleted. The libvirt implementation is `snapgate-compute`.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::{CpuCompatibility, CpuInfo, Instance, SnapshotKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComputeError {
+    #[error("instance {0} not found on any host")]
+    InstanceNotFound(Uuid),
+    #[error("unknown host {0}")]
+    UnknownHost(String),
+    /// The instance cannot get a snapshot with memory (not running, wrong disk format, host
+    /// devices…). `code` is the stable client code, e.g. `instance_not_running`,
+    /// `unsupported_disk_format`.
+    #[error("{message}")]
+    Unsupported { code: &'static str, message: String },
+    #[error("snapshot {0} not found")]
+    SnapshotNotFound(String),
+    #[error("host {host} unreachable: {message}")]
+    HostUnreachable { host: String, message: String },
+    /// libvirt refused or failed the call.
+    #[error("libvirt error on {host}: {message}")]
+    Backend { host: String, message: String },
+}
+
+impl ComputeError {
+    /// The stable error code given to clients and stored on failed operations.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ComputeError::InstanceNotFound(_) => "instance_not_found",
+            ComputeError::UnknownHost(_) => "unknown_host",
+            ComputeError::Unsupported { code, .. } => code,
+            ComputeError::SnapshotNotFound(_) => "snapshot_not_found",
+            ComputeError::HostUnreachable { .. } => "compute_unavailable",
+            ComputeError::Backend { .. } => "compute_error",
+        }
+    }
+}
+
+/// What to save.
+#[derive(Debug, Clone)]
+pub struct SaveRequest {
+    pub instance: Uuid,
+    /// libvirt snapshot name: the state's uuid (never user text).
+    pub snapshot_name: String,
+    pub kind: SnapshotKind,
+    /// Where external snapshot files go (memory file, overlays). Only used for `External`.
+    pub state_dir: Option<std::path::PathBuf>,
+}
+
+/// What a finished save measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedSnapshot {
+    pub kind: SnapshotKind,
+    pub memory_bytes: i64,
+    /// Memory plus disk delta.
+    pub size_bytes: i64,
+    pub disk_formats: Vec<String>,
+    pub cpu: CpuInfo,
+    pub cpu_xml: Option<String>,
+    /// Name of libvirt's parent snapshot, if any.
+    pub parent: Option<String>,
+}
+
+/// What libvirt shows of a snapshot, for the reconciler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotProbe {
+    Present,
+    Absent,
+}
+
+/// The compute backend. Implementations must not block the async runtime.
+#[async_trait]
+pub trait ComputeBackend: Send + Sync + 'static {
+    /// Configured host names.
+    fn hosts(&self) -> Vec<String>;
+
+    /// Finds an instance on whichever host has it.
+    async fn locate(&self, instance: Uuid) -> Result<Instance, ComputeError>;
+
+    /// Checks, before any work, that `instance` can get a snapshot of `kind` with memory.
+    async fn check_save(&self, instance: &Instance, kind: SnapshotKind) -> Result<(), ComputeError>;
+
+    /// Takes a snapshot with memory of a running instance.
+    async fn save(&self, host: &str, req: SaveRequest) -> Result<SavedSnapshot, ComputeError>;
+
+    /// Reverts the instance to the snapshot and leaves it running.
+    async fn apply(&self, host: &str, instance: Uuid, snapshot_name: &str) -> Result<(), ComputeError>;
+
+    /// Deletes the snapshot and every file it owns.
+    async fn delete(&self, host: &str, instance: Uuid, snapshot_name: &str) -> Result<(), ComputeError>;
+
+    /// Whether libvirt has the snapshot.
+    async fn probe(&self, host: &str, instance: Uuid, snapshot_name: &str) -> Result<SnapshotProbe, ComputeError>;
+
+    /// Snapshot names libvirt has for the instance.
+    async fn list_snapshots(&self, host: &str, instance: Uuid) -> Result<Vec<String>, ComputeError>;
+
+    /// The host's CPU as libvirt sees it (model and features).
+    async fn host_cpu(&self, host: &str) -> Result<CpuInfo, ComputeError>;
+
+    /// Compares a saved guest CPU (libvirt XML) with the host.
+    async fn compare_cpu(&self, host: &str, cpu_xml: &str) -> Result<CpuCompatibility, ComputeError>;
+
+    /// Checks the connection to one host, reconnecting if it dropped.
+    async fn ping(&self, host: &str) -> Result<(), ComputeError>;
+}

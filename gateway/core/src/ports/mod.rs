@@ -1,0 +1,13 @@
+//! The small traits through which the service reaches outside systems. One implementation
+//! crate per trait: `snapgate-compute` (libvirt), `snapgate-quota` (Redis and in-process),
+//! `snapgate-policy` (wasmtime), `snapgate-store` (sea-orm).
+
+pub mod compute;
+pub mod policy;
+pub mod quota;
+pub mod repository;
+
+pub use compute::{ComputeBackend, ComputeError, SaveRequest, SavedSnapshot, SnapshotProbe};
+pub use policy::{Decision, PolicyEngine, PolicyInput, PolicyOutcome, PolicyState, QuotaUsageView};
+pub use quota::{QuotaError, QuotaLimits, QuotaReservation, QuotaResource, QuotaStore, QuotaUsage, ResourceUsage};
+pub use repository::{ListPage, RepoError, Repository, TenantTotals};

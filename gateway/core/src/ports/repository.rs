@@ -1,0 +1,137 @@
+//! Persistence of states, operations, quota limits, instance owners and policy decisions.
+//! The sea-orm implementation (SQLite and PostgreSQL) is `snapgate-store`.
+//!
+//! Every method that changes a state together with its operation does so in one transaction,
+//! so a crash never leaves one without the other.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::policy::Decision;
+use super::quota::QuotaLimits;
+use crate::{Operation, OperationKind, State, StateStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("a state named {0:?} already exists for this instance")]
+    DuplicateName(String),
+    /// Another state-changing operation is running on the instance.
+    #[error("instance is busy with operation {0}")]
+    InstanceBusy(Uuid),
+    /// The state is not in the status the change needs.
+    #[error("state is {0}")]
+    WrongStatus(StateStatus),
+    #[error("not found")]
+    NotFound,
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+/// One page of a listing, newest first.
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    pub items: Vec<State>,
+    /// True when more items follow the last one.
+    pub more: bool,
+}
+
+/// What a tenant keeps, counted from the database (the source of truth for quota usage).
+/// Kept states are those `available`, `applying` or `deleting`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantTotals {
+    pub tenant: String,
+    pub states: i64,
+    pub bytes: i64,
+}
+
+/// A recorded policy decision with its request context.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DecisionRecord {
+    pub id: Uuid,
+    pub time: DateTime<Utc>,
+    pub tenant: String,
+    pub instance_uuid: Uuid,
+    pub operation: OperationKind,
+    pub dry_run: bool,
+    #[serde(flatten)]
+    pub decision: Decision,
+}
+
+/// Filter for decision listings; `None` matches all.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionFilter {
+    pub tenant: Option<String>,
+    pub plugin: Option<String>,
+    pub outcome: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub limit: u64,
+}
+
+#[async_trait]
+pub trait Repository: Send + Sync + 'static {
+    /// Health check.
+    async fn ping(&self) -> Result<(), RepoError>;
+
+    // ---- states and operations ---------------------------------------------------------
+
+    /// Records a new state (status `saving`) and its save operation, and takes the instance's
+    /// operation lock. Fails with `DuplicateName` or `InstanceBusy`.
+    async fn begin_save(&self, state: &State, op: &Operation) -> Result<(), RepoError>;
+
+    /// Records an apply or delete operation, moves the state from `from` (normally `available`)
+    /// to `to` (`applying`/`deleting`) and takes the instance's lock.
+    async fn begin_state_operation(
+        &self,
+        op: &Operation,
+        from: &[StateStatus],
+        to: StateStatus,
+    ) -> Result<(), RepoError>;
+
+    /// Marks an operation running.
+    async fn mark_running(&self, op: Uuid, at: DateTime<Utc>) -> Result<(), RepoError>;
+
+    /// Ends an operation: stores it as given (status, error, times), writes the state as given
+    /// (or deletes the state row when `state` is `None`), and frees the instance's lock.
+    async fn finish_operation(&self, op: &Operation, state: Option<&State>) -> Result<(), RepoError>;
+
+    async fn get_state(&self, uuid: Uuid) -> Result<Option<State>, RepoError>;
+
+    /// States of an instance, newest first, starting after `marker` (a state uuid).
+    async fn list_states(&self, instance: Uuid, limit: u64, marker: Option<Uuid>) -> Result<ListPage, RepoError>;
+
+    /// Number of states an instance keeps (any status).
+    async fn count_states(&self, instance: Uuid) -> Result<u64, RepoError>;
+
+    async fn get_operation(&self, uuid: Uuid) -> Result<Option<Operation>, RepoError>;
+
+    /// Operations not yet finished (pending or running), oldest first.
+    async fn unfinished_operations(&self) -> Result<Vec<Operation>, RepoError>;
+
+    /// Deletes finished operations that ended before `before`; returns how many.
+    async fn purge_operations(&self, before: DateTime<Utc>) -> Result<u64, RepoError>;
+
+    /// Kept states and bytes per tenant.
+    async fn tenant_totals(&self) -> Result<Vec<TenantTotals>, RepoError>;
+
+    /// States recorded for an instance on a host (for the reconciler's orphan search).
+    async fn states_of_instance(&self, instance: Uuid) -> Result<Vec<State>, RepoError>;
+
+    // ---- tenants ------------------------------------------------------------------------
+
+    async fn instance_owner(&self, instance: Uuid) -> Result<Option<String>, RepoError>;
+    async fn set_instance_owner(&self, instance: Uuid, tenant: Option<&str>) -> Result<(), RepoError>;
+
+    async fn quota_limits(&self, tenant: &str) -> Result<Option<QuotaLimits>, RepoError>;
+    async fn set_quota_limits(&self, tenant: &str, limits: Option<&QuotaLimits>) -> Result<(), RepoError>;
+
+    // ---- policy decisions ----------------------------------------------------------------
+
+    async fn record_decisions(&self, records: &[DecisionRecord]) -> Result<(), RepoError>;
+    async fn list_decisions(&self, filter: &DecisionFilter) -> Result<Vec<DecisionRecord>, RepoError>;
+}

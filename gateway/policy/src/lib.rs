@@ -1,0 +1,1 @@
+//! snapgate-policy (work in progress)

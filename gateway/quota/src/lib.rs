@@ -1,0 +1,1 @@
+//! snapgate-quota (work in progress)

@@ -1,0 +1,1 @@
+//! snapgate-store (work in progress)
