@@ -7,7 +7,9 @@ use utoipa::ToSchema;
 use crate::TenantId;
 
 /// Roles, each implying the ones below it: `admin` ⊃ `member` ⊃ `reader`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Reader,
@@ -47,7 +49,11 @@ pub struct Caller {
 impl Caller {
     pub fn new(tenant: impl Into<String>, role: Role) -> Self {
         let tenant = tenant.into();
-        Self { subject: format!("{tenant}:{}", role.as_str()), tenant, role }
+        Self {
+            subject: format!("{tenant}:{}", role.as_str()),
+            tenant,
+            role,
+        }
     }
 
     pub fn has(&self, role: Role) -> bool {

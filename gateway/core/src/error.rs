@@ -34,11 +34,22 @@ pub enum ServiceError {
     #[error("{message}")]
     Unsupported { code: &'static str, message: String },
     #[error("quota exceeded for {}", resource.as_str())]
-    QuotaExceeded { resource: QuotaResource, limit: i64, in_use: i64, reserved: i64, requested: i64 },
+    QuotaExceeded {
+        resource: QuotaResource,
+        limit: i64,
+        in_use: i64,
+        reserved: i64,
+        requested: i64,
+    },
     #[error("save rate limit reached")]
     RateLimited { retry_after_secs: u64 },
     #[error("denied by policy {plugin}: {reason}")]
-    PolicyDenied { plugin: String, code: String, reason: String, warnings: Vec<String> },
+    PolicyDenied {
+        plugin: String,
+        code: String,
+        reason: String,
+        warnings: Vec<String>,
+    },
     #[error("quota backend unavailable")]
     QuotaUnavailable { retry_after_secs: u64 },
     /// A backend (database or compute host) cannot be reached (503).
@@ -66,11 +77,17 @@ pub struct ErrorDetail {
 
 impl ServiceError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        ServiceError::BadRequest { code, message: message.into() }
+        ServiceError::BadRequest {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn not_found(what: &'static str, id: impl ToString) -> Self {
-        ServiceError::NotFound { what, id: id.to_string() }
+        ServiceError::NotFound {
+            what,
+            id: id.to_string(),
+        }
     }
 
     /// HTTP status of the variant.
@@ -79,7 +96,9 @@ impl ServiceError {
             ServiceError::BadRequest { .. } => 400,
             ServiceError::Forbidden(_) => 403,
             ServiceError::NotFound { .. } => 404,
-            ServiceError::DuplicateName(_) | ServiceError::InstanceBusy(_) | ServiceError::StateNotAvailable(_) => 409,
+            ServiceError::DuplicateName(_)
+            | ServiceError::InstanceBusy(_)
+            | ServiceError::StateNotAvailable(_) => 409,
             ServiceError::Unsupported { code, .. } if *code == "instance_not_running" => 409,
             ServiceError::Unsupported { .. } => 422,
             ServiceError::QuotaExceeded { .. } | ServiceError::PolicyDenied { .. } => 403,
@@ -117,9 +136,8 @@ impl ServiceError {
     /// Seconds for a `Retry-After` header, where one fits.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            ServiceError::RateLimited { retry_after_secs } | ServiceError::QuotaUnavailable { retry_after_secs } => {
-                Some(*retry_after_secs)
-            }
+            ServiceError::RateLimited { retry_after_secs }
+            | ServiceError::QuotaUnavailable { retry_after_secs } => Some(*retry_after_secs),
             ServiceError::Unavailable { .. } => Some(5),
             _ => None,
         }
@@ -128,20 +146,40 @@ impl ServiceError {
     pub fn body(&self) -> ErrorBody {
         let details = match self {
             ServiceError::InstanceBusy(op) => json!({ "operation": op }),
-            ServiceError::QuotaExceeded { resource, limit, in_use, reserved, requested } => json!({
+            ServiceError::QuotaExceeded {
+                resource,
+                limit,
+                in_use,
+                reserved,
+                requested,
+            } => json!({
                 "resource": resource.as_str(), "limit": limit, "in_use": in_use,
                 "reserved": reserved, "requested": requested,
             }),
-            ServiceError::PolicyDenied { plugin, code, reason, warnings } => json!({
+            ServiceError::PolicyDenied {
+                plugin,
+                code,
+                reason,
+                warnings,
+            } => json!({
                 "plugin": plugin, "policy_code": code, "reason": reason, "warnings": warnings,
             }),
-            ServiceError::RateLimited { retry_after_secs } | ServiceError::QuotaUnavailable { retry_after_secs } => {
+            ServiceError::RateLimited { retry_after_secs }
+            | ServiceError::QuotaUnavailable { retry_after_secs } => {
                 json!({ "retry_after": retry_after_secs })
             }
             _ => json!({}),
         };
-        let Value::Object(details) = details else { unreachable!("json! object") };
-        ErrorBody { error: ErrorDetail { code: self.code().to_owned(), message: self.to_string(), details } }
+        let Value::Object(details) = details else {
+            unreachable!("json! object")
+        };
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+                details,
+            },
+        }
     }
 }
 
@@ -151,10 +189,16 @@ impl From<RepoError> for ServiceError {
             RepoError::DuplicateName(n) => ServiceError::DuplicateName(n),
             RepoError::InstanceBusy(op) => ServiceError::InstanceBusy(op),
             RepoError::WrongStatus(s) => ServiceError::StateNotAvailable(s.to_string()),
-            RepoError::NotFound => ServiceError::NotFound { what: "resource", id: String::new() },
+            RepoError::NotFound => ServiceError::NotFound {
+                what: "resource",
+                id: String::new(),
+            },
             RepoError::Unavailable(m) => {
                 tracing::error!(error = %m, "database unavailable");
-                ServiceError::Unavailable { code: "database_unavailable", message: "database unavailable".into() }
+                ServiceError::Unavailable {
+                    code: "database_unavailable",
+                    message: "database unavailable".into(),
+                }
             }
             RepoError::Other(m) => {
                 tracing::error!(error = %m, "database error");
@@ -167,13 +211,27 @@ impl From<RepoError> for ServiceError {
 impl From<QuotaError> for ServiceError {
     fn from(e: QuotaError) -> Self {
         match e {
-            QuotaError::Exceeded { resource, limit, in_use, reserved, requested } => {
-                ServiceError::QuotaExceeded { resource, limit, in_use, reserved, requested }
+            QuotaError::Exceeded {
+                resource,
+                limit,
+                in_use,
+                reserved,
+                requested,
+            } => ServiceError::QuotaExceeded {
+                resource,
+                limit,
+                in_use,
+                reserved,
+                requested,
+            },
+            QuotaError::RateLimited { retry_after_secs } => {
+                ServiceError::RateLimited { retry_after_secs }
             }
-            QuotaError::RateLimited { retry_after_secs } => ServiceError::RateLimited { retry_after_secs },
             QuotaError::Unavailable(m) => {
                 tracing::warn!(error = %m, "quota backend unavailable");
-                ServiceError::QuotaUnavailable { retry_after_secs: 5 }
+                ServiceError::QuotaUnavailable {
+                    retry_after_secs: 5,
+                }
             }
         }
     }
@@ -183,14 +241,22 @@ impl From<ComputeError> for ServiceError {
     fn from(e: ComputeError) -> Self {
         match e {
             ComputeError::InstanceNotFound(id) => ServiceError::not_found("instance", id),
-            ComputeError::Unsupported { code, message } => ServiceError::Unsupported { code, message },
+            ComputeError::Unsupported { code, message } => {
+                ServiceError::Unsupported { code, message }
+            }
             ComputeError::HostUnreachable { ref host, .. } => {
                 tracing::warn!(error = %e, "compute host unreachable");
-                ServiceError::Unavailable { code: "compute_unavailable", message: format!("compute host {host} unreachable") }
+                ServiceError::Unavailable {
+                    code: "compute_unavailable",
+                    message: format!("compute host {host} unreachable"),
+                }
             }
             other => {
                 tracing::error!(error = %other, "compute backend error");
-                ServiceError::Unavailable { code: "compute_error", message: "compute backend error".into() }
+                ServiceError::Unavailable {
+                    code: "compute_error",
+                    message: "compute backend error".into(),
+                }
             }
         }
     }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod domain;
 pub mod error;
 pub mod ports;
+pub mod service;
 
 pub use domain::*;
 pub use error::{ErrorBody, ServiceError};

@@ -82,28 +82,49 @@ pub trait ComputeBackend: Send + Sync + 'static {
     async fn locate(&self, instance: Uuid) -> Result<Instance, ComputeError>;
 
     /// Checks, before any work, that `instance` can get a snapshot of `kind` with memory.
-    async fn check_save(&self, instance: &Instance, kind: SnapshotKind) -> Result<(), ComputeError>;
+    async fn check_save(&self, instance: &Instance, kind: SnapshotKind)
+        -> Result<(), ComputeError>;
 
     /// Takes a snapshot with memory of a running instance.
     async fn save(&self, host: &str, req: SaveRequest) -> Result<SavedSnapshot, ComputeError>;
 
     /// Reverts the instance to the snapshot and leaves it running.
-    async fn apply(&self, host: &str, instance: Uuid, snapshot_name: &str) -> Result<(), ComputeError>;
+    async fn apply(
+        &self,
+        host: &str,
+        instance: Uuid,
+        snapshot_name: &str,
+    ) -> Result<(), ComputeError>;
 
     /// Deletes the snapshot and every file it owns.
-    async fn delete(&self, host: &str, instance: Uuid, snapshot_name: &str) -> Result<(), ComputeError>;
+    async fn delete(
+        &self,
+        host: &str,
+        instance: Uuid,
+        snapshot_name: &str,
+    ) -> Result<(), ComputeError>;
 
     /// Whether libvirt has the snapshot.
-    async fn probe(&self, host: &str, instance: Uuid, snapshot_name: &str) -> Result<SnapshotProbe, ComputeError>;
+    async fn probe(
+        &self,
+        host: &str,
+        instance: Uuid,
+        snapshot_name: &str,
+    ) -> Result<SnapshotProbe, ComputeError>;
 
     /// Snapshot names libvirt has for the instance.
-    async fn list_snapshots(&self, host: &str, instance: Uuid) -> Result<Vec<String>, ComputeError>;
+    async fn list_snapshots(&self, host: &str, instance: Uuid)
+        -> Result<Vec<String>, ComputeError>;
 
     /// The host's CPU as libvirt sees it (model and features).
     async fn host_cpu(&self, host: &str) -> Result<CpuInfo, ComputeError>;
 
     /// Compares a saved guest CPU (libvirt XML) with the host.
-    async fn compare_cpu(&self, host: &str, cpu_xml: &str) -> Result<CpuCompatibility, ComputeError>;
+    async fn compare_cpu(
+        &self,
+        host: &str,
+        cpu_xml: &str,
+    ) -> Result<CpuCompatibility, ComputeError>;
 
     /// Checks the connection to one host, reconnecting if it dropped.
     async fn ping(&self, host: &str) -> Result<(), ComputeError>;

@@ -9,5 +9,7 @@ pub mod repository;
 
 pub use compute::{ComputeBackend, ComputeError, SaveRequest, SavedSnapshot, SnapshotProbe};
 pub use policy::{Decision, PolicyEngine, PolicyInput, PolicyOutcome, PolicyState, QuotaUsageView};
-pub use quota::{QuotaError, QuotaLimits, QuotaReservation, QuotaResource, QuotaStore, QuotaUsage, ResourceUsage};
+pub use quota::{
+    QuotaError, QuotaLimits, QuotaReservation, QuotaResource, QuotaStore, QuotaUsage, ResourceUsage,
+};
 pub use repository::{ListPage, RepoError, Repository, TenantTotals};

@@ -52,8 +52,12 @@ pub struct QuotaLimits {
 }
 
 impl QuotaLimits {
-    pub const UNLIMITED: QuotaLimits =
-        QuotaLimits { states: -1, state_bytes: -1, concurrent_operations: -1, saves_per_hour: -1 };
+    pub const UNLIMITED: QuotaLimits = QuotaLimits {
+        states: -1,
+        state_bytes: -1,
+        concurrent_operations: -1,
+        saves_per_hour: -1,
+    };
 
     pub fn get(&self, r: QuotaResource) -> i64 {
         match r {
@@ -98,7 +102,13 @@ pub struct QuotaUsage {
 #[derive(Debug, thiserror::Error)]
 pub enum QuotaError {
     #[error("quota exceeded for {}: limit {limit}, in use {in_use}, reserved {reserved}, requested {requested}", resource.as_str())]
-    Exceeded { resource: QuotaResource, limit: i64, in_use: i64, reserved: i64, requested: i64 },
+    Exceeded {
+        resource: QuotaResource,
+        limit: i64,
+        in_use: i64,
+        reserved: i64,
+        requested: i64,
+    },
     #[error("save rate limit reached; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("quota backend unavailable: {0}")]
@@ -110,29 +120,53 @@ pub trait QuotaStore: Send + Sync + 'static {
     /// Atomically checks every resource against `limits` and reserves all of them, or none.
     /// Idempotent per `r.operation`: reserving again for the same operation changes nothing.
     /// The reservation is a lease that lapses after `lease` unless committed or released.
-    async fn reserve(&self, r: &QuotaReservation, limits: &QuotaLimits, lease: Duration) -> Result<(), QuotaError>;
+    async fn reserve(
+        &self,
+        r: &QuotaReservation,
+        limits: &QuotaLimits,
+        lease: Duration,
+    ) -> Result<(), QuotaError>;
 
     /// Extends the lease of a reservation still running.
-    async fn renew(&self, tenant: &str, operation: Uuid, lease: Duration) -> Result<(), QuotaError>;
+    async fn renew(&self, tenant: &str, operation: Uuid, lease: Duration)
+        -> Result<(), QuotaError>;
 
     /// The operation succeeded: its states and bytes (corrected to `actual_bytes` when given)
     /// move from reserved to in use; its operation slot is freed. Idempotent.
-    async fn commit(&self, tenant: &str, operation: Uuid, actual_bytes: Option<i64>) -> Result<(), QuotaError>;
+    async fn commit(
+        &self,
+        tenant: &str,
+        operation: Uuid,
+        actual_bytes: Option<i64>,
+    ) -> Result<(), QuotaError>;
 
     /// The operation ended without keeping anything: every unit it reserved is freed. Idempotent.
     async fn release(&self, tenant: &str, operation: Uuid) -> Result<(), QuotaError>;
 
     /// A delete finished: `states` and `bytes` leave the tenant's in-use totals. Idempotent per
     /// `operation`.
-    async fn free(&self, tenant: &str, operation: Uuid, states: i64, bytes: i64) -> Result<(), QuotaError>;
+    async fn free(
+        &self,
+        tenant: &str,
+        operation: Uuid,
+        states: i64,
+        bytes: i64,
+    ) -> Result<(), QuotaError>;
 
     /// Current usage of a tenant against `limits`.
     async fn usage(&self, tenant: &str, limits: &QuotaLimits) -> Result<QuotaUsage, QuotaError>;
 
     /// Replaces every tenant's in-use totals with the database's truth. Tenants absent from
-    /// `totals` are set to zero. Reservations of operations in `live_operations` are kept; all
-    /// others are dropped.
-    async fn rebuild(&self, totals: &[TenantTotals], live_operations: &[Uuid]) -> Result<(), QuotaError>;
+    /// `totals` are set to zero. The reservations become exactly `live`: the operations the
+    /// database shows unfinished, each with what it reserved (a reservation already present
+    /// for one of them is kept as it is; reservations of operations not in `live` are
+    /// dropped; missing ones, e.g. after Redis lost its data, are recreated with `lease`).
+    async fn rebuild(
+        &self,
+        totals: &[TenantTotals],
+        live: &[QuotaReservation],
+        lease: Duration,
+    ) -> Result<(), QuotaError>;
 
     /// False when the store has lost its data (a restarted or flushed Redis) and needs a
     /// rebuild before it can be trusted.

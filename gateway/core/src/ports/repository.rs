@@ -93,17 +93,30 @@ pub trait Repository: Send + Sync + 'static {
         to: StateStatus,
     ) -> Result<(), RepoError>;
 
-    /// Marks an operation running.
+    /// Marks an operation running (status, `started_at` and `updated_at` = `at`).
     async fn mark_running(&self, op: Uuid, at: DateTime<Utc>) -> Result<(), RepoError>;
+
+    /// Heartbeat of a running operation: sets only `updated_at` = `at`, so other gateways can
+    /// tell live work from the work of a dead gateway (see `unfinished_operations`).
+    async fn touch_operation(&self, op: Uuid, at: DateTime<Utc>) -> Result<(), RepoError>;
 
     /// Ends an operation: stores it as given (status, error, times), writes the state as given
     /// (or deletes the state row when `state` is `None`), and frees the instance's lock.
-    async fn finish_operation(&self, op: &Operation, state: Option<&State>) -> Result<(), RepoError>;
+    async fn finish_operation(
+        &self,
+        op: &Operation,
+        state: Option<&State>,
+    ) -> Result<(), RepoError>;
 
     async fn get_state(&self, uuid: Uuid) -> Result<Option<State>, RepoError>;
 
     /// States of an instance, newest first, starting after `marker` (a state uuid).
-    async fn list_states(&self, instance: Uuid, limit: u64, marker: Option<Uuid>) -> Result<ListPage, RepoError>;
+    async fn list_states(
+        &self,
+        instance: Uuid,
+        limit: u64,
+        marker: Option<Uuid>,
+    ) -> Result<ListPage, RepoError>;
 
     /// Number of states an instance keeps (any status).
     async fn count_states(&self, instance: Uuid) -> Result<u64, RepoError>;
@@ -125,13 +138,24 @@ pub trait Repository: Send + Sync + 'static {
     // ---- tenants ------------------------------------------------------------------------
 
     async fn instance_owner(&self, instance: Uuid) -> Result<Option<String>, RepoError>;
-    async fn set_instance_owner(&self, instance: Uuid, tenant: Option<&str>) -> Result<(), RepoError>;
+    async fn set_instance_owner(
+        &self,
+        instance: Uuid,
+        tenant: Option<&str>,
+    ) -> Result<(), RepoError>;
 
     async fn quota_limits(&self, tenant: &str) -> Result<Option<QuotaLimits>, RepoError>;
-    async fn set_quota_limits(&self, tenant: &str, limits: Option<&QuotaLimits>) -> Result<(), RepoError>;
+    async fn set_quota_limits(
+        &self,
+        tenant: &str,
+        limits: Option<&QuotaLimits>,
+    ) -> Result<(), RepoError>;
 
     // ---- policy decisions ----------------------------------------------------------------
 
     async fn record_decisions(&self, records: &[DecisionRecord]) -> Result<(), RepoError>;
-    async fn list_decisions(&self, filter: &DecisionFilter) -> Result<Vec<DecisionRecord>, RepoError>;
+    async fn list_decisions(
+        &self,
+        filter: &DecisionFilter,
+    ) -> Result<Vec<DecisionRecord>, RepoError>;
 }

@@ -1,0 +1,94 @@
+//! Who may see and change what. Tenants are walls: anything of another tenant is reported as
+//! not found, exactly like something that does not exist.
+
+use uuid::Uuid;
+
+use super::Service;
+use crate::auth::{Caller, Role};
+use crate::ports::ComputeError;
+use crate::{Instance, ServiceError, State};
+
+/// An instance the caller may see, with the tenant that owns it.
+pub(super) struct VisibleInstance {
+    /// `None` when the compute host could not be reached but the database knows the instance.
+    pub instance: Option<Instance>,
+    pub owner: String,
+}
+
+impl VisibleInstance {
+    /// The instance as the compute backend shows it; needed by every call that dispatches.
+    pub fn live(self) -> Result<(Instance, String), ServiceError> {
+        match self.instance {
+            Some(i) => Ok((i, self.owner)),
+            None => Err(ServiceError::Unavailable {
+                code: "compute_unavailable",
+                message: "the compute host of this instance is unreachable".into(),
+            }),
+        }
+    }
+}
+
+pub(super) fn require(caller: &Caller, role: Role) -> Result<(), ServiceError> {
+    if caller.has(role) {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(format!(
+            "this call needs the {} role",
+            role.as_str()
+        )))
+    }
+}
+
+impl Service {
+    /// Finds an instance and checks the caller may see it. The owner is the tenant set by an
+    /// admin through the API, else the one in the domain's metadata. An instance with no owner
+    /// is visible to admins only.
+    pub(super) async fn visible_instance(
+        &self,
+        caller: &Caller,
+        uuid: Uuid,
+    ) -> Result<VisibleInstance, ServiceError> {
+        let assigned = self.repo.instance_owner(uuid).await?;
+        let located = self.compute.locate(uuid).await;
+        let (instance, owner) = match located {
+            Ok(instance) => {
+                let owner = assigned.or_else(|| instance.owner_tenant.clone());
+                (Some(instance), owner)
+            }
+            Err(ComputeError::InstanceNotFound(_)) => {
+                return Err(ServiceError::not_found("instance", uuid))
+            }
+            Err(e @ (ComputeError::HostUnreachable { .. } | ComputeError::Backend { .. })) => {
+                // Reads go on while a host is down, for instances the database knows.
+                let known = self.repo.states_of_instance(uuid).await?;
+                match known.first() {
+                    Some(state) => (None, assigned.or_else(|| Some(state.tenant_id.clone()))),
+                    None => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match owner {
+            Some(owner) if caller.can_see(&owner) => Ok(VisibleInstance { instance, owner }),
+            // An unowned instance is charged to the admin who acts on it.
+            None if caller.is_admin() => Ok(VisibleInstance {
+                instance,
+                owner: caller.tenant.clone(),
+            }),
+            _ => Err(ServiceError::not_found("instance", uuid)),
+        }
+    }
+
+    /// A state of `instance` the caller may see.
+    pub(super) async fn visible_state(
+        &self,
+        caller: &Caller,
+        instance: Uuid,
+        state: Uuid,
+    ) -> Result<State, ServiceError> {
+        match self.repo.get_state(state).await? {
+            Some(s) if s.instance_uuid == instance && caller.can_see(&s.tenant_id) => Ok(s),
+            _ => Err(ServiceError::not_found("state", state)),
+        }
+    }
+}

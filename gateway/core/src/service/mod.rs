@@ -1,0 +1,194 @@
+//! The service: owns every flow. Handlers call it with a [`Caller`] and plain values; it
+//! authorizes, reserves quota, asks the policy chain, dispatches to the compute backend and
+//! persists, in that order, and undoes what it did when a later step fails.
+
+mod access;
+mod operations;
+mod quotas;
+mod reconcile;
+mod runner;
+mod states;
+pub mod validate;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::ports::{ComputeBackend, PolicyEngine, QuotaLimits, QuotaStore, Repository};
+use crate::SaveMode;
+
+pub use operations::WaitOutcome;
+pub use quotas::QuotaView;
+pub use reconcile::ReconcileReport;
+pub use states::{Accepted, DryRunVerdict, SaveInput, StateChange};
+
+/// Settings the service needs (a slice of the gateway's config).
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// How saves are made when the request does not say.
+    pub save_mode: SaveMode,
+    /// Where external snapshot files are written (one folder per state).
+    pub state_dir: PathBuf,
+    /// How long finished operations stay readable.
+    pub operation_retention: Duration,
+    /// Quota limits of tenants with none of their own.
+    pub default_limits: QuotaLimits,
+    /// Lifetime of a quota reservation; renewed while its operation runs.
+    pub quota_lease: Duration,
+    /// An unfinished operation not touched for this long belongs to a dead gateway and is
+    /// reconciled. Running operations are touched every `stale_after / 4`.
+    pub stale_after: Duration,
+    /// When Redis is unreachable, let saves through (counted and logged) instead of 503.
+    pub quota_fail_open: bool,
+    pub default_page_size: u64,
+    pub max_page_size: u64,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        Self {
+            save_mode: SaveMode::Auto,
+            state_dir: PathBuf::from("data/states"),
+            operation_retention: Duration::from_secs(7 * 24 * 3600),
+            default_limits: QuotaLimits {
+                states: 50,
+                state_bytes: 200 << 30,
+                concurrent_operations: 5,
+                saves_per_hour: 60,
+            },
+            quota_lease: Duration::from_secs(15 * 60),
+            stale_after: Duration::from_secs(60),
+            quota_fail_open: false,
+            default_page_size: 50,
+            max_page_size: 500,
+        }
+    }
+}
+
+/// The outside systems the service drives.
+#[derive(Clone)]
+pub struct Backends {
+    pub repo: Arc<dyn Repository>,
+    pub compute: Arc<dyn ComputeBackend>,
+    pub quota: Arc<dyn QuotaStore>,
+    pub policy: Arc<dyn PolicyEngine>,
+}
+
+pub struct Service {
+    repo: Arc<dyn Repository>,
+    compute: Arc<dyn ComputeBackend>,
+    quota: Arc<dyn QuotaStore>,
+    policy: Arc<dyn PolicyEngine>,
+    settings: ServiceSettings,
+    /// Announces operation ids as they finish, so waiters on this gateway wake at once
+    /// (waiters on other replicas poll the database).
+    finished: broadcast::Sender<Uuid>,
+    /// Background work in flight, so shutdown can wait for it.
+    tasks: tokio_util_lite::TaskCounter,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    pub fn new(backends: Backends, settings: ServiceSettings) -> Arc<Self> {
+        let (finished, _) = broadcast::channel(1024);
+        Arc::new(Self {
+            repo: backends.repo,
+            compute: backends.compute,
+            quota: backends.quota,
+            policy: backends.policy,
+            settings,
+            finished,
+            tasks: tokio_util_lite::TaskCounter::default(),
+        })
+    }
+
+    pub fn settings(&self) -> &ServiceSettings {
+        &self.settings
+    }
+
+    pub fn repo(&self) -> &Arc<dyn Repository> {
+        &self.repo
+    }
+
+    pub fn compute(&self) -> &Arc<dyn ComputeBackend> {
+        &self.compute
+    }
+
+    pub fn quota_store(&self) -> &Arc<dyn QuotaStore> {
+        &self.quota
+    }
+
+    /// Operations this gateway is still running.
+    pub fn operations_in_flight(&self) -> usize {
+        self.tasks.count()
+    }
+
+    /// Waits until background operations of this gateway have ended, or `timeout` passes.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        self.tasks.wait_idle(timeout).await
+    }
+}
+
+/// A tiny counter of spawned tasks (tokio-util's TaskTracker without the dependency).
+mod tokio_util_lite {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::Notify;
+
+    #[derive(Default)]
+    pub struct TaskCounter {
+        inner: Arc<Inner>,
+    }
+
+    #[derive(Default)]
+    struct Inner {
+        running: AtomicUsize,
+        idle: Notify,
+    }
+
+    pub struct TaskGuard(Arc<Inner>);
+
+    impl Drop for TaskGuard {
+        fn drop(&mut self) {
+            if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+                self.0.idle.notify_waiters();
+            }
+        }
+    }
+
+    impl TaskCounter {
+        pub fn enter(&self) -> TaskGuard {
+            self.inner.running.fetch_add(1, Ordering::AcqRel);
+            TaskGuard(self.inner.clone())
+        }
+
+        pub fn count(&self) -> usize {
+            self.inner.running.load(Ordering::Acquire)
+        }
+
+        pub async fn wait_idle(&self, timeout: Duration) -> bool {
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                let notified = self.inner.idle.notified();
+                if self.count() == 0 {
+                    return true;
+                }
+                if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                    return self.count() == 0;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Bringing the records back in line with the world after a crash, and housekeeping.
+//!
+//! - Operations left unfinished by a dead gateway (no heartbeat for `stale_after`) are ended
+//!   from what libvirt shows: an interrupted save is rolled back (its snapshot, if libvirt made
+//!   it, is deleted, so no snapshot is left without a record); an interrupted apply is reported
+//!   failed; an interrupted delete is finished.
+//! - Quota usage is rebuilt from the database (the source of truth) at start and whenever the
+//!   quota store has lost its data.
+//! - Finished operations older than the retention are purged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::Serialize;
+
+use super::Service;
+use crate::ports::{ComputeError, QuotaReservation, SnapshotProbe};
+use crate::{ErrorInfo, Operation, OperationKind, OperationStatus, ServiceError, StateStatus};
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReconcileReport {
+    pub operations_ended: usize,
+    pub operations_pending: usize,
+    pub quota_rebuilt: bool,
+    pub operations_purged: u64,
+}
+
+impl Service {
+    /// One full pass: stale operations, quota (when `force_quota` or the store is empty), purge.
+    pub async fn reconcile(&self, force_quota: bool) -> Result<ReconcileReport, ServiceError> {
+        let mut report = ReconcileReport::default();
+        let (ended, pending) = self.reconcile_operations().await?;
+        report.operations_ended = ended;
+        report.operations_pending = pending;
+        let primed = match self.quota.is_primed().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "quota store unreachable; usage will be rebuilt when it is back");
+                true
+            }
+        };
+        if force_quota || !primed {
+            self.rebuild_quota().await?;
+            report.quota_rebuilt = true;
+        }
+        let before = Utc::now()
+            - chrono::Duration::from_std(self.settings.operation_retention)
+                .unwrap_or(chrono::Duration::days(7));
+        report.operations_purged = self.repo.purge_operations(before).await?;
+        Ok(report)
+    }
+
+    /// Recomputes quota usage from the database.
+    pub async fn rebuild_quota(&self) -> Result<(), ServiceError> {
+        let totals = self.repo.tenant_totals().await?;
+        let live: Vec<QuotaReservation> = self
+            .repo
+            .unfinished_operations()
+            .await?
+            .into_iter()
+            .map(|op| QuotaReservation {
+                tenant: op.tenant_id.clone(),
+                operation: op.uuid,
+                states: i64::from(op.kind == OperationKind::Save),
+                bytes: op.reserved_bytes,
+                operations: 1,
+                saves: i64::from(op.kind == OperationKind::Save),
+            })
+            .collect();
+        self.quota
+            .rebuild(&totals, &live, self.settings.quota_lease)
+            .await?;
+        tracing::info!(
+            tenants = totals.len(),
+            live = live.len(),
+            "quota usage rebuilt from the database"
+        );
+        metrics::counter!("snapgate_quota_rebuilds_total").increment(1);
+        Ok(())
+    }
+
+    /// Ends the operations of dead gateways. Returns (ended, still pending).
+    async fn reconcile_operations(&self) -> Result<(usize, usize), ServiceError> {
+        let stale_before = Utc::now()
+            - chrono::Duration::from_std(self.settings.stale_after)
+                .unwrap_or(chrono::Duration::minutes(1));
+        let mut ended = 0;
+        let mut pending = 0;
+        for op in self.repo.unfinished_operations().await? {
+            if op.updated_at > stale_before {
+                continue;
+            }
+            match self.end_interrupted(op.clone()).await {
+                Ok(()) => ended += 1,
+                Err(e) => {
+                    pending += 1;
+                    tracing::warn!(operation = %op.uuid, error = %e, "could not reconcile the operation yet");
+                }
+            }
+        }
+        if ended > 0 {
+            tracing::info!(ended, pending, "reconciled interrupted operations");
+        }
+        Ok((ended, pending))
+    }
+
+    async fn end_interrupted(&self, mut op: Operation) -> Result<(), ServiceError> {
+        let Some(mut state) = self.repo.get_state(op.state_uuid).await? else {
+            // The state row is already gone (a delete that was recorded): just end the operation.
+            op.status = OperationStatus::Succeeded;
+            op.finished_at = Some(Utc::now());
+            op.updated_at = Utc::now();
+            self.repo.finish_operation(&op, None).await?;
+            self.quota.release(&op.tenant_id, op.uuid).await.ok();
+            return Ok(());
+        };
+        let name = state.snapshot_name();
+        let now = Utc::now();
+        op.finished_at = Some(now);
+        op.updated_at = now;
+        state.updated_at = now;
+        let was_kept = state.error.is_none();
+        let kept_bytes = state.size_bytes.unwrap_or(0);
+        match op.kind {
+            OperationKind::Save => {
+                // Roll back: a snapshot libvirt made without our record of its end is removed.
+                if self
+                    .compute
+                    .probe(&op.host, op.instance_uuid, &name)
+                    .await?
+                    == SnapshotProbe::Present
+                {
+                    match self.compute.delete(&op.host, op.instance_uuid, &name).await {
+                        Ok(()) | Err(ComputeError::SnapshotNotFound(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                let info = ErrorInfo::new(
+                    "interrupted",
+                    "the gateway stopped during the save; it was rolled back",
+                );
+                op.status = OperationStatus::Failed;
+                op.error = Some(info.clone());
+                state.status = StateStatus::Error;
+                state.error = Some(info);
+                self.repo.finish_operation(&op, Some(&state)).await?;
+            }
+            OperationKind::Apply => {
+                op.status = OperationStatus::Failed;
+                op.error = Some(ErrorInfo::new(
+                    "interrupted",
+                    "the gateway stopped during the apply; the instance may or may not have been reverted",
+                ));
+                state.status = StateStatus::Available;
+                self.repo.finish_operation(&op, Some(&state)).await?;
+            }
+            OperationKind::Delete => {
+                match self
+                    .compute
+                    .delete(&state.host, op.instance_uuid, &name)
+                    .await
+                {
+                    Ok(()) | Err(ComputeError::SnapshotNotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                op.status = OperationStatus::Succeeded;
+                self.repo.finish_operation(&op, None).await?;
+            }
+        }
+        self.settle_quota(&op, &state, was_kept, kept_bytes).await;
+        metrics::counter!("snapgate_operations_reconciled_total", "kind" => op.kind.as_str())
+            .increment(1);
+        let _ = self.finished.send(op.uuid);
+        Ok(())
+    }
+
+    /// Runs [`Service::reconcile`] every `every` until the returned handle is aborted.
+    pub fn spawn_maintenance(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let service = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = service.reconcile(false).await {
+                    tracing::warn!(error = %e, "maintenance pass failed");
+                }
+            }
+        })
+    }
+}

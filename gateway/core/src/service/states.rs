@@ -1,0 +1,478 @@
+//! Save, apply, delete, list and get: the states API's flows.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::access::require;
+use super::{validate, Service};
+use crate::auth::{Caller, Role};
+use crate::ports::repository::DecisionRecord;
+use crate::ports::{
+    Decision, ListPage, PolicyInput, PolicyOutcome, PolicyState, QuotaError, QuotaReservation,
+    RepoError,
+};
+use crate::{
+    CpuCompatibility, CpuInfo, Instance, Operation, OperationKind, OperationStatus, SaveMode,
+    ServiceError, SnapshotKind, State, StateStatus,
+};
+
+/// A save request, already parsed.
+#[derive(Debug, Clone)]
+pub struct SaveInput {
+    pub name: String,
+    pub description: Option<String>,
+    /// Overrides the configured save mode.
+    pub mode: Option<SaveMode>,
+    pub dry_run: bool,
+}
+
+/// What an accepted state-changing call returns: the state and the operation doing the work.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub state: State,
+    pub operation: Operation,
+    /// Warnings from the policy chain.
+    pub warnings: Vec<String>,
+}
+
+/// The verdict of a dry run: what would happen, with nothing changed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DryRunVerdict {
+    pub dry_run: bool,
+    pub allowed: bool,
+    pub operation: OperationKind,
+    /// The enforcing plugin that would deny, with its code and reason.
+    pub denied_by: Option<String>,
+    pub denial_code: Option<String>,
+    pub denial_reason: Option<String>,
+    pub warnings: Vec<String>,
+    pub decisions: Vec<Decision>,
+}
+
+/// Either work accepted, or a dry run's verdict.
+#[derive(Debug, Clone)]
+pub enum StateChange {
+    Accepted(Accepted),
+    DryRun(DryRunVerdict),
+}
+
+impl Service {
+    pub async fn list_states(
+        &self,
+        caller: &Caller,
+        instance: Uuid,
+        limit: Option<u64>,
+        marker: Option<Uuid>,
+    ) -> Result<ListPage, ServiceError> {
+        require(caller, Role::Reader)?;
+        let visible = self.visible_instance(caller, instance).await?;
+        let limit = match limit {
+            None => self.settings.default_page_size,
+            Some(0) => {
+                return Err(ServiceError::bad_request(
+                    "invalid_parameter",
+                    "limit must be at least 1",
+                ))
+            }
+            Some(n) => n.min(self.settings.max_page_size),
+        };
+        let mut page = match self.repo.list_states(instance, limit, marker).await {
+            Err(RepoError::NotFound) => {
+                return Err(ServiceError::bad_request(
+                    "invalid_marker",
+                    "marker is not a state of this instance",
+                ))
+            }
+            other => other?,
+        };
+        // Another tenant's states of the same instance (after an ownership change) stay hidden.
+        page.items
+            .retain(|s| caller.can_see(&s.tenant_id) || s.tenant_id == visible.owner);
+        Ok(page)
+    }
+
+    pub async fn get_state(
+        &self,
+        caller: &Caller,
+        instance: Uuid,
+        state: Uuid,
+    ) -> Result<State, ServiceError> {
+        require(caller, Role::Reader)?;
+        self.visible_instance(caller, instance).await?;
+        self.visible_state(caller, instance, state).await
+    }
+
+    pub async fn save(
+        self: &Arc<Self>,
+        caller: &Caller,
+        instance: Uuid,
+        input: SaveInput,
+    ) -> Result<StateChange, ServiceError> {
+        validate::state_name(&input.name)?;
+        if let Some(d) = &input.description {
+            validate::description(d)?;
+        }
+        let (inst, tenant) = self.visible_instance(caller, instance).await?.live()?;
+        require(caller, Role::Member)?;
+        let kind = self.snapshot_kind(&inst, input.mode.unwrap_or(self.settings.save_mode));
+        self.compute.check_save(&inst, kind).await?;
+
+        let now = Utc::now();
+        let op_id = Uuid::now_v7();
+        let estimate = estimate_bytes(&inst);
+        let reservation = QuotaReservation {
+            tenant: tenant.clone(),
+            operation: op_id,
+            states: 1,
+            bytes: estimate,
+            operations: 1,
+            saves: 1,
+        };
+        self.reserve(&reservation, true).await?;
+
+        let outcome = self
+            .evaluate_policy(
+                caller,
+                &tenant,
+                &inst,
+                OperationKind::Save,
+                None,
+                input.dry_run,
+            )
+            .await;
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                self.release_quietly(&tenant, op_id).await;
+                return Err(e);
+            }
+        };
+        if input.dry_run {
+            self.release_quietly(&tenant, op_id).await;
+            return Ok(StateChange::DryRun(verdict(OperationKind::Save, outcome)));
+        }
+
+        let state_id = Uuid::now_v7();
+        let parent = inst
+            .current_snapshot
+            .as_deref()
+            .and_then(|n| Uuid::parse_str(n).ok());
+        let state = State {
+            uuid: state_id,
+            name: input.name,
+            date: now,
+            instance_uuid: instance,
+            tenant_id: tenant.clone(),
+            status: StateStatus::Saving,
+            description: input.description,
+            host: inst.host.clone(),
+            size_bytes: None,
+            memory_bytes: None,
+            includes_memory: true,
+            disk_formats: inst
+                .disks
+                .iter()
+                .map(|d| d.format.clone().unwrap_or_else(|| "unknown".into()))
+                .collect(),
+            cpu: Some(inst.cpu.clone()),
+            snapshot_kind: kind,
+            parent,
+            error: None,
+            updated_at: now,
+            cpu_xml: inst.cpu_xml.clone(),
+        };
+        let op = new_operation(op_id, OperationKind::Save, &state, now, estimate);
+        if let Err(e) = self.repo.begin_save(&state, &op).await {
+            self.release_quietly(&tenant, op_id).await;
+            return Err(e.into());
+        }
+        self.spawn_operation(op.clone(), state.clone());
+        Ok(StateChange::Accepted(Accepted {
+            state,
+            operation: op,
+            warnings: outcome.warnings,
+        }))
+    }
+
+    pub async fn apply(
+        self: &Arc<Self>,
+        caller: &Caller,
+        instance: Uuid,
+        state: Uuid,
+        dry_run: bool,
+    ) -> Result<StateChange, ServiceError> {
+        self.change_state(caller, instance, state, OperationKind::Apply, dry_run)
+            .await
+    }
+
+    pub async fn delete(
+        self: &Arc<Self>,
+        caller: &Caller,
+        instance: Uuid,
+        state: Uuid,
+        dry_run: bool,
+    ) -> Result<StateChange, ServiceError> {
+        self.change_state(caller, instance, state, OperationKind::Delete, dry_run)
+            .await
+    }
+
+    /// Apply and delete share one flow: find, authorize, policy, lock, dispatch.
+    async fn change_state(
+        self: &Arc<Self>,
+        caller: &Caller,
+        instance: Uuid,
+        state_id: Uuid,
+        kind: OperationKind,
+        dry_run: bool,
+    ) -> Result<StateChange, ServiceError> {
+        let visible = self.visible_instance(caller, instance).await?;
+        let state = self.visible_state(caller, instance, state_id).await?;
+        require(caller, Role::Member)?;
+        // Apply needs a good state; a delete also cleans up a state whose save failed.
+        let (from, to): (&[StateStatus], StateStatus) = match kind {
+            OperationKind::Apply => (&[StateStatus::Available], StateStatus::Applying),
+            _ => (
+                &[StateStatus::Available, StateStatus::Error],
+                StateStatus::Deleting,
+            ),
+        };
+        if !from.contains(&state.status) {
+            return Err(ServiceError::StateNotAvailable(state.status.to_string()));
+        }
+        let (inst, tenant) = visible.live()?;
+
+        let op_id = Uuid::now_v7();
+        // Applies and deletes hold an operation slot, but go on when the quota store is down:
+        // they free resources or touch none.
+        let reservation = QuotaReservation {
+            tenant: tenant.clone(),
+            operation: op_id,
+            states: 0,
+            bytes: 0,
+            operations: 1,
+            saves: 0,
+        };
+        self.reserve(&reservation, false).await?;
+
+        let outcome = match self
+            .evaluate_policy(caller, &tenant, &inst, kind, Some(&state), dry_run)
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                self.release_quietly(&tenant, op_id).await;
+                return Err(e);
+            }
+        };
+        if dry_run {
+            self.release_quietly(&tenant, op_id).await;
+            return Ok(StateChange::DryRun(verdict(kind, outcome)));
+        }
+
+        let now = Utc::now();
+        let mut op = new_operation(op_id, kind, &state, now, 0);
+        op.host = inst.host.clone();
+        if let Err(e) = self.repo.begin_state_operation(&op, from, to).await {
+            self.release_quietly(&tenant, op_id).await;
+            return Err(e.into());
+        }
+        let mut state = state;
+        state.status = to;
+        state.updated_at = now;
+        self.spawn_operation(op.clone(), state.clone());
+        Ok(StateChange::Accepted(Accepted {
+            state,
+            operation: op,
+            warnings: outcome.warnings,
+        }))
+    }
+
+    fn snapshot_kind(&self, inst: &Instance, mode: SaveMode) -> SnapshotKind {
+        match mode {
+            SaveMode::Internal => SnapshotKind::Internal,
+            SaveMode::External => SnapshotKind::External,
+            SaveMode::Auto
+                if inst
+                    .disks
+                    .iter()
+                    .all(|d| d.format.as_deref() == Some("qcow2")) =>
+            {
+                SnapshotKind::Internal
+            }
+            SaveMode::Auto => SnapshotKind::External,
+        }
+    }
+
+    /// Reserves quota. `required` (saves) fails closed when the store is down unless the
+    /// gateway is configured to fail open; other operations go on.
+    async fn reserve(&self, r: &QuotaReservation, required: bool) -> Result<(), ServiceError> {
+        let limits = self
+            .repo
+            .quota_limits(&r.tenant)
+            .await?
+            .unwrap_or(self.settings.default_limits);
+        match self
+            .quota
+            .reserve(r, &limits, self.settings.quota_lease)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(QuotaError::Unavailable(cause)) if !required || self.settings.quota_fail_open => {
+                tracing::warn!(%cause, tenant = %r.tenant, operation = %r.operation, "quota store unavailable; going on without a reservation");
+                metrics::counter!("snapgate_quota_fail_open_total", "required" => required.to_string()).increment(1);
+                Ok(())
+            }
+            Err(e) => {
+                if let QuotaError::Exceeded { resource, .. } = &e {
+                    metrics::counter!("snapgate_quota_rejections_total", "resource" => resource.as_str()).increment(1);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    pub(super) async fn release_quietly(&self, tenant: &str, op: Uuid) {
+        if let Err(e) = self.quota.release(tenant, op).await {
+            // The lease lapses by itself; the reconciler also drops reservations of dead operations.
+            tracing::warn!(error = %e, %tenant, operation = %op, "could not release a quota reservation");
+        }
+    }
+
+    /// Builds the policy input, runs the chain, records the decisions, and turns an enforcing
+    /// denial into an error.
+    async fn evaluate_policy(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+        inst: &Instance,
+        kind: OperationKind,
+        state: Option<&State>,
+        dry_run: bool,
+    ) -> Result<PolicyOutcome, ServiceError> {
+        let now = Utc::now();
+        let limits = self
+            .repo
+            .quota_limits(tenant)
+            .await?
+            .unwrap_or(self.settings.default_limits);
+        let quota = self.quota.usage(tenant, &limits).await.unwrap_or_default();
+        let instance_state_count = self
+            .repo
+            .count_states(inst.uuid)
+            .await?
+            .try_into()
+            .unwrap_or(u32::MAX);
+        let target_host_cpu = self.compute.host_cpu(&inst.host).await.unwrap_or_default();
+        let cpu_compatibility = match (kind, state.and_then(|s| s.cpu_xml.as_deref())) {
+            (OperationKind::Apply, Some(xml)) => self
+                .compute
+                .compare_cpu(&inst.host, xml)
+                .await
+                .unwrap_or(CpuCompatibility::Unknown),
+            _ => CpuCompatibility::Unknown,
+        };
+        let input = PolicyInput {
+            operation: kind,
+            tenant: tenant.to_owned(),
+            roles: caller.role_names(),
+            request_time: now,
+            instance: inst.clone(),
+            instance_state_count,
+            state: state.map(|s| PolicyState {
+                uuid: s.uuid,
+                name: s.name.clone(),
+                saved_on_host: s.host.clone(),
+                cpu: s.cpu.clone().unwrap_or_else(CpuInfo::default),
+                size_bytes: s.size_bytes.unwrap_or(0),
+                age_seconds: (now - s.date).num_seconds().max(0),
+            }),
+            target_host: inst.host.clone(),
+            target_host_cpu,
+            cpu_compatibility,
+            quota,
+        };
+        let outcome = self.policy.evaluate(&input).await;
+        if !outcome.decisions.is_empty() {
+            let records: Vec<DecisionRecord> = outcome
+                .decisions
+                .iter()
+                .map(|d| DecisionRecord {
+                    id: Uuid::now_v7(),
+                    time: now,
+                    tenant: tenant.to_owned(),
+                    instance_uuid: inst.uuid,
+                    operation: kind,
+                    dry_run,
+                    decision: d.clone(),
+                })
+                .collect();
+            // Losing a decision record must not fail the request; it is logged.
+            if let Err(e) = self.repo.record_decisions(&records).await {
+                tracing::error!(error = %e, "could not record policy decisions");
+            }
+        }
+        if let Some((plugin, code, reason)) = &outcome.denial {
+            if !dry_run {
+                return Err(ServiceError::PolicyDenied {
+                    plugin: plugin.clone(),
+                    code: code.clone(),
+                    reason: reason.clone(),
+                    warnings: outcome.warnings.clone(),
+                });
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+/// Bytes a save is expected to take: the guest's memory plus, for the disks, nothing until
+/// measured (their growth since the last snapshot is not known in advance). Corrected to the
+/// measured size when the save ends.
+fn estimate_bytes(inst: &Instance) -> i64 {
+    inst.memory_bytes.max(0)
+}
+
+fn new_operation(
+    id: Uuid,
+    kind: OperationKind,
+    state: &State,
+    now: chrono::DateTime<Utc>,
+    reserved_bytes: i64,
+) -> Operation {
+    Operation {
+        uuid: id,
+        kind,
+        status: OperationStatus::Pending,
+        instance_uuid: state.instance_uuid,
+        state_uuid: state.uuid,
+        tenant_id: state.tenant_id.clone(),
+        host: state.host.clone(),
+        error: None,
+        created_at: now,
+        updated_at: now,
+        started_at: None,
+        finished_at: None,
+        reserved_bytes,
+    }
+}
+
+fn verdict(kind: OperationKind, outcome: PolicyOutcome) -> DryRunVerdict {
+    let (denied_by, denial_code, denial_reason) = match outcome.denial {
+        Some((p, c, r)) => (Some(p), Some(c), Some(r)),
+        None => (None, None, None),
+    };
+    DryRunVerdict {
+        dry_run: true,
+        allowed: denied_by.is_none(),
+        operation: kind,
+        denied_by,
+        denial_code,
+        denial_reason,
+        warnings: outcome.warnings,
+        decisions: outcome.decisions,
+    }
+}
