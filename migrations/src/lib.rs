@@ -1,1 +1,40 @@
+//! The database schema of snapgate, one sea-orm migration per file. The same migrations run on
+//! SQLite (single node) and PostgreSQL (production); `snapgate-store` runs them at start and
+//! from `snapgate migrate`.
+//!
+//! Column types are chosen to be portable: UUIDs use sea-orm's `uuid` type (native `uuid` on
+//! PostgreSQL, a 16-byte blob on SQLite; both order by the raw bytes, which the pagination
+//! tiebreak relies on) and timestamps are `timestamp with time zone` (stored in UTC).
 
+pub use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_create_instance_states;
+mod m20261126_000002_create_operations;
+mod m20261126_000003_create_instance_locks;
+mod m20261126_000004_create_instance_owners;
+mod m20261126_000005_create_quota_limits;
+mod m20261126_000006_create_policy_decisions;
+
+pub use m20261126_000001_create_instance_states::InstanceStates;
+pub use m20261126_000002_create_operations::Operations;
+pub use m20261126_000003_create_instance_locks::InstanceLocks;
+pub use m20261126_000004_create_instance_owners::InstanceOwners;
+pub use m20261126_000005_create_quota_limits::QuotaLimits;
+pub use m20261126_000006_create_policy_decisions::PolicyDecisions;
+
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261126_000001_create_instance_states::Migration),
+            Box::new(m20261126_000002_create_operations::Migration),
+            Box::new(m20261126_000003_create_instance_locks::Migration),
+            Box::new(m20261126_000004_create_instance_owners::Migration),
+            Box::new(m20261126_000005_create_quota_limits::Migration),
+            Box::new(m20261126_000006_create_policy_decisions::Migration),
+        ]
+    }
+}
