@@ -1,0 +1,122 @@
+//! Admin calls: instance ownership, policy decisions, the plugin chain and its reload.
+
+use axum::extract::State as AppStateExt;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use snapgate_core::auth::Role;
+use snapgate_core::ports::repository::{DecisionFilter, DecisionRecord};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::Authenticated;
+use crate::error::ApiError;
+use crate::extract::{Body, PathParams, QueryParams};
+use crate::AppState;
+
+fn require_admin(caller: &snapgate_core::auth::Caller) -> Result<(), ApiError> {
+    if caller.has(Role::Admin) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this call needs the admin role",
+        ))
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerBody {
+    /// The tenant that owns the instance; `null` returns to the domain's metadata.
+    pub tenant_id: Option<String>,
+}
+
+#[utoipa::path(put, path = "/v1/instances/{instance_uuid}/owner", tag = "admin",
+    params(("instance_uuid" = Uuid, Path)), request_body = OwnerBody,
+    responses((status = 204), (status = 403, body = snapgate_core::ErrorBody), (status = 404, body = snapgate_core::ErrorBody)))]
+pub async fn set_owner(
+    AppStateExt(app): AppStateExt<AppState>,
+    Authenticated(caller): Authenticated,
+    PathParams(instance): PathParams<Uuid>,
+    Body(body): Body<OwnerBody>,
+) -> Result<StatusCode, ApiError> {
+    app.service
+        .set_instance_owner(&caller, instance, body.tenant_id.as_deref())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionQuery {
+    pub tenant: Option<String>,
+    pub plugin: Option<String>,
+    /// `allow`, `deny` or `error`.
+    pub outcome: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// At most 1000 (default 100).
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct DecisionList {
+    pub values: Vec<DecisionRecord>,
+}
+
+#[utoipa::path(get, path = "/v1/policy/decisions", tag = "admin", params(DecisionQuery),
+    responses((status = 200, body = DecisionList), (status = 403, body = snapgate_core::ErrorBody)))]
+pub async fn decisions(
+    AppStateExt(app): AppStateExt<AppState>,
+    Authenticated(caller): Authenticated,
+    QueryParams(q): QueryParams<DecisionQuery>,
+) -> Result<Json<DecisionList>, ApiError> {
+    require_admin(&caller)?;
+    let filter = DecisionFilter {
+        tenant: q.tenant,
+        plugin: q.plugin,
+        outcome: q.outcome,
+        since: q.since,
+        until: q.until,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let values = app
+        .service
+        .repo()
+        .list_decisions(&filter)
+        .await
+        .map_err(snapgate_core::ServiceError::from)?;
+    Ok(Json(DecisionList { values }))
+}
+
+#[utoipa::path(get, path = "/v1/policy/plugins", tag = "admin",
+    responses((status = 200, description = "the loaded chain, in order"), (status = 403, body = snapgate_core::ErrorBody)))]
+pub async fn plugins(
+    AppStateExt(app): AppStateExt<AppState>,
+    Authenticated(caller): Authenticated,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&caller)?;
+    Ok(Json(app.admin.policy_chain()))
+}
+
+/// Rebuilds the plugin chain from the configuration, off the request path, and swaps it in.
+/// A plugin that fails to load is refused and the old chain keeps serving.
+#[utoipa::path(post, path = "/v1/policy/reload", tag = "admin",
+    responses((status = 200, description = "the new chain"), (status = 422, body = snapgate_core::ErrorBody)))]
+pub async fn reload(
+    AppStateExt(app): AppStateExt<AppState>,
+    Authenticated(caller): Authenticated,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&caller)?;
+    match app.admin.reload_policy().await {
+        Ok(chain) => Ok(Json(chain)),
+        Err(message) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "policy_reload_failed",
+            message,
+        )),
+    }
+}

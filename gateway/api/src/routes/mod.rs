@@ -1,0 +1,5 @@
+pub mod admin;
+pub mod operations;
+pub mod quotas;
+pub mod states;
+pub mod system;

@@ -1,0 +1,55 @@
+//! `/v1/operations/{operation_uuid}`: long work, readable and waitable.
+
+use std::time::Duration;
+
+use axum::extract::State as AppStateExt;
+use axum::Json;
+use serde::Deserialize;
+use snapgate_core::Operation;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use crate::auth::Authenticated;
+use crate::error::ApiError;
+use crate::extract::{PathParams, QueryParams};
+use crate::AppState;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    /// Seconds to wait at most (default 30, capped by the gateway's `api.max_wait_secs`).
+    pub timeout: Option<f64>,
+}
+
+#[utoipa::path(get, path = "/v1/operations/{operation_uuid}", tag = "operations",
+    params(("operation_uuid" = Uuid, Path)),
+    responses((status = 200, body = Operation), (status = 404, body = snapgate_core::ErrorBody)))]
+pub async fn get(
+    AppStateExt(app): AppStateExt<AppState>,
+    Authenticated(caller): Authenticated,
+    PathParams(id): PathParams<Uuid>,
+) -> Result<Json<Operation>, ApiError> {
+    Ok(Json(app.service.get_operation(&caller, id).await?))
+}
+
+/// Returns when the operation ends or the timeout passes (then with the operation as it is).
+#[utoipa::path(get, path = "/v1/operations/{operation_uuid}/wait", tag = "operations",
+    params(("operation_uuid" = Uuid, Path), WaitQuery),
+    responses((status = 200, body = Operation), (status = 404, body = snapgate_core::ErrorBody)))]
+pub async fn wait(
+    AppStateExt(app): AppStateExt<AppState>,
+    Authenticated(caller): Authenticated,
+    PathParams(id): PathParams<Uuid>,
+    QueryParams(q): QueryParams<WaitQuery>,
+) -> Result<Json<Operation>, ApiError> {
+    let secs = q.timeout.unwrap_or(30.0);
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            "timeout must be a number of seconds, at least 0",
+        ));
+    }
+    let timeout = Duration::from_secs_f64(secs.min(app.limits.max_wait_secs as f64));
+    let outcome = app.service.wait_operation(&caller, id, timeout).await?;
+    Ok(Json(outcome.operation))
+}

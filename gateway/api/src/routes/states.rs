@@ -1,0 +1,232 @@
+//! `/v1/instances/{instance_uuid}/states`: the seed's five calls.
+
+use axum::extract::State as AppStateExt;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use snapgate_core::service::{SaveInput, StateChange};
+use snapgate_core::{Operation, SaveMode, State};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::Authenticated;
+use crate::error::ApiError;
+use crate::extract::{Body, PathParams, QueryParams};
+use crate::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SaveBody {
+    /// 1–255 printable characters, unique per instance.
+    pub name: String,
+    pub description: Option<String>,
+    /// `internal`, `external` or `auto`; the gateway's configured mode when absent.
+    pub mode: Option<SaveMode>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyBody {
+    /// The state to apply.
+    pub uuid: Uuid,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Page size (default 50, at most 500).
+    pub limit: Option<u64>,
+    /// The uuid of the last state of the previous page.
+    pub marker: Option<Uuid>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DryRunQuery {
+    /// Run authentication, quota and the policy chain, change nothing, return the verdict.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Link {
+    pub rel: String,
+    pub href: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StateList {
+    pub values: Vec<State>,
+    /// OpenStack-style pagination links (`rel = next` when more follow).
+    pub states_links: Vec<Link>,
+}
+
+/// A state just accepted for saving, with the operation doing the work.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SavedStateResponse {
+    #[serde(flatten)]
+    pub state: State,
+    /// The operation doing the work: `GET /v1/operations/{operation}`.
+    pub operation: Uuid,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// An accepted apply or delete.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OperationResponse {
+    #[serde(flatten)]
+    pub operation: Operation,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/v1/instances/{instance_uuid}/states", tag = "states",
+    params(("instance_uuid" = Uuid, Path), ListQuery),
+    responses((status = 200, body = StateList), (status = 404, body = snapgate_core::ErrorBody)))]
+pub async fn list(
+    AppStateExt(app): AppStateExt<AppState>,
+    Authenticated(caller): Authenticated,
+    PathParams(instance): PathParams<Uuid>,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<Json<StateList>, ApiError> {
+    let page = app
+        .service
+        .list_states(&caller, instance, q.limit, q.marker)
+        .await?;
+    let mut links = Vec::new();
+    if page.more {
+        if let Some(last) = page.items.last() {
+            let limit = q.limit.map(|l| format!("&limit={l}")).unwrap_or_default();
+            links.push(Link {
+                rel: "next".into(),
+                href: format!(
+                    "/v1/instances/{instance}/states?marker={}{limit}",
+                    last.uuid
+                ),
+            });
+        }
+    }
+    Ok(Json(StateList {
+        values: page.items,
+        states_links: links,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/instances/{instance_uuid}/states/{state_uuid}", tag = "states",
+    params(("instance_uuid" = Uuid, Path), ("state_uuid" = Uuid, Path)),
+    responses((status = 200, body = State), (status = 404, body = snapgate_core::ErrorBody)))]
+pub async fn get(
+    AppStateExt(app): AppStateExt<AppState>,
+    Authenticated(caller): Authenticated,
+    PathParams((instance, state)): PathParams<(Uuid, Uuid)>,
+) -> Result<Json<State>, ApiError> {
+    Ok(Json(app.service.get_state(&caller, instance, state).await?))
+}
+
+#[utoipa::path(post, path = "/v1/instances/{instance_uuid}/states", tag = "states",
+    params(("instance_uuid" = Uuid, Path), DryRunQuery), request_body = SaveBody,
+    responses((status = 202, body = SavedStateResponse, headers(("Location" = String))),
+        (status = 200, description = "dry run verdict", body = snapgate_core::service::DryRunVerdict),
+        (status = 400, body = snapgate_core::ErrorBody), (status = 403, body = snapgate_core::ErrorBody),
+        (status = 404, body = snapgate_core::ErrorBody), (status = 409, body = snapgate_core::ErrorBody),
+        (status = 422, body = snapgate_core::ErrorBody), (status = 429, body = snapgate_core::ErrorBody),
+        (status = 503, body = snapgate_core::ErrorBody)))]
+pub async fn save(
+    AppStateExt(app): AppStateExt<AppState>,
+    Authenticated(caller): Authenticated,
+    PathParams(instance): PathParams<Uuid>,
+    QueryParams(q): QueryParams<DryRunQuery>,
+    Body(body): Body<SaveBody>,
+) -> Result<Response, ApiError> {
+    let input = SaveInput {
+        name: body.name,
+        description: body.description,
+        mode: body.mode,
+        dry_run: q.dry_run,
+    };
+    match app.service.save(&caller, instance, input).await? {
+        StateChange::DryRun(v) => Ok(dry_run_response(v)),
+        StateChange::Accepted(a) => {
+            let location = format!("/v1/instances/{instance}/states/{}", a.state.uuid);
+            let warnings = a.warnings.clone();
+            let body = SavedStateResponse {
+                state: a.state,
+                operation: a.operation.uuid,
+                warnings: a.warnings,
+            };
+            Ok(accepted(location, &warnings, Json(body)))
+        }
+    }
+}
+
+#[utoipa::path(delete, path = "/v1/instances/{instance_uuid}/states/{state_uuid}", tag = "states",
+    params(("instance_uuid" = Uuid, Path), ("state_uuid" = Uuid, Path), DryRunQuery),
+    responses((status = 202, body = OperationResponse, headers(("Location" = String))),
+        (status = 404, body = snapgate_core::ErrorBody), (status = 409, body = snapgate_core::ErrorBody)))]
+pub async fn delete(
+    AppStateExt(app): AppStateExt<AppState>,
+    Authenticated(caller): Authenticated,
+    PathParams((instance, state)): PathParams<(Uuid, Uuid)>,
+    QueryParams(q): QueryParams<DryRunQuery>,
+) -> Result<Response, ApiError> {
+    operation_response(
+        app.service
+            .delete(&caller, instance, state, q.dry_run)
+            .await?,
+    )
+}
+
+#[utoipa::path(post, path = "/v1/instances/{instance_uuid}/states/apply", tag = "states",
+    params(("instance_uuid" = Uuid, Path), DryRunQuery), request_body = ApplyBody,
+    responses((status = 202, body = OperationResponse, headers(("Location" = String))),
+        (status = 403, body = snapgate_core::ErrorBody),
+        (status = 404, body = snapgate_core::ErrorBody), (status = 409, body = snapgate_core::ErrorBody)))]
+pub async fn apply(
+    AppStateExt(app): AppStateExt<AppState>,
+    Authenticated(caller): Authenticated,
+    PathParams(instance): PathParams<Uuid>,
+    QueryParams(q): QueryParams<DryRunQuery>,
+    Body(body): Body<ApplyBody>,
+) -> Result<Response, ApiError> {
+    operation_response(
+        app.service
+            .apply(&caller, instance, body.uuid, q.dry_run)
+            .await?,
+    )
+}
+
+fn operation_response(change: StateChange) -> Result<Response, ApiError> {
+    match change {
+        StateChange::DryRun(v) => Ok(dry_run_response(v)),
+        StateChange::Accepted(a) => {
+            let location = format!("/v1/operations/{}", a.operation.uuid);
+            let warnings = a.warnings.clone();
+            Ok(accepted(
+                location,
+                &warnings,
+                Json(OperationResponse {
+                    operation: a.operation,
+                    warnings: a.warnings,
+                }),
+            ))
+        }
+    }
+}
+
+fn accepted(location: String, warnings: &[String], body: impl IntoResponse) -> Response {
+    let mut response = (StatusCode::ACCEPTED, body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    crate::warnings::append(response.headers_mut(), warnings);
+    response
+}
+
+fn dry_run_response(v: snapgate_core::service::DryRunVerdict) -> Response {
+    let warnings = v.warnings.clone();
+    let mut response = (StatusCode::OK, Json(v)).into_response();
+    crate::warnings::append(response.headers_mut(), &warnings);
+    response
+}
