@@ -1,1 +1,23 @@
-//! snapgate-compute (work in progress)
+//! snapgate-compute: the libvirt [`ComputeBackend`](snapgate_core::ports::ComputeBackend).
+//!
+//! - One connection per configured host, opened on first use, kept, and reopened when
+//!   `is_alive()` says it dropped or a call fails with a connection error.
+//! - Every libvirt call runs in `tokio::task::spawn_blocking`; async workers never block.
+//! - Internal snapshots (`<memory snapshot='internal'/>`, qcow2 disks only) and external ones
+//!   (`STATE_DIR/<name>/memory.save` plus one `STATE_DIR/<name>/<disk>.qcow2` overlay per disk).
+//! - libvirt errors map to `HostUnreachable` (connection), `InstanceNotFound`,
+//!   `SnapshotNotFound`, and `Backend` with libvirt's text for the rest.
+//!
+//! `deploy/demo-node.xml` is a libvirt test-driver node that describes a small demo cloud.
+
+mod backend;
+mod blocking;
+mod checks;
+mod config;
+mod connection;
+mod errors;
+pub mod xml;
+
+pub use backend::LibvirtBackend;
+pub use checks::check_snapshot_support;
+pub use config::{resolve_mode, HostConfig, LibvirtOptions};

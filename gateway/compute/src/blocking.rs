@@ -1,0 +1,419 @@
+//! The libvirt calls themselves. Every function here blocks and runs inside
+//! `tokio::task::spawn_blocking` (see `backend.rs`).
+
+use std::path::{Path, PathBuf};
+
+use snapgate_core::ports::{ComputeError, SavedSnapshot, SnapshotProbe};
+use snapgate_core::{CpuCompatibility, CpuInfo, DiskInfo, Instance, SnapshotKind};
+use uuid::Uuid;
+use virt::connect::Connect;
+use virt::domain::Domain;
+use virt::domain_snapshot::DomainSnapshot;
+use virt::error::ErrorNumber;
+use virt::sys;
+
+use crate::errors::Fail;
+use crate::xml;
+
+/// Where a call runs: the host's name and whether its files are on this machine.
+pub(crate) struct Site<'a> {
+    pub(crate) host: &'a str,
+    pub(crate) local: bool,
+}
+
+pub(crate) fn lookup_domain(conn: &Connect, uuid: Uuid) -> Result<Domain, Fail> {
+    Domain::lookup_by_uuid_string(conn, &uuid.to_string()).map_err(|e| match e.code() {
+        ErrorNumber::NoDomain => Fail::Compute(ComputeError::InstanceNotFound(uuid)),
+        _ => Fail::Virt(e),
+    })
+}
+
+fn lookup_snapshot(dom: &Domain, name: &str) -> Result<Option<DomainSnapshot>, Fail> {
+    match DomainSnapshot::lookup_by_name(dom, name, 0) {
+        Ok(snap) => Ok(Some(snap)),
+        Err(e) if e.code() == ErrorNumber::NoDomainSnapshot => Ok(None),
+        Err(e) => Err(Fail::Virt(e)),
+    }
+}
+
+fn require_snapshot(dom: &Domain, name: &str) -> Result<DomainSnapshot, Fail> {
+    lookup_snapshot(dom, name)?
+        .ok_or_else(|| Fail::Compute(ComputeError::SnapshotNotFound(name.to_owned())))
+}
+
+fn parse_error(site: &Site<'_>, e: xml::XmlError) -> Fail {
+    Fail::Compute(ComputeError::Backend {
+        host: site.host.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Describes a domain. Disk capacities come from `virDomainGetBlockInfo`, which works for
+/// remote hosts too; a disk libvirt cannot size keeps `None`.
+pub(crate) fn describe(conn: &Connect, site: &Site<'_>, uuid: Uuid) -> Result<Instance, Fail> {
+    let dom = lookup_domain(conn, uuid)?;
+    let info = dom.get_info()?;
+    let desc = xml::parse_domain(&dom.get_xml_desc(0)?).map_err(|e| parse_error(site, e))?;
+    let disks = desc
+        .disks
+        .into_iter()
+        .map(|disk| {
+            let size_bytes = dom
+                .get_block_info(&disk.target, 0)
+                .ok()
+                .and_then(|b| i64::try_from(b.capacity).ok());
+            DiskInfo { size_bytes, ..disk }
+        })
+        .collect();
+    let current_snapshot = match DomainSnapshot::current(&dom, 0) {
+        Ok(snap) => Some(snap.get_name()?),
+        Err(e) if e.code() == ErrorNumber::NoDomainSnapshot => None,
+        Err(e) => return Err(Fail::Virt(e)),
+    };
+    Ok(Instance {
+        uuid,
+        name: desc.name,
+        host: site.host.to_owned(),
+        running: info.state == sys::VIR_DOMAIN_RUNNING,
+        memory_bytes: kib_to_bytes(info.memory),
+        vcpus: info.nr_virt_cpu,
+        disks,
+        has_host_devices: desc.has_host_devices,
+        owner_tenant: desc.owner_tenant,
+        cpu: desc.cpu,
+        cpu_xml: desc.cpu_xml,
+        current_snapshot,
+    })
+}
+
+/// The files of one external snapshot, all inside `STATE_DIR/<name>/`.
+struct ExternalLayout {
+    dir: PathBuf,
+    memory_file: PathBuf,
+    overlays: Vec<(String, PathBuf)>,
+}
+
+impl ExternalLayout {
+    fn new(root: &Path, name: &str, disks: &[DiskInfo]) -> Result<Self, ComputeError> {
+        let dir = root.join(name);
+        let overlays = disks
+            .iter()
+            .map(|d| {
+                if !is_safe_file_component(&d.target) {
+                    return Err(ComputeError::Unsupported {
+                        code: "unsupported_disk_format",
+                        message: format!("disk target {:?} cannot name an overlay file", d.target),
+                    });
+                }
+                Ok((d.target.clone(), dir.join(format!("{}.qcow2", d.target))))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            memory_file: dir.join("memory.save"),
+            dir,
+            overlays,
+        })
+    }
+}
+
+pub(crate) fn save(
+    conn: &Connect,
+    site: &Site<'_>,
+    instance: Uuid,
+    name: &str,
+    kind: SnapshotKind,
+    state_root: &Path,
+) -> Result<SavedSnapshot, Fail> {
+    validate_snapshot_name(name)?;
+    let before = describe(conn, site, instance)?;
+    let dom = lookup_domain(conn, instance)?;
+    let targets: Vec<&str> = before.disks.iter().map(|d| d.target.as_str()).collect();
+    let physical_before: Vec<Option<u64>> = targets
+        .iter()
+        .map(|t| dom.get_block_info(t, 0).ok().map(|b| b.physical))
+        .collect();
+
+    let snapshot = match kind {
+        SnapshotKind::Internal => {
+            let flags = sys::VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC;
+            DomainSnapshot::create_xml(&dom, &xml::internal_snapshot_xml(name, &targets), flags)?
+        }
+        SnapshotKind::External => {
+            let layout = ExternalLayout::new(state_root, name, &before.disks)?;
+            // The directory is made here on local hosts; on a remote host it must exist on
+            // that host (the state dir is shared storage or prepared by deployment).
+            if site.local {
+                std::fs::create_dir_all(&layout.dir).map_err(|e| {
+                    Fail::Compute(ComputeError::Backend {
+                        host: site.host.to_owned(),
+                        message: format!("cannot create {}: {e}", layout.dir.display()),
+                    })
+                })?;
+            }
+            let overlays: Vec<(&str, String)> = layout
+                .overlays
+                .iter()
+                .map(|(t, p)| (t.as_str(), p.display().to_string()))
+                .collect();
+            let snapshot_xml = xml::external_snapshot_xml(
+                name,
+                &layout.memory_file.display().to_string(),
+                &overlays,
+            );
+            // LIVE keeps the guest running while its memory is written; ATOMIC makes a failed
+            // save leave no half-made overlays. The test driver and QEMU accept both.
+            let flags =
+                sys::VIR_DOMAIN_SNAPSHOT_CREATE_LIVE | sys::VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC;
+            match DomainSnapshot::create_xml(&dom, &snapshot_xml, flags) {
+                Ok(snap) => snap,
+                Err(e) => {
+                    if site.local {
+                        remove_dir_if_empty(&layout.dir);
+                    }
+                    return Err(Fail::Virt(e));
+                }
+            }
+        }
+    };
+
+    let meta = xml::parse_snapshot(&snapshot.get_xml_desc(0)?).map_err(|e| parse_error(site, e))?;
+    let (memory_bytes, size_bytes) = measure(&dom, site, kind, &before, &physical_before, &meta);
+    Ok(SavedSnapshot {
+        kind,
+        memory_bytes,
+        size_bytes,
+        disk_formats: before
+            .disks
+            .iter()
+            .map(|d| d.format.clone().unwrap_or_else(|| "unknown".into()))
+            .collect(),
+        cpu: before.cpu,
+        cpu_xml: before.cpu_xml,
+        parent: meta.parent,
+    })
+}
+
+/// Memory and total size of a fresh snapshot.
+///
+/// Internal: QEMU writes the RAM image into the qcow2 files, so their growth already holds
+/// it; the size is that growth, never less than the guest's memory (the growth is invisible
+/// on the test driver, on remote block devices, or when the image had preallocated room).
+/// External: the memory file plus the new overlays; the guest's memory stands in for a memory
+/// file this machine cannot see (remote host, test driver).
+fn measure(
+    dom: &Domain,
+    site: &Site<'_>,
+    kind: SnapshotKind,
+    before: &Instance,
+    physical_before: &[Option<u64>],
+    meta: &xml::SnapshotXml,
+) -> (i64, i64) {
+    let guest_memory = before.memory_bytes;
+    match kind {
+        SnapshotKind::Internal => {
+            let growth: u64 = before
+                .disks
+                .iter()
+                .zip(physical_before)
+                .filter_map(|(disk, was)| {
+                    let now = dom.get_block_info(&disk.target, 0).ok()?.physical;
+                    Some(now.saturating_sub((*was)?))
+                })
+                .sum();
+            (guest_memory, guest_memory.max(to_i64(growth)))
+        }
+        SnapshotKind::External => {
+            let memory_bytes = meta
+                .memory_file
+                .as_deref()
+                .filter(|_| site.local)
+                .and_then(|f| std::fs::metadata(f).ok())
+                .map(|m| to_i64(m.len()))
+                .filter(|len| *len > 0)
+                .unwrap_or(guest_memory);
+            let overlays: u64 = if site.local {
+                meta.overlay_files
+                    .iter()
+                    .filter_map(|f| std::fs::metadata(f).ok())
+                    .map(|m| m.len())
+                    .sum()
+            } else {
+                // After an external snapshot the domain writes to the overlays, so its block
+                // info is theirs.
+                before
+                    .disks
+                    .iter()
+                    .filter_map(|d| dom.get_block_info(&d.target, 0).ok())
+                    .map(|b| b.physical)
+                    .sum()
+            };
+            (memory_bytes, memory_bytes.saturating_add(to_i64(overlays)))
+        }
+    }
+}
+
+/// Deletes the snapshot, then the files it owned on this machine.
+pub(crate) fn delete(
+    conn: &Connect,
+    site: &Site<'_>,
+    instance: Uuid,
+    name: &str,
+) -> Result<(), Fail> {
+    let dom = lookup_domain(conn, instance)?;
+    let snap = require_snapshot(&dom, name)?;
+    // Read which files the snapshot names before libvirt forgets them.
+    let meta = xml::parse_snapshot(&snap.get_xml_desc(0)?).map_err(|e| parse_error(site, e))?;
+    snap.delete(0)?;
+    if site.local && is_safe_file_component(name) {
+        let in_use: Vec<PathBuf> = match dom
+            .get_xml_desc(0)
+            .ok()
+            .and_then(|x| xml::parse_domain(&x).ok())
+        {
+            Some(desc) => desc
+                .disks
+                .into_iter()
+                .filter_map(|d| d.source)
+                .map(PathBuf::from)
+                .collect(),
+            // Without knowing what the domain uses, removing nothing is the safe choice.
+            None => return Ok(()),
+        };
+        remove_owned_files(name, &meta, &in_use);
+    }
+    Ok(())
+}
+
+/// Removes what an external snapshot left behind: its memory file, its overlays and any other
+/// file in its per-state directory (libvirt may leave overlays after a revert), then the
+/// directory. A directory is ours only when it is named after the snapshot (a uuid this backend
+/// made it for); files outside such a directory and files the domain still uses are kept.
+fn remove_owned_files(name: &str, meta: &xml::SnapshotXml, in_use: &[PathBuf]) {
+    let named: Vec<PathBuf> = meta
+        .memory_file
+        .iter()
+        .chain(&meta.overlay_files)
+        .map(PathBuf::from)
+        .collect();
+    let mut dirs: Vec<PathBuf> = named
+        .iter()
+        .filter_map(|f| f.parent())
+        .filter(|d| d.file_name().is_some_and(|n| n == name))
+        .map(Path::to_path_buf)
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in &dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+            if !is_file {
+                continue;
+            }
+            if in_use.iter().any(|u| u == &path) {
+                tracing::warn!(file = %path.display(), "snapshot file still used by the domain, kept");
+                continue;
+            }
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(file = %path.display(), error = %e, "cannot remove snapshot file");
+            }
+        }
+        remove_dir_if_empty(dir);
+    }
+    for file in named
+        .iter()
+        .filter(|f| !dirs.iter().any(|d| f.starts_with(d)))
+    {
+        tracing::debug!(file = %file.display(), "snapshot file outside a snapgate state directory, kept");
+    }
+}
+
+pub(crate) fn apply(conn: &Connect, instance: Uuid, name: &str) -> Result<(), Fail> {
+    let dom = lookup_domain(conn, instance)?;
+    let snap = require_snapshot(&dom, name)?;
+    snap.revert(sys::VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING)?;
+    Ok(())
+}
+
+pub(crate) fn probe(conn: &Connect, instance: Uuid, name: &str) -> Result<SnapshotProbe, Fail> {
+    let dom = lookup_domain(conn, instance)?;
+    Ok(match lookup_snapshot(&dom, name)? {
+        Some(_) => SnapshotProbe::Present,
+        None => SnapshotProbe::Absent,
+    })
+}
+
+pub(crate) fn list_snapshots(conn: &Connect, instance: Uuid) -> Result<Vec<String>, Fail> {
+    let dom = lookup_domain(conn, instance)?;
+    let snaps = dom.list_all_snapshots(0)?;
+    snaps
+        .iter()
+        .map(|s| s.get_name().map_err(Fail::Virt))
+        .collect()
+}
+
+pub(crate) fn host_cpu(conn: &Connect, site: &Site<'_>) -> Result<CpuInfo, Fail> {
+    xml::parse_host_cpu(&conn.get_capabilities()?).map_err(|e| parse_error(site, e))
+}
+
+/// `virConnectCompareCPU` (the `virt` 0.4 crate has no safe `CompareHypervisorCPU`). Drivers
+/// that cannot compare (the test driver) and definitions libvirt cannot judge give `Unknown`;
+/// only a lost connection is an error.
+pub(crate) fn compare_cpu(conn: &Connect, cpu_xml: &str) -> Result<CpuCompatibility, Fail> {
+    if cpu_xml.contains('\0') {
+        return Ok(CpuCompatibility::Unknown);
+    }
+    match conn.compare_cpu(cpu_xml, 0) {
+        Ok(sys::VIR_CPU_COMPARE_IDENTICAL) => Ok(CpuCompatibility::Identical),
+        Ok(sys::VIR_CPU_COMPARE_SUPERSET) => Ok(CpuCompatibility::Superset),
+        Ok(sys::VIR_CPU_COMPARE_INCOMPATIBLE) => Ok(CpuCompatibility::Incompatible),
+        Ok(_) => Ok(CpuCompatibility::Unknown),
+        Err(e) if crate::errors::is_connection_error(&e) => Err(Fail::Virt(e)),
+        Err(e) => {
+            tracing::debug!(error = %e, "CPU comparison not possible");
+            Ok(CpuCompatibility::Unknown)
+        }
+    }
+}
+
+pub(crate) fn ping(conn: &Connect) -> Result<(), Fail> {
+    conn.get_lib_version()?;
+    Ok(())
+}
+
+fn kib_to_bytes(kib: u64) -> i64 {
+    to_i64(kib.saturating_mul(1024))
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Snapshot names become directory names and XML text: accept only what a uuid (or a simple
+/// name) needs.
+fn validate_snapshot_name(name: &str) -> Result<(), Fail> {
+    if is_safe_file_component(name) {
+        Ok(())
+    } else {
+        Err(Fail::Compute(ComputeError::Unsupported {
+            code: "invalid_snapshot_name",
+            message: format!("snapshot name {name:?} is not a plain name"),
+        }))
+    }
+}
+
+fn is_safe_file_component(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn remove_dir_if_empty(dir: &Path) {
+    // `remove_dir` refuses non-empty directories, which is exactly the guard wanted here.
+    let _ = std::fs::remove_dir(dir);
+}

@@ -1,0 +1,76 @@
+//! `check_save`: the stable refusal codes, on domains described by the test driver.
+
+mod common;
+
+use common::*;
+use snapgate_compute::resolve_mode;
+use snapgate_core::ports::{ComputeBackend, ComputeError};
+use snapgate_core::{SaveMode, SnapshotKind};
+use uuid::Uuid;
+
+async fn refusal(instance: Uuid, kind: SnapshotKind) -> Option<(&'static str, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(dir.path());
+    let inst = backend.locate(instance).await.unwrap();
+    match backend.check_save(&inst, kind).await {
+        Ok(()) => None,
+        Err(ComputeError::Unsupported { code, message }) => Some((code, message)),
+        Err(other) => panic!("unexpected error {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn running_qcow2_domain_passes_both_kinds() {
+    assert_eq!(refusal(DEMO_WEB, SnapshotKind::Internal).await, None);
+    assert_eq!(refusal(DEMO_WEB, SnapshotKind::External).await, None);
+    assert_eq!(refusal(NOVA_APP, SnapshotKind::Internal).await, None);
+}
+
+#[tokio::test]
+async fn shut_off_domain_is_instance_not_running() {
+    let (code, _) = refusal(STOPPED_VM, SnapshotKind::Internal).await.unwrap();
+    assert_eq!(code, "instance_not_running");
+    let (code, _) = refusal(STOPPED_VM, SnapshotKind::External).await.unwrap();
+    assert_eq!(code, "instance_not_running");
+}
+
+#[tokio::test]
+async fn raw_disk_is_refused_for_internal_only() {
+    let (code, message) = refusal(RAW_DISK, SnapshotKind::Internal).await.unwrap();
+    assert_eq!(code, "unsupported_disk_format");
+    assert!(message.contains("vda (raw)"), "{message}");
+    assert_eq!(refusal(RAW_DISK, SnapshotKind::External).await, None);
+}
+
+#[tokio::test]
+async fn disk_without_format_is_refused_for_internal() {
+    let (code, message) = refusal(TEST_DOMAIN, SnapshotKind::Internal).await.unwrap();
+    assert_eq!(code, "unsupported_disk_format");
+    assert!(message.contains("vda (no format)"), "{message}");
+}
+
+#[tokio::test]
+async fn host_devices_are_refused() {
+    let (code, _) = refusal(GPU_VM, SnapshotKind::Internal).await.unwrap();
+    assert_eq!(code, "host_devices_attached");
+    let (code, _) = refusal(GPU_VM, SnapshotKind::External).await.unwrap();
+    assert_eq!(code, "host_devices_attached");
+}
+
+#[tokio::test]
+async fn auto_mode_picks_internal_for_qcow2_and_external_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(dir.path());
+    let web = backend.locate(DEMO_WEB).await.unwrap();
+    let raw = backend.locate(RAW_DISK).await.unwrap();
+    assert_eq!(backend.kind_for(&web), SnapshotKind::Internal);
+    assert_eq!(backend.kind_for(&raw), SnapshotKind::External);
+    assert_eq!(
+        resolve_mode(SaveMode::External, &web),
+        SnapshotKind::External
+    );
+    assert_eq!(
+        resolve_mode(SaveMode::Internal, &raw),
+        SnapshotKind::Internal
+    );
+}
