@@ -1,0 +1,9 @@
+//! The `snapgate` binary's parts: configuration, wiring (`serve`), the embedded demo
+//! defaults, telemetry, the HTTP CLI and the plugin author's commands.
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod plugin_cmd;
+pub mod serve;
+pub mod telemetry;
