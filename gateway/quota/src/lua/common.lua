@@ -1,0 +1,79 @@
+-- Helpers shared by every quota script. `scripts.rs` prepends this file to each script so
+-- every script stays one self-contained EVALSHA call.
+--
+-- Keys of one tenant (all share the tenant's hash tag, so a script touches one slot):
+--   inuse  hash    states, bytes              what the database holds (committed states)
+--   resv   hash    operation id -> lease      reservations, see encode_lease
+--   saves  zset    "<op>#<n>" scored by ms    saves of the last hour (committed and reserved)
+--   op:<id>, freed:<id>  strings with a TTL   "this operation already ended" markers
+--
+-- Time comes from the Redis server (TIME), not from the gateways: every gateway then agrees on
+-- when a lease lapses and when a save leaves the hourly window, whatever their clocks say.
+-- Redis 7 replicates scripts by their effects, so calling TIME before writing is allowed.
+
+local HOUR_MS = 3600000
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Integers go back to Redis through '%d': tostring() would write large numbers as 1e+15.
+local function int(x)
+  return string.format('%d', x)
+end
+
+-- A lease is stored as "states:bytes:operations:saves:expires_at_ms".
+local function decode_lease(raw)
+  local s, b, o, v, e = string.match(raw, '^(%-?%d+):(%-?%d+):(%-?%d+):(%-?%d+):(%-?%d+)$')
+  if not s then
+    error('snapgate-quota: malformed lease ' .. raw)
+  end
+  return { states = tonumber(s), bytes = tonumber(b), ops = tonumber(o), saves = tonumber(v), expires = tonumber(e) }
+end
+
+local function encode_lease(l)
+  return string.format('%d:%d:%d:%d:%d', l.states, l.bytes, l.ops, l.saves, l.expires)
+end
+
+local function remove_saves(saves_key, op, count)
+  for i = 1, count do
+    redis.call('ZREM', saves_key, op .. '#' .. i)
+  end
+end
+
+-- Drops lapsed leases (with their saves: a save whose lease lapsed is treated like a released
+-- one) and saves older than an hour. Returns the live leases by operation id.
+local function normalize(resv_key, saves_key, now)
+  local flat = redis.call('HGETALL', resv_key)
+  local live = {}
+  for i = 1, #flat, 2 do
+    local op, lease = flat[i], decode_lease(flat[i + 1])
+    if lease.expires <= now then
+      redis.call('HDEL', resv_key, op)
+      remove_saves(saves_key, op, lease.saves)
+    else
+      live[op] = lease
+    end
+  end
+  redis.call('ZREMRANGEBYSCORE', saves_key, '-inf', now - HOUR_MS)
+  return live
+end
+
+-- In-use totals, the sums of the live leases, and the number of saves in the window.
+local function tally(inuse_key, saves_key, live)
+  local vals = redis.call('HMGET', inuse_key, 'states', 'bytes')
+  local t = {
+    states = tonumber(vals[1]) or 0, bytes = tonumber(vals[2]) or 0,
+    r_states = 0, r_bytes = 0, r_ops = 0, r_saves = 0,
+    window = redis.call('ZCARD', saves_key),
+  }
+  for _, l in pairs(live) do
+    t.r_states = t.r_states + l.states
+    t.r_bytes = t.r_bytes + l.bytes
+    t.r_ops = t.r_ops + l.ops
+    t.r_saves = t.r_saves + l.saves
+  end
+  return t
+end
+

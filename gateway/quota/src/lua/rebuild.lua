@@ -1,0 +1,50 @@
+-- Sets one tenant's in-use to the database's totals and makes its reservations exactly the
+-- live operations the database shows for it: a live lease already held is kept as it is,
+-- others are dropped (with their saves, as a release would), missing ones are recreated.
+-- KEYS: inuse, resv, saves, then the op-marker of each live operation (same order as ARGV)
+-- ARGV: states, bytes, lease_ms, then per live operation 5 values: op, states, bytes, operations, saves
+-- Reply: {dropped, recreated}
+local now = now_ms()
+local lease_ms = tonumber(ARGV[3])
+local wanted = {}
+local order = {}
+for i = 4, #ARGV, 5 do
+  local op = ARGV[i]
+  wanted[op] = {
+    states = tonumber(ARGV[i + 1]), bytes = tonumber(ARGV[i + 2]),
+    ops = tonumber(ARGV[i + 3]), saves = tonumber(ARGV[i + 4]),
+    marker = KEYS[3 + (i - 4) / 5 + 1],
+  }
+  order[#order + 1] = op
+end
+
+local live = normalize(KEYS[2], KEYS[3], now)
+local dropped = 0
+for op, lease in pairs(live) do
+  if not wanted[op] then
+    redis.call('HDEL', KEYS[2], op)
+    remove_saves(KEYS[3], op, lease.saves)
+    dropped = dropped + 1
+  end
+end
+
+local recreated = 0
+for _, op in ipairs(order) do
+  local w = wanted[op]
+  -- An operation that already committed or released here only lags in the database: recreating
+  -- its reservation would count it twice.
+  if not live[op] and redis.call('EXISTS', w.marker) == 0 then
+    local lease = { states = w.states, bytes = w.bytes, ops = w.ops, saves = w.saves, expires = now + lease_ms }
+    redis.call('HSET', KEYS[2], op, encode_lease(lease))
+    for i = 1, w.saves do
+      redis.call('ZADD', KEYS[3], now, op .. '#' .. i)
+    end
+    if w.saves > 0 then
+      redis.call('PEXPIRE', KEYS[3], HOUR_MS + 60000)
+    end
+    recreated = recreated + 1
+  end
+end
+
+redis.call('HSET', KEYS[1], 'states', ARGV[1], 'bytes', ARGV[2])
+return { dropped, recreated }

@@ -1,0 +1,64 @@
+//! `MemoryQuotaStore` against the shared scenarios.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::scenarios;
+use snapgate_core::ports::{QuotaStore, TenantTotals};
+use snapgate_quota::MemoryQuotaStore;
+
+#[tokio::test]
+async fn reserve_commit_release_free() {
+    scenarios::reserve_commit_release_free(&MemoryQuotaStore::new()).await;
+}
+
+#[tokio::test]
+async fn retries_are_idempotent() {
+    scenarios::retries_are_idempotent(&MemoryQuotaStore::new()).await;
+}
+
+#[tokio::test]
+async fn each_limit_reports_its_numbers() {
+    scenarios::each_limit_reports_its_numbers(&MemoryQuotaStore::new()).await;
+}
+
+#[tokio::test]
+async fn minus_one_is_unlimited() {
+    scenarios::minus_one_is_unlimited(&MemoryQuotaStore::new()).await;
+}
+
+#[tokio::test]
+async fn leases_lapse() {
+    scenarios::leases_lapse(&MemoryQuotaStore::new()).await;
+}
+
+#[tokio::test]
+async fn save_rate_limits_with_retry_after() {
+    scenarios::save_rate_limits_with_retry_after(&MemoryQuotaStore::new()).await;
+}
+
+#[tokio::test]
+async fn rebuild_sets_truth_and_primes() {
+    let store = MemoryQuotaStore::new();
+    // Nothing survives a restart: a fresh store must be rebuilt before it is trusted.
+    assert!(!store.is_primed().await.unwrap());
+    scenarios::rebuild_sets_truth_and_primes(&store).await;
+}
+
+#[tokio::test]
+async fn rebuild_of_empty_store_primes_it() {
+    let store = MemoryQuotaStore::new();
+    let totals: [TenantTotals; 0] = [];
+    store
+        .rebuild(&totals, &[], common::LONG_LEASE)
+        .await
+        .unwrap();
+    assert!(store.is_primed().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn race_200_reserves_limit_10() {
+    let store: Arc<dyn QuotaStore> = Arc::new(MemoryQuotaStore::new());
+    scenarios::race_exactly_limit(&[store]).await;
+}
