@@ -1,1 +1,32 @@
-//! snapgate-policy (work in progress)
+//! snapgate-policy: the wasmtime host of the `snapgate:policy@0.1.0` plugin contract
+//! (`wit/snapgate-policy.wit`).
+//!
+//! [`WasmPolicyEngine`] implements [`snapgate_core::ports::PolicyEngine`]: it evaluates an
+//! ordered chain of WebAssembly components, each in a fresh instance per request, under a
+//! deadline (epoch interruption) and a memory cap (pooling allocator + store limiter). The
+//! chain is swapped atomically by [`WasmPolicyEngine::reload`]. [`check_component`] and
+//! [`eval_once`] serve the `snapgate plugin check|eval` commands.
+//!
+//! Plugins get no ambient capabilities: the only import the host provides is the contract's
+//! `log`; any other import (Rust `wasm32-wasip2` guests import some WASI interfaces) is linked
+//! to a function that traps. See docs/PLUGINS.md.
+
+mod bindings;
+mod cache;
+mod chain;
+mod cli;
+mod convert;
+mod engine;
+mod error;
+mod host;
+mod plugin;
+mod runtime;
+mod spec;
+
+pub use chain::{ChainInfo, PluginStats, PluginSummary};
+pub use cli::{check_component, eval_once, EvalReport, PluginInfo};
+pub use engine::WasmPolicyEngine;
+pub use error::{EvalError, LoadError};
+pub use host::LogLine;
+pub use plugin::CompiledFrom;
+pub use spec::{Mode, OnError, PluginSpec, PolicyLimits};

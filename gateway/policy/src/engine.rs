@@ -1,0 +1,185 @@
+//! `WasmPolicyEngine`: the `PolicyEngine` of the gateway.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use snapgate_core::ports::{Decision, PolicyEngine, PolicyInput, PolicyOutcome};
+use wasmtime::Engine;
+
+use crate::chain::{Chain, ChainInfo, SharedChain, PLUGIN_FAILED_CODE};
+use crate::error::LoadError;
+use crate::plugin::LoadedPlugin;
+use crate::runtime::{build_engine, EpochTicker};
+use crate::spec::{PluginSpec, PolicyLimits};
+
+/// Evaluates the configured chain of WebAssembly plugins. Cheap to clone (shared inside).
+#[derive(Clone)]
+pub struct WasmPolicyEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    limits: PolicyLimits,
+    /// The chain serving requests. The lock is held only to clone or replace the `Arc`.
+    chain: RwLock<SharedChain>,
+    /// One reload at a time, so generations stay in order.
+    reload_lock: Mutex<()>,
+    generation: AtomicU64,
+    _ticker: EpochTicker,
+}
+
+impl std::fmt::Debug for WasmPolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmPolicyEngine")
+            .field("limits", &self.inner.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasmPolicyEngine {
+    /// Builds the engine and loads every plugin. Compiling is CPU work of up to a second per
+    /// plugin without a cache: call it at startup or from a blocking thread.
+    pub fn load(specs: Vec<PluginSpec>, limits: PolicyLimits) -> Result<Self, LoadError> {
+        let engine = build_engine(&limits)?;
+        let chain = build_chain(&engine, specs, &limits, 1)?;
+        let ticker = EpochTicker::start(engine.clone())?;
+        Ok(WasmPolicyEngine {
+            inner: Arc::new(Inner {
+                engine,
+                limits,
+                chain: RwLock::new(Arc::new(chain)),
+                reload_lock: Mutex::new(()),
+                generation: AtomicU64::new(1),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// Builds a whole new chain from `specs`, then swaps it in at once. On error the old
+    /// chain keeps serving. Requests already running finish on the chain they started with.
+    /// Blocking (compiles): from async code use [`WasmPolicyEngine::reload_async`].
+    pub fn reload(&self, specs: Vec<PluginSpec>) -> Result<ChainInfo, LoadError> {
+        let _one_at_a_time = self
+            .inner
+            .reload_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let generation = self.inner.generation.load(Ordering::SeqCst) + 1;
+        let chain = build_chain(&self.inner.engine, specs, &self.inner.limits, generation)
+            .inspect_err(|e| tracing::error!(error = %e, "policy chain reload failed; the previous chain keeps serving"))?;
+        let info = chain.info();
+        *self
+            .inner
+            .chain
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(chain);
+        self.inner.generation.store(generation, Ordering::SeqCst);
+        tracing::info!(
+            generation,
+            plugins = info.plugins.len(),
+            "policy chain reloaded"
+        );
+        Ok(info)
+    }
+
+    /// [`WasmPolicyEngine::reload`] on a blocking thread.
+    pub async fn reload_async(&self, specs: Vec<PluginSpec>) -> Result<ChainInfo, LoadError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.reload(specs))
+            .await
+            .map_err(|e| LoadError::Engine(format!("reload task failed: {e}")))?
+    }
+
+    /// The plugins serving now, with their sha256 and counters (for the admin endpoint).
+    pub fn chain_info(&self) -> ChainInfo {
+        self.current().info()
+    }
+
+    pub fn limits(&self) -> &PolicyLimits {
+        &self.inner.limits
+    }
+
+    /// Evaluates on the calling thread. CPU work (tens of µs per plugin): async callers use
+    /// the [`PolicyEngine`] impl, which runs this on a blocking thread.
+    pub fn evaluate_blocking(&self, input: &PolicyInput) -> PolicyOutcome {
+        self.current().evaluate(input)
+    }
+
+    fn current(&self) -> SharedChain {
+        self.inner
+            .chain
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[async_trait]
+impl PolicyEngine for WasmPolicyEngine {
+    async fn evaluate(&self, input: &PolicyInput) -> PolicyOutcome {
+        // Take the chain now: a reload during the evaluation does not change it.
+        let chain = self.current();
+        if !chain
+            .plugins
+            .iter()
+            .any(|p| p.spec.applies_to(input.operation))
+        {
+            return PolicyOutcome::default();
+        }
+        let owned = input.clone();
+        match tokio::task::spawn_blocking(move || chain.evaluate(&owned)).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // Only a bug in the host gets here (plugins cannot panic the host): fail closed.
+                tracing::error!(error = %e, "policy evaluation task failed");
+                failed_closed(format!("policy evaluation failed: {e}"))
+            }
+        }
+    }
+}
+
+fn failed_closed(reason: String) -> PolicyOutcome {
+    let decision = Decision {
+        plugin: "snapgate-policy".into(),
+        plugin_sha256: String::new(),
+        mode: "enforce".into(),
+        outcome: "error".into(),
+        overridden: false,
+        code: Some(PLUGIN_FAILED_CODE.into()),
+        reason: Some(reason.clone()),
+        warnings: Vec::new(),
+        latency_us: 0,
+    };
+    PolicyOutcome {
+        denial: Some((decision.plugin.clone(), PLUGIN_FAILED_CODE.into(), reason)),
+        warnings: Vec::new(),
+        decisions: vec![decision],
+    }
+}
+
+fn build_chain(
+    engine: &Engine,
+    specs: Vec<PluginSpec>,
+    limits: &PolicyLimits,
+    generation: u64,
+) -> Result<Chain, LoadError> {
+    let mut seen = HashSet::new();
+    for spec in &specs {
+        if !seen.insert(spec.name.as_str()) {
+            return Err(LoadError::DuplicateName(spec.name.clone()));
+        }
+    }
+    let plugins = specs
+        .into_iter()
+        .map(|spec| LoadedPlugin::load(engine, spec, limits))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Chain {
+        generation,
+        loaded_at: Utc::now(),
+        plugins,
+    })
+}

@@ -1,0 +1,264 @@
+//! One loaded plugin: its compiled component, pre-linked, and how one evaluation runs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, Store, Trap};
+
+use crate::bindings::{Decision as WitDecision, Policy, PolicyPre, Request};
+use crate::cache;
+use crate::error::{EvalError, LoadError};
+use crate::host::{HostState, MemoryCapExceeded};
+use crate::runtime::deadline_ticks;
+use crate::spec::{PluginSpec, PolicyLimits};
+
+/// Where a plugin's machine code came from at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompiledFrom {
+    Compiled,
+    /// Read from the on-disk cache (`PolicyLimits::cache_dir`).
+    Cache,
+}
+
+/// Rules on answers, from the contract.
+const MAX_CODE_LEN: usize = 64;
+const MAX_REASON_BYTES: usize = 1024;
+const MAX_WARNINGS: usize = 16;
+const MAX_WARNING_BYTES: usize = 512;
+
+/// A validated answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Allow {
+        warnings: Vec<String>,
+    },
+    Deny {
+        code: String,
+        reason: String,
+        warnings: Vec<String>,
+    },
+}
+
+/// Counters of one plugin since it was loaded.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub evaluations: AtomicU64,
+    pub allowed: AtomicU64,
+    pub denied: AtomicU64,
+    pub errors: AtomicU64,
+    pub fail_open: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What one evaluation produced besides its result.
+pub(crate) struct Evaluation {
+    pub result: Result<Verdict, EvalError>,
+    pub elapsed: Duration,
+    pub host: HostState,
+}
+
+pub(crate) struct LoadedPlugin {
+    pub spec: PluginSpec,
+    pub sha256: String,
+    pub compiled_from: CompiledFrom,
+    /// Names of the component's imports (the contract's `log`, and any WASI interface the
+    /// guest imports, linked to trapping stubs).
+    pub imports: Vec<String>,
+    pub counters: Counters,
+    engine: Engine,
+    pre: PolicyPre<HostState>,
+    deadline: Duration,
+    memory_cap: usize,
+}
+
+impl LoadedPlugin {
+    /// Reads, compiles (or loads from cache) and links a plugin. Fails if it is not a
+    /// component of the `snapgate:policy/policy@0.1.0` world.
+    pub(crate) fn load(
+        engine: &Engine,
+        spec: PluginSpec,
+        limits: &PolicyLimits,
+    ) -> Result<Self, LoadError> {
+        if spec.name.trim().is_empty() {
+            return Err(LoadError::BadSpec(format!(
+                "plugin at {} has an empty name",
+                spec.file.display()
+            )));
+        }
+        if let Err(e) = serde_json::from_str::<serde_json::Value>(&spec.config) {
+            return Err(LoadError::BadConfig {
+                plugin: spec.name.clone(),
+                message: e.to_string(),
+            });
+        }
+        let wasm = std::fs::read(&spec.file).map_err(|source| LoadError::Read {
+            plugin: spec.name.clone(),
+            path: spec.file.clone(),
+            source,
+        })?;
+        let sha256 = hex::encode(Sha256::digest(&wasm));
+        let (component, compiled_from) = cache::compile(
+            engine,
+            &spec.name,
+            &spec.file,
+            &wasm,
+            &sha256,
+            limits.cache_dir.as_deref(),
+        )?;
+        let pre = link(engine, &component).map_err(|message| LoadError::WrongWorld {
+            plugin: spec.name.clone(),
+            path: spec.file.clone(),
+            message,
+        })?;
+        let imports = import_names(engine, &component);
+        tracing::info!(plugin = %spec.name, sha256 = %sha256, ?compiled_from, ?imports, "policy plugin loaded");
+        Ok(LoadedPlugin {
+            spec,
+            sha256,
+            compiled_from,
+            imports,
+            counters: Counters::default(),
+            engine: engine.clone(),
+            pre,
+            deadline: limits.deadline,
+            memory_cap: limits.memory_bytes,
+        })
+    }
+
+    /// Runs the plugin once on a fresh instance. `keep_logs` keeps the log lines' text in the
+    /// result (for the CLI); they always go to `tracing`.
+    pub(crate) fn evaluate(&self, request: &Request, keep_logs: bool) -> Evaluation {
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(&self.spec.name, self.memory_cap, keep_logs),
+        );
+        store.limiter(|host| host);
+        store.set_epoch_deadline(deadline_ticks(self.deadline));
+        store.epoch_deadline_trap();
+
+        let start = Instant::now();
+        let result = match self.pre.instantiate(&mut store) {
+            Err(e) => Err(self.classify(e, true)),
+            Ok(instance) => match instance.call_evaluate(&mut store, request) {
+                Err(e) => Err(self.classify(e, false)),
+                Ok(decision) => validate(decision),
+            },
+        };
+        let elapsed = start.elapsed();
+        Evaluation {
+            result,
+            elapsed,
+            host: store.into_data(),
+        }
+    }
+
+    fn classify(&self, e: wasmtime::Error, instantiating: bool) -> EvalError {
+        if e.downcast_ref::<MemoryCapExceeded>().is_some() {
+            return EvalError::MemoryCap {
+                cap_bytes: self.memory_cap,
+            };
+        }
+        if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+            return EvalError::Deadline {
+                deadline_ms: self.deadline.as_millis() as u64,
+            };
+        }
+        let message = format!("{e:#}");
+        if instantiating {
+            EvalError::Instantiate { message }
+        } else {
+            EvalError::Trap { message }
+        }
+    }
+}
+
+/// Links the contract's `log` import and stubs every other import with a trap, then checks
+/// the component's exports against the world.
+pub(crate) fn link(engine: &Engine, component: &Component) -> Result<PolicyPre<HostState>, String> {
+    let mut linker: Linker<HostState> = Linker::new(engine);
+    Policy::add_to_linker::<_, HasSelf<_>>(&mut linker, |host| host)
+        .map_err(|e| format!("{e:#}"))?;
+    // No ambient capabilities: WASI (or anything else) imported by the guest exists but traps.
+    linker
+        .define_unknown_imports_as_traps(component)
+        .map_err(|e| format!("{e:#}"))?;
+    let pre = linker
+        .instantiate_pre(component)
+        .map_err(|e| format!("{e:#}"))?;
+    PolicyPre::new(pre).map_err(|e| format!("{e:#}"))
+}
+
+pub(crate) fn import_names(engine: &Engine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// Applies the contract's rules on answers.
+pub(crate) fn validate(decision: WitDecision) -> Result<Verdict, EvalError> {
+    let check_warnings = |warnings: &[String]| -> Result<(), EvalError> {
+        if warnings.len() > MAX_WARNINGS {
+            return Err(EvalError::BadAnswer {
+                message: format!(
+                    "{} warnings, at most {MAX_WARNINGS} allowed",
+                    warnings.len()
+                ),
+            });
+        }
+        if let Some(w) = warnings.iter().find(|w| w.len() > MAX_WARNING_BYTES) {
+            return Err(EvalError::BadAnswer {
+                message: format!(
+                    "a warning of {} bytes, at most {MAX_WARNING_BYTES} allowed",
+                    w.len()
+                ),
+            });
+        }
+        Ok(())
+    };
+    match decision {
+        WitDecision::Allow(warnings) => {
+            check_warnings(&warnings)?;
+            Ok(Verdict::Allow { warnings })
+        }
+        WitDecision::Deny(d) => {
+            let code_ok = !d.code.is_empty()
+                && d.code.len() <= MAX_CODE_LEN
+                && d.code
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !code_ok {
+                return Err(EvalError::BadAnswer {
+                    message: format!(
+                        "deny code {:?} must be 1 to {MAX_CODE_LEN} characters of a-z, 0-9, _",
+                        crate::host::truncate(d.code, 80)
+                    ),
+                });
+            }
+            if d.reason.is_empty() || d.reason.len() > MAX_REASON_BYTES {
+                return Err(EvalError::BadAnswer {
+                    message: format!(
+                        "deny reason of {} bytes, it must have 1 to {MAX_REASON_BYTES}",
+                        d.reason.len()
+                    ),
+                });
+            }
+            check_warnings(&d.warnings)?;
+            Ok(Verdict::Deny {
+                code: d.code,
+                reason: d.reason,
+                warnings: d.warnings,
+            })
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! What the operator configures: the plugins of the chain and the limits they run under.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use snapgate_core::OperationKind;
+
+/// Whether a plugin's denial stops the request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// A denial refuses the request.
+    #[default]
+    Enforce,
+    /// A denial (or a failure) is recorded with `overridden: true` and the request goes on.
+    Audit,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit",
+        }
+    }
+}
+
+/// What a plugin failure (trap, deadline, memory cap, bad answer) means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Fail closed: the request is refused (the default).
+    #[default]
+    Deny,
+    /// Fail open: the request goes on; counted in `snapgate_policy_fail_open_total`.
+    Allow,
+}
+
+impl OnError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnError::Deny => "deny",
+            OnError::Allow => "allow",
+        }
+    }
+}
+
+fn default_config() -> String {
+    "{}".to_string()
+}
+
+/// One plugin of the chain, as written in the gateway config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSpec {
+    /// Unique within the chain; names the plugin in decisions, logs and metrics.
+    pub name: String,
+    /// Path of the component (`.wasm`).
+    pub file: PathBuf,
+    /// The plugin's configuration, JSON text handed to it as `request.config`.
+    #[serde(default = "default_config")]
+    pub config: String,
+    /// Operations the plugin sees; empty means all.
+    #[serde(default)]
+    pub operations: Vec<OperationKind>,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+impl PluginSpec {
+    /// An enforcing, fail-closed plugin for every operation with config `{}`.
+    pub fn new(name: impl Into<String>, file: impl Into<PathBuf>) -> Self {
+        PluginSpec {
+            name: name.into(),
+            file: file.into(),
+            config: default_config(),
+            operations: Vec::new(),
+            mode: Mode::Enforce,
+            on_error: OnError::Deny,
+        }
+    }
+
+    pub fn applies_to(&self, op: OperationKind) -> bool {
+        self.operations.is_empty() || self.operations.contains(&op)
+    }
+}
+
+/// Limits every plugin evaluation runs under. Fixed for the engine's life (a reload changes
+/// plugins, not limits: the pooling allocator is sized from them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyLimits {
+    /// Wall-clock budget of one plugin evaluation (instantiation + call). Enforced with epoch
+    /// interruption at a 1 ms tick, so the effective deadline is this rounded up to the next
+    /// millisecond plus at most one tick.
+    #[serde(with = "duration_ms")]
+    pub deadline: Duration,
+    /// Cap on one instance's linear memory.
+    pub memory_bytes: usize,
+    /// Where compiled components are cached; `None` compiles at every load.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for PolicyLimits {
+    fn default() -> Self {
+        PolicyLimits {
+            deadline: Duration::from_millis(5),
+            memory_bytes: 16 << 20,
+            cache_dir: None,
+        }
+    }
+}
+
+/// Durations as whole milliseconds in config files (`deadline = 5`).
+mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}

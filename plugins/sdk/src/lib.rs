@@ -1,0 +1,79 @@
+//! The snapgate plugin SDK.
+//!
+//! A plugin implements [`Policy`] over the typed [`Request`] and exports it with
+//! [`export_policy!`]:
+//!
+//! ```ignore
+//! use snapgate_plugin_sdk::{export_policy, Decision, Policy, Request};
+//!
+//! struct NoWeekendSaves;
+//! impl Policy for NoWeekendSaves {
+//!     fn evaluate(req: &Request) -> Decision {
+//!         Decision::allow()
+//!     }
+//! }
+//! export_policy!(NoWeekendSaves);
+//! ```
+//!
+//! The bindings come from the one WIT tree of the repository (`wit/snapgate-policy.wit`), the
+//! same file the gateway's host bindings are generated from.
+
+/// Generated bindings of the `snapgate:policy` world. Plugins use the re-exports below.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "snapgate:policy/policy@0.1.0",
+        pub_export_macro: true,
+        export_macro_name: "__export_policy_world",
+        default_bindings_module: "snapgate_plugin_sdk::bindings",
+    });
+}
+
+mod config;
+mod decision;
+
+/// The CPU record (named `cpu` in the WIT).
+pub use bindings::Cpu;
+pub use bindings::{
+    CpuCompatibility, Disk, Instance, LogLevel, Operation, QuotaUsage, Request, ResourceUsage,
+    SavedState,
+};
+pub use config::{parse_config, ConfigError};
+pub use decision::{Decision, Denial};
+
+/// An admission policy. `evaluate` runs once per request in a fresh instance.
+pub trait Policy {
+    fn evaluate(req: &Request) -> Decision;
+}
+
+/// Writes a line to the gateway log. The host caps lines per evaluation and their length.
+pub fn log(level: LogLevel, message: &str) {
+    bindings::log(level, message);
+}
+
+/// Logs `message` at error level and stops the evaluation with a trap. The gateway records the
+/// plugin's outcome as `error` and its `on_error` setting decides (deny by default). Use it for
+/// operator mistakes such as a bad configuration, which must not be mistaken for a verdict.
+pub fn fail(message: &str) -> ! {
+    log(LogLevel::Error, message);
+    // A trap, not a panic: a panic would try to print through WASI, which the host does not
+    // provide.
+    std::process::abort()
+}
+
+/// Exports a [`Policy`] implementation as the component's `evaluate` function.
+#[macro_export]
+macro_rules! export_policy {
+    ($policy:ty) => {
+        struct __SnapgatePolicyExport;
+
+        impl $crate::bindings::Guest for __SnapgatePolicyExport {
+            fn evaluate(req: $crate::Request) -> $crate::bindings::Decision {
+                <$policy as $crate::Policy>::evaluate(&req).into_wit()
+            }
+        }
+
+        $crate::bindings::__export_policy_world!(__SnapgatePolicyExport with_types_in $crate::bindings);
+    };
+}
