@@ -1,0 +1,248 @@
+//! `SeaRepository`: the `Repository` port over sea-orm. The trait impl only delegates; each
+//! concern lives in its own file.
+
+mod decisions;
+mod reads;
+mod tenants;
+mod transitions;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, Statement, TransactionTrait,
+};
+use snapgate_core::ports::repository::{DecisionFilter, DecisionRecord};
+use snapgate_core::ports::{ListPage, QuotaLimits, RepoError, Repository, TenantTotals};
+use snapgate_core::{Operation, State, StateStatus};
+use tokio::sync::{Mutex, MutexGuard};
+use uuid::Uuid;
+
+use crate::connect::{self, Backend, StoreOptions};
+use crate::errors::db_error;
+
+/// Any replica running migrations takes this PostgreSQL advisory lock first, so two gateways
+/// starting together do not both create the tables.
+const MIGRATION_LOCK_KEY: i64 = 0x736e_6170_6761_7465; // "snapgate"
+
+#[derive(Clone)]
+pub struct SeaRepository {
+    db: DatabaseConnection,
+    backend: Backend,
+    /// SQLite allows one writer; writers queue here rather than racing for the file lock
+    /// (a deferred transaction that upgrades to a writer can fail with SQLITE_BUSY at once,
+    /// busy timeout or not). `None` on PostgreSQL, whose row locks do the job.
+    write_gate: Option<Arc<Mutex<()>>>,
+}
+
+impl std::fmt::Debug for SeaRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeaRepository")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SeaRepository {
+    /// Opens `sqlite://PATH?mode=rwc` (the file and its directory are created when missing)
+    /// or `postgres://…`. Does not run migrations: call [`SeaRepository::migrate`].
+    pub async fn connect(url: &str) -> Result<Self, RepoError> {
+        Self::connect_with(url, &StoreOptions::default()).await
+    }
+
+    pub async fn connect_with(url: &str, options: &StoreOptions) -> Result<Self, RepoError> {
+        let backend = Backend::of_url(url)?;
+        let db = connect::open(url, options).await?;
+        let write_gate = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        Ok(Self {
+            db,
+            backend,
+            write_gate,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The sea-orm connection, for tools and tests that need plain SQL.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Runs pending migrations (idempotent; safe to call from several replicas at once).
+    pub async fn migrate(&self) -> Result<(), RepoError> {
+        let _gate = self.write_gate().await;
+        match self.backend {
+            Backend::Sqlite => Migrator::up(&self.db, None).await.map_err(db_error),
+            Backend::Postgres => {
+                let txn = self.db.begin().await.map_err(db_error)?;
+                let lock = Statement::from_sql_and_values(
+                    self.db.get_database_backend(),
+                    "SELECT pg_advisory_xact_lock($1)",
+                    [MIGRATION_LOCK_KEY.into()],
+                );
+                let result = match txn.execute(lock).await {
+                    Ok(_) => Migrator::up(&txn, None).await.map_err(db_error),
+                    Err(e) => Err(db_error(e)),
+                };
+                end_transaction(txn, result).await
+            }
+        }
+    }
+
+    /// Closes the pool (pending queries finish first).
+    pub async fn close(&self) {
+        if let Err(e) = self.db.close_by_ref().await {
+            tracing::warn!(error = %e, "closing the database pool");
+        }
+    }
+
+    /// Held for the whole of a write transaction on SQLite; a no-op on PostgreSQL.
+    async fn write_gate(&self) -> Option<MutexGuard<'_, ()>> {
+        match &self.write_gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        }
+    }
+}
+
+/// Commits on `Ok`, rolls back on `Err`.
+async fn end_transaction<T>(
+    txn: DatabaseTransaction,
+    result: Result<T, RepoError>,
+) -> Result<T, RepoError> {
+    match result {
+        Ok(value) => {
+            txn.commit().await.map_err(db_error)?;
+            Ok(value)
+        }
+        Err(e) => {
+            rollback(txn).await;
+            Err(e)
+        }
+    }
+}
+
+/// Rolls back now rather than on drop (sea-orm then only queues the rollback), so a SQLite
+/// write lock is released before the next writer is let in. A failure is only logged: the
+/// server rolls back a transaction whose connection is gone.
+async fn rollback(txn: DatabaseTransaction) {
+    if let Err(e) = txn.rollback().await {
+        tracing::warn!(error = %e, "rollback failed");
+    }
+}
+
+#[async_trait]
+impl Repository for SeaRepository {
+    async fn ping(&self) -> Result<(), RepoError> {
+        self.db.ping().await.map_err(db_error)
+    }
+
+    async fn begin_save(&self, state: &State, op: &Operation) -> Result<(), RepoError> {
+        transitions::begin_save(self, state, op).await
+    }
+
+    async fn begin_state_operation(
+        &self,
+        op: &Operation,
+        from: &[StateStatus],
+        to: StateStatus,
+    ) -> Result<(), RepoError> {
+        transitions::begin_state_operation(self, op, from, to).await
+    }
+
+    async fn mark_running(&self, op: Uuid, at: DateTime<Utc>) -> Result<(), RepoError> {
+        transitions::mark_running(self, op, at).await
+    }
+
+    async fn touch_operation(&self, op: Uuid, at: DateTime<Utc>) -> Result<(), RepoError> {
+        transitions::touch_operation(self, op, at).await
+    }
+
+    async fn finish_operation(
+        &self,
+        op: &Operation,
+        state: Option<&State>,
+    ) -> Result<(), RepoError> {
+        transitions::finish_operation(self, op, state).await
+    }
+
+    async fn get_state(&self, uuid: Uuid) -> Result<Option<State>, RepoError> {
+        reads::get_state(&self.db, uuid).await
+    }
+
+    async fn list_states(
+        &self,
+        instance: Uuid,
+        limit: u64,
+        marker: Option<Uuid>,
+    ) -> Result<ListPage, RepoError> {
+        reads::list_states(&self.db, instance, limit, marker).await
+    }
+
+    async fn count_states(&self, instance: Uuid) -> Result<u64, RepoError> {
+        reads::count_states(&self.db, instance).await
+    }
+
+    async fn get_operation(&self, uuid: Uuid) -> Result<Option<Operation>, RepoError> {
+        reads::get_operation(&self.db, uuid).await
+    }
+
+    async fn unfinished_operations(&self) -> Result<Vec<Operation>, RepoError> {
+        reads::unfinished_operations(&self.db).await
+    }
+
+    async fn purge_operations(&self, before: DateTime<Utc>) -> Result<u64, RepoError> {
+        let _gate = self.write_gate().await;
+        reads::purge_operations(&self.db, before).await
+    }
+
+    async fn tenant_totals(&self) -> Result<Vec<TenantTotals>, RepoError> {
+        reads::tenant_totals(&self.db).await
+    }
+
+    async fn states_of_instance(&self, instance: Uuid) -> Result<Vec<State>, RepoError> {
+        reads::states_of_instance(&self.db, instance).await
+    }
+
+    async fn instance_owner(&self, instance: Uuid) -> Result<Option<String>, RepoError> {
+        tenants::instance_owner(&self.db, instance).await
+    }
+
+    async fn set_instance_owner(
+        &self,
+        instance: Uuid,
+        tenant: Option<&str>,
+    ) -> Result<(), RepoError> {
+        let _gate = self.write_gate().await;
+        tenants::set_instance_owner(&self.db, instance, tenant).await
+    }
+
+    async fn quota_limits(&self, tenant: &str) -> Result<Option<QuotaLimits>, RepoError> {
+        tenants::quota_limits(&self.db, tenant).await
+    }
+
+    async fn set_quota_limits(
+        &self,
+        tenant: &str,
+        limits: Option<&QuotaLimits>,
+    ) -> Result<(), RepoError> {
+        let _gate = self.write_gate().await;
+        tenants::set_quota_limits(&self.db, tenant, limits).await
+    }
+
+    async fn record_decisions(&self, records: &[DecisionRecord]) -> Result<(), RepoError> {
+        let _gate = self.write_gate().await;
+        decisions::record(self, records).await
+    }
+
+    async fn list_decisions(
+        &self,
+        filter: &DecisionFilter,
+    ) -> Result<Vec<DecisionRecord>, RepoError> {
+        decisions::list(&self.db, filter).await
+    }
+}

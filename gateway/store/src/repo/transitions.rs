@@ -1,0 +1,310 @@
+//! The transactions that move states and operations through their life cycle, and the
+//! instance lock that allows one state-changing operation per instance.
+//!
+//! The lock is a row in `instance_locks` keyed by the instance: inserting it is the only way to
+//! start an operation, so the rule holds across gateway replicas. Inserts use
+//! `ON CONFLICT DO NOTHING` and look at the row count, which keeps a PostgreSQL transaction
+//! usable after a conflict (a failed statement would abort it) and waits, on PostgreSQL, for a
+//! competing transaction to commit or roll back before deciding.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::ActiveValue::Set;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, Iterable, QueryFilter,
+    TransactionTrait,
+};
+use snapgate_core::ports::RepoError;
+use snapgate_core::{Operation, OperationStatus, State, StateStatus};
+use uuid::Uuid;
+
+use super::{end_transaction, rollback, SeaRepository};
+use crate::convert::{micros, operation_row, operation_update, state_row};
+use crate::entity::{instance_locks, instance_states, operations};
+use crate::errors::db_error;
+
+/// A lock holder may finish between our failed insert and the look-up of its id; we then try
+/// again from the start. More than a few rounds means heavy churn: report the instance busy.
+const LOCK_ATTEMPTS: usize = 5;
+
+const UNFINISHED: [&str; 2] = ["pending", "running"];
+
+enum LockOutcome {
+    Acquired,
+    HeldBy(Uuid),
+    /// Someone held it a moment ago and has let go since.
+    Released,
+}
+
+fn do_nothing_on_conflict() -> OnConflict {
+    OnConflict::new().do_nothing().to_owned()
+}
+
+pub(super) async fn begin_save(
+    repo: &SeaRepository,
+    state: &State,
+    op: &Operation,
+) -> Result<(), RepoError> {
+    let state_row = state_row(state)?;
+    let op_row = operation_row(op);
+    let mut last_holder = None;
+    for _ in 0..LOCK_ATTEMPTS {
+        let _gate = repo.write_gate().await;
+        let txn = repo.db.begin().await.map_err(db_error)?;
+        // The name is checked before the lock, so a duplicate is reported as such even
+        // while the instance is busy.
+        let result = async {
+            let inserted = instance_states::Entity::insert(state_row.clone())
+                .on_conflict(do_nothing_on_conflict())
+                .exec_without_returning(&txn)
+                .await
+                .map_err(db_error)?;
+            if inserted == 0 {
+                return Err(RepoError::DuplicateName(state.name.clone()));
+            }
+            operations::Entity::insert(op_row.clone())
+                .exec_without_returning(&txn)
+                .await
+                .map_err(db_error)?;
+            take_lock(&txn, op).await
+        }
+        .await;
+        match settle(txn, result).await? {
+            None => return Ok(()),
+            Some(holder) => last_holder = holder,
+        }
+    }
+    Err(busy_after_retries(op, last_holder))
+}
+
+pub(super) async fn begin_state_operation(
+    repo: &SeaRepository,
+    op: &Operation,
+    from: &[StateStatus],
+    to: StateStatus,
+) -> Result<(), RepoError> {
+    let op_row = operation_row(op);
+    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    let mut last_holder = None;
+    for _ in 0..LOCK_ATTEMPTS {
+        let _gate = repo.write_gate().await;
+        let txn = repo.db.begin().await.map_err(db_error)?;
+        let result = async {
+            // The status check and the change are one statement, so two requests can never
+            // both see `available`.
+            let changed = instance_states::Entity::update_many()
+                .col_expr(instance_states::Column::Status, Expr::value(to.as_str()))
+                .col_expr(
+                    instance_states::Column::UpdatedAt,
+                    Expr::value(micros(op.updated_at)),
+                )
+                .filter(instance_states::Column::Uuid.eq(op.state_uuid))
+                .filter(instance_states::Column::InstanceUuid.eq(op.instance_uuid))
+                .filter(instance_states::Column::Status.is_in(from.iter().copied()))
+                .exec(&txn)
+                .await
+                .map_err(db_error)?
+                .rows_affected;
+            if changed == 0 {
+                return Err(why_unchanged(&txn, op).await);
+            }
+            operations::Entity::insert(op_row.clone())
+                .exec_without_returning(&txn)
+                .await
+                .map_err(db_error)?;
+            take_lock(&txn, op).await
+        }
+        .await;
+        match settle(txn, result).await? {
+            None => return Ok(()),
+            Some(holder) => last_holder = holder,
+        }
+    }
+    Err(busy_after_retries(op, last_holder))
+}
+
+/// Commits when the lock was taken (`None`); otherwise rolls back and returns the error, or
+/// `Some(last holder)` when the caller should try again.
+async fn settle(
+    txn: DatabaseTransaction,
+    result: Result<LockOutcome, RepoError>,
+) -> Result<Option<Option<Uuid>>, RepoError> {
+    match result {
+        Ok(LockOutcome::Acquired) => end_transaction(txn, Ok(None)).await,
+        Ok(LockOutcome::HeldBy(holder)) => {
+            rollback(txn).await;
+            Err(RepoError::InstanceBusy(holder))
+        }
+        Ok(LockOutcome::Released) => {
+            rollback(txn).await;
+            Ok(Some(None))
+        }
+        Err(e) => {
+            rollback(txn).await;
+            Err(e)
+        }
+    }
+}
+
+fn busy_after_retries(op: &Operation, holder: Option<Uuid>) -> RepoError {
+    tracing::warn!(instance = %op.instance_uuid, "instance lock kept changing hands");
+    RepoError::InstanceBusy(holder.unwrap_or_else(Uuid::nil))
+}
+
+async fn take_lock(txn: &DatabaseTransaction, op: &Operation) -> Result<LockOutcome, RepoError> {
+    let row = instance_locks::ActiveModel {
+        instance_uuid: Set(op.instance_uuid),
+        operation_uuid: Set(op.uuid),
+        acquired_at: Set(micros(op.created_at)),
+    };
+    let inserted = instance_locks::Entity::insert(row)
+        .on_conflict(do_nothing_on_conflict())
+        .exec_without_returning(txn)
+        .await
+        .map_err(db_error)?;
+    if inserted == 1 {
+        return Ok(LockOutcome::Acquired);
+    }
+    let holder = instance_locks::Entity::find_by_id(op.instance_uuid)
+        .one(txn)
+        .await
+        .map_err(db_error)?;
+    Ok(match holder {
+        Some(lock) => LockOutcome::HeldBy(lock.operation_uuid),
+        None => LockOutcome::Released,
+    })
+}
+
+/// After a conditional status change matched no row: the state is missing, or in another
+/// status.
+async fn why_unchanged(txn: &DatabaseTransaction, op: &Operation) -> RepoError {
+    let current = instance_states::Entity::find_by_id(op.state_uuid)
+        .filter(instance_states::Column::InstanceUuid.eq(op.instance_uuid))
+        .one(txn)
+        .await;
+    match current {
+        Ok(Some(row)) => match row.status.parse::<StateStatus>() {
+            Ok(status) => RepoError::WrongStatus(status),
+            Err(e) => RepoError::Other(format!("corrupt row: {e}")),
+        },
+        Ok(None) => RepoError::NotFound,
+        Err(e) => db_error(e),
+    }
+}
+
+pub(super) async fn mark_running(
+    repo: &SeaRepository,
+    op: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), RepoError> {
+    let _gate = repo.write_gate().await;
+    let at = micros(at);
+    let changed = operations::Entity::update_many()
+        .col_expr(
+            operations::Column::Status,
+            Expr::value(OperationStatus::Running.as_str()),
+        )
+        .col_expr(operations::Column::StartedAt, Expr::value(at))
+        .col_expr(operations::Column::UpdatedAt, Expr::value(at))
+        .filter(operations::Column::Uuid.eq(op))
+        .filter(operations::Column::Status.eq(OperationStatus::Pending.as_str()))
+        .exec(&repo.db)
+        .await
+        .map_err(db_error)?
+        .rows_affected;
+    // Already running or finished: nothing to do, as a retry expects.
+    if changed == 0 {
+        require_operation(&repo.db, op).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn touch_operation(
+    repo: &SeaRepository,
+    op: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), RepoError> {
+    let _gate = repo.write_gate().await;
+    let changed = operations::Entity::update_many()
+        .col_expr(operations::Column::UpdatedAt, Expr::value(micros(at)))
+        .filter(operations::Column::Uuid.eq(op))
+        // A finished operation keeps the time it ended.
+        .filter(operations::Column::Status.is_in(UNFINISHED))
+        .exec(&repo.db)
+        .await
+        .map_err(db_error)?
+        .rows_affected;
+    if changed == 0 {
+        require_operation(&repo.db, op).await?;
+    }
+    Ok(())
+}
+
+/// One transaction: the operation row, the state (written or deleted) and the lock. Only the
+/// first call for an operation has an effect; later ones (a retry, or the reconciler of
+/// another replica racing the runner) find it finished and change nothing, so they can never
+/// overwrite a state that a newer operation has moved on since.
+pub(super) async fn finish_operation(
+    repo: &SeaRepository,
+    op: &Operation,
+    state: Option<&State>,
+) -> Result<(), RepoError> {
+    let state_row = state.map(state_row).transpose()?;
+    let _gate = repo.write_gate().await;
+    let txn = repo.db.begin().await.map_err(db_error)?;
+    let result = async {
+        let changed = operations::Entity::update_many()
+            .set(operation_update(op))
+            .filter(operations::Column::Uuid.eq(op.uuid))
+            .filter(operations::Column::Status.is_in(UNFINISHED))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?
+            .rows_affected;
+        if changed == 0 {
+            return require_operation(&txn, op.uuid).await;
+        }
+        match state_row {
+            Some(row) => {
+                let columns = instance_states::Column::iter()
+                    .filter(|c| !matches!(c, instance_states::Column::Uuid));
+                instance_states::Entity::insert(row)
+                    .on_conflict(
+                        OnConflict::column(instance_states::Column::Uuid)
+                            .update_columns(columns)
+                            .to_owned(),
+                    )
+                    .exec_without_returning(&txn)
+                    .await
+                    .map_err(db_error)?;
+            }
+            None => {
+                instance_states::Entity::delete_by_id(op.state_uuid)
+                    .exec(&txn)
+                    .await
+                    .map_err(db_error)?;
+            }
+        }
+        // Only this operation's lock: never one a newer operation holds.
+        instance_locks::Entity::delete_many()
+            .filter(instance_locks::Column::InstanceUuid.eq(op.instance_uuid))
+            .filter(instance_locks::Column::OperationUuid.eq(op.uuid))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+    .await;
+    end_transaction(txn, result).await
+}
+
+async fn require_operation(db: &impl ConnectionTrait, op: Uuid) -> Result<(), RepoError> {
+    match operations::Entity::find_by_id(op)
+        .one(db)
+        .await
+        .map_err(db_error)?
+    {
+        Some(_) => Ok(()),
+        None => Err(RepoError::NotFound),
+    }
+}
