@@ -112,3 +112,21 @@ async fn concurrent_postgres_migrations_do_not_collide() {
     }
     database.cleanup().await.unwrap();
 }
+
+/// The database disappears under a running repository: queries report `Unavailable` (503),
+/// not an internal error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_postgres_database_is_unavailable() {
+    let database = TestDatabase::create()
+        .await
+        .expect("PostgreSQL test database");
+    let repo = SeaRepository::connect(database.url()).await.unwrap();
+    repo.migrate().await.unwrap();
+    repo.ping().await.unwrap();
+    database.cleanup().await.unwrap();
+
+    let err = repo.ping().await.unwrap_err();
+    assert!(matches!(err, RepoError::Unavailable(_)), "{err:?}");
+    let err = repo.count_states(uuid::Uuid::new_v4()).await.unwrap_err();
+    assert!(matches!(err, RepoError::Unavailable(_)), "{err:?}");
+}
