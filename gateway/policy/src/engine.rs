@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use async_trait::async_trait;
 use chrono::Utc;
 use snapgate_core::ports::{Decision, PolicyEngine, PolicyInput, PolicyOutcome};
+use tokio::sync::Semaphore;
 use wasmtime::Engine;
 
 use crate::chain::{Chain, ChainInfo, SharedChain, PLUGIN_FAILED_CODE};
@@ -29,6 +30,10 @@ struct Inner {
     /// One reload at a time, so generations stay in order.
     reload_lock: Mutex<()>,
     generation: AtomicU64,
+    /// Evaluations running at once, at most one per core. The deadline is wall-clock time:
+    /// evaluations time-slicing one core would eat each other's budget, while waiting here
+    /// does not count against it.
+    running: Semaphore,
     _ticker: EpochTicker,
 }
 
@@ -54,6 +59,9 @@ impl WasmPolicyEngine {
                 chain: RwLock::new(Arc::new(chain)),
                 reload_lock: Mutex::new(()),
                 generation: AtomicU64::new(1),
+                running: Semaphore::new(
+                    std::thread::available_parallelism().map_or(1, |n| n.get()),
+                ),
                 _ticker: ticker,
             }),
         })
@@ -130,6 +138,10 @@ impl PolicyEngine for WasmPolicyEngine {
         {
             return PolicyOutcome::default();
         }
+        let Ok(_slot) = self.inner.running.acquire().await else {
+            // The semaphore is never closed; fail closed rather than panic if it ever is.
+            return failed_closed("policy evaluation slots closed".into());
+        };
         let owned = input.clone();
         match tokio::task::spawn_blocking(move || chain.evaluate(&owned)).await {
             Ok(outcome) => outcome,

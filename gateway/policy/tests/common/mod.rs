@@ -113,3 +113,12 @@ pub fn apply_request(compat: CpuCompatibility, saved: &[&str], host: &[&str]) ->
         ..save_request()
     }
 }
+
+/// Limits for tests whose plugin must hit the deadline: short enough to keep them fast, long
+/// enough for a healthy plugin in the same chain (well under 1 ms in debug builds).
+pub fn runaway_limits() -> PolicyLimits {
+    PolicyLimits {
+        deadline: std::time::Duration::from_millis(200),
+        ..limits()
+    }
+}
