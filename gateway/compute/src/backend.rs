@@ -159,7 +159,12 @@ impl ComputeBackend for LibvirtBackend {
         instance: &Instance,
         kind: SnapshotKind,
     ) -> Result<(), ComputeError> {
-        crate::checks::check_snapshot_support(instance, kind)
+        crate::checks::check_snapshot_support(instance, kind)?;
+        let uuid = instance.uuid;
+        self.run(&instance.host, Retry::Once, move |conn, site| {
+            blocking::check_existing_snapshots(conn, site, uuid, kind)
+        })
+        .await
     }
 
     #[tracing::instrument(skip(self, req), fields(instance = %req.instance, snapshot = %req.snapshot_name, kind = %req.kind))]

@@ -86,6 +86,40 @@ pub(crate) fn describe(conn: &Connect, site: &Site<'_>, uuid: Uuid) -> Result<In
     })
 }
 
+/// Refuses a snapshot of `kind` on a domain that has snapshots of the other kind. libvirt
+/// (checked with QEMU 10 / libvirt 11.3) cannot delete such mixed chains: "deleting external
+/// snapshot that has internal snapshot as parent not supported", and an internal snapshot
+/// whose disk became an overlay "is not the same as disk image currently used by VM".
+pub(crate) fn refuse_mixed_kinds(
+    dom: &Domain,
+    site: &Site<'_>,
+    kind: SnapshotKind,
+) -> Result<(), Fail> {
+    for snap in dom.list_all_snapshots(0)? {
+        let meta = xml::parse_snapshot(&snap.get_xml_desc(0)?).map_err(|e| parse_error(site, e))?;
+        if meta.kind() != kind {
+            return Err(Fail::Compute(ComputeError::Unsupported {
+                code: "snapshot_kind_conflict",
+                message: format!(
+                    "the instance already has {} snapshots (e.g. {}); libvirt cannot manage {kind} snapshots beside them",
+                    meta.kind(),
+                    snap.get_name()?
+                ),
+            }));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn check_existing_snapshots(
+    conn: &Connect,
+    site: &Site<'_>,
+    instance: Uuid,
+    kind: SnapshotKind,
+) -> Result<(), Fail> {
+    refuse_mixed_kinds(&lookup_domain(conn, instance)?, site, kind)
+}
+
 /// The files of one external snapshot, all inside `STATE_DIR/<name>/`.
 struct ExternalLayout {
     dir: PathBuf,
@@ -127,6 +161,7 @@ pub(crate) fn save(
     validate_snapshot_name(name)?;
     let before = describe(conn, site, instance)?;
     let dom = lookup_domain(conn, instance)?;
+    refuse_mixed_kinds(&dom, site, kind)?;
     let targets: Vec<&str> = before.disks.iter().map(|d| d.target.as_str()).collect();
     let physical_before: Vec<Option<u64>> = targets
         .iter()

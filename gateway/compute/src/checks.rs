@@ -3,7 +3,9 @@
 use snapgate_core::ports::ComputeError;
 use snapgate_core::{Instance, SnapshotKind};
 
-/// Checks an instance as [`crate::LibvirtBackend::locate`] described it.
+/// Checks an instance as [`crate::LibvirtBackend::locate`] described it. `check_save` adds
+/// one check that needs libvirt: no mixing of internal and external snapshots on a domain
+/// (code `snapshot_kind_conflict`).
 ///
 /// Order matters for the client: a stopped instance is a state problem (409) the user can fix
 /// by starting it, the others are configuration problems (422).

@@ -196,6 +196,17 @@ pub struct SnapshotXml {
     pub overlay_files: Vec<String>,
 }
 
+impl SnapshotXml {
+    /// External when memory or any disk lives in a separate file.
+    pub fn kind(&self) -> snapgate_core::SnapshotKind {
+        if self.memory_mode.as_deref() == Some("external") || !self.overlay_files.is_empty() {
+            snapgate_core::SnapshotKind::External
+        } else {
+            snapgate_core::SnapshotKind::Internal
+        }
+    }
+}
+
 pub fn parse_snapshot(xml: &str) -> Result<SnapshotXml, XmlError> {
     let doc = roxmltree::Document::parse(xml)?;
     let root = doc.root_element();

@@ -74,3 +74,52 @@ async fn auto_mode_picks_internal_for_qcow2_and_external_otherwise() {
         SnapshotKind::Internal
     );
 }
+
+#[tokio::test]
+async fn mixing_internal_and_external_snapshots_is_refused_before_any_work() {
+    use snapgate_core::ports::SaveRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(dir.path());
+    let req = SaveRequest {
+        instance: DEMO_DB,
+        snapshot_name: Uuid::new_v4().to_string(),
+        kind: SnapshotKind::External,
+        state_dir: None,
+    };
+    backend.save(DEMO_HOST, req).await.unwrap();
+
+    let inst = backend.locate(DEMO_DB).await.unwrap();
+    backend
+        .check_save(&inst, SnapshotKind::External)
+        .await
+        .unwrap();
+    match backend.check_save(&inst, SnapshotKind::Internal).await {
+        Err(ComputeError::Unsupported { code, message }) => {
+            assert_eq!(code, "snapshot_kind_conflict");
+            assert!(message.contains("external"), "{message}");
+        }
+        other => panic!("expected snapshot_kind_conflict, got {other:?}"),
+    }
+    // `save` refuses too, for callers that skip the check.
+    let req = SaveRequest {
+        instance: DEMO_DB,
+        snapshot_name: Uuid::new_v4().to_string(),
+        kind: SnapshotKind::Internal,
+        state_dir: None,
+    };
+    assert!(matches!(
+        backend.save(DEMO_HOST, req).await,
+        Err(ComputeError::Unsupported {
+            code: "snapshot_kind_conflict",
+            ..
+        })
+    ));
+    assert_eq!(
+        backend
+            .list_snapshots(DEMO_HOST, DEMO_DB)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
