@@ -262,3 +262,49 @@ pub(crate) fn validate(decision: WitDecision) -> Result<Verdict, EvalError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::Denial;
+
+    fn deny(code: &str, reason: &str, warnings: Vec<String>) -> WitDecision {
+        WitDecision::Deny(Denial {
+            code: code.into(),
+            reason: reason.into(),
+            warnings,
+        })
+    }
+
+    #[test]
+    fn well_formed_answers_pass() {
+        assert_eq!(
+            validate(WitDecision::Allow(vec!["w".into()])),
+            Ok(Verdict::Allow {
+                warnings: vec!["w".into()]
+            })
+        );
+        assert!(validate(deny("cpu_unknown_2", "why", vec![])).is_ok());
+    }
+
+    #[test]
+    fn answers_breaking_the_contract_are_bad() {
+        let bad = [
+            deny("", "why", vec![]),
+            deny("Upper", "why", vec![]),
+            deny("with space", "why", vec![]),
+            deny(&"a".repeat(65), "why", vec![]),
+            deny("ok", "", vec![]),
+            deny("ok", &"r".repeat(1025), vec![]),
+            deny("ok", "why", vec!["w".into(); 17]),
+            WitDecision::Allow(vec!["w".repeat(513)]),
+        ];
+        for answer in bad {
+            let shown = format!("{answer:?}");
+            assert!(
+                matches!(validate(answer), Err(EvalError::BadAnswer { .. })),
+                "{shown}"
+            );
+        }
+    }
+}
