@@ -1,1 +1,6 @@
+//! The integration suite's helpers: [`app::TestApp`] starts the real `snapgate` binary on an
+//! ephemeral port over real SQLite/PostgreSQL and Redis and libvirt's test driver;
+//! [`realvm`] boots a real QEMU guest.
 
+pub mod app;
+pub mod realvm;

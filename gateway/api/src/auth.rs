@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use axum::extract::FromRequestParts;
 use http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use snapgate_core::auth::{Caller, Role};
 
 use crate::error::ApiError;
 use crate::AppState;
 
 /// How tokens are checked.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// A static token file: TOML `[tokens."<token>"] tenant = "…" role = "member"`.
@@ -23,7 +23,7 @@ pub struct AuthConfig {
     pub jwt: Option<JwtConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
     /// HS256 shared secret.

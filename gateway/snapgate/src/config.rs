@@ -121,7 +121,12 @@ pub struct QuotaConfig {
 impl Default for QuotaConfig {
     fn default() -> Self {
         Self {
-            defaults: QuotaLimits { states: 50, state_bytes: 200 << 30, concurrent_operations: 5, saves_per_hour: 60 },
+            defaults: QuotaLimits {
+                states: 50,
+                state_bytes: 200 << 30,
+                concurrent_operations: 5,
+                saves_per_hour: 60,
+            },
             lease_secs: 15 * 60,
             fail_open: false,
         }
@@ -137,7 +142,10 @@ pub struct AuthSection {
 
 impl AuthSection {
     pub fn to_auth_config(&self) -> AuthConfig {
-        AuthConfig { token_file: self.token_file.clone(), jwt: self.jwt.clone() }
+        AuthConfig {
+            token_file: self.token_file.clone(),
+            jwt: self.jwt.clone(),
+        }
     }
 
     pub fn is_configured(&self) -> bool {
@@ -160,7 +168,12 @@ pub struct PolicyConfig {
 
 impl Default for PolicyConfig {
     fn default() -> Self {
-        Self { deadline_ms: 5, memory_mib: 16, cache_dir: None, plugins: Vec::new() }
+        Self {
+            deadline_ms: 5,
+            memory_mib: 16,
+            cache_dir: None,
+            plugins: Vec::new(),
+        }
     }
 }
 
@@ -175,7 +188,12 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 64 * 1024, max_wait_secs: 300, default_page_size: 50, max_page_size: 500 }
+        Self {
+            max_body_bytes: 64 * 1024,
+            max_wait_secs: 300,
+            default_page_size: 50,
+            max_page_size: 500,
+        }
     }
 }
 
@@ -190,7 +208,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: "text".into(), level: "info".into() }
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
     }
 }
 
@@ -208,11 +229,20 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(f) = file {
             if !f.exists() {
-                return Err(ConfigError::Invalid { key: "--config", message: format!("{} does not exist", f.display()) });
+                return Err(ConfigError::Invalid {
+                    key: "--config",
+                    message: format!("{} does not exist", f.display()),
+                });
             }
             figment = figment.merge(Toml::file(f));
         }
-        figment = figment.merge(Env::prefixed("SNAPGATE_").split("__").ignore(&["url", "token", "config", "test_pg_url", "test_redis_url"]));
+        figment = figment.merge(Env::prefixed("SNAPGATE_").split("__").ignore(&[
+            "url",
+            "token",
+            "config",
+            "test_pg_url",
+            "test_redis_url",
+        ]));
         let config: Config = figment.extract().map_err(Box::new)?;
         config.validate()?;
         Ok(config)
@@ -221,8 +251,14 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
         if let Some(url) = &self.database.url {
-            if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return invalid("database.url", format!("{url:?} must start with sqlite: or postgres://"));
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                return invalid(
+                    "database.url",
+                    format!("{url:?} must start with sqlite: or postgres://"),
+                );
             }
         }
         if let Some(r) = &self.redis {
@@ -230,13 +266,19 @@ impl Config {
                 return invalid("redis.url", format!("{:?} must start with redis://", r.url));
             }
             if r.key_prefix.is_empty() || r.key_prefix.contains(['{', '}']) {
-                return invalid("redis.key_prefix", "must be non-empty and contain no braces".into());
+                return invalid(
+                    "redis.key_prefix",
+                    "must be non-empty and contain no braces".into(),
+                );
             }
         }
         let mut names = std::collections::HashSet::new();
         for h in &self.hosts {
             if h.name.is_empty() || !names.insert(h.name.as_str()) {
-                return invalid("hosts", format!("host names must be unique and non-empty ({:?})", h.name));
+                return invalid(
+                    "hosts",
+                    format!("host names must be unique and non-empty ({:?})", h.name),
+                );
             }
             if !h.uri.contains(":/") {
                 return invalid("hosts", format!("{:?} is not a libvirt URI", h.uri));
@@ -244,49 +286,77 @@ impl Config {
         }
         for r in snapgate_core::ports::QuotaResource::ALL {
             if self.quota.defaults.get(r) < -1 {
-                return invalid("quota.defaults", format!("{} must be -1 (unlimited) or at least 0", r.as_str()));
+                return invalid(
+                    "quota.defaults",
+                    format!("{} must be -1 (unlimited) or at least 0", r.as_str()),
+                );
             }
         }
         if self.quota.lease_secs == 0 {
             return invalid("quota.lease_secs", "must be at least 1".into());
         }
-        if !(self.snapshots.stale_after_secs > 0.0 && self.snapshots.maintenance_interval_secs > 0.0) {
-            return invalid("snapshots", "stale_after_secs and maintenance_interval_secs must be positive".into());
+        if !(self.snapshots.stale_after_secs > 0.0
+            && self.snapshots.maintenance_interval_secs > 0.0)
+        {
+            return invalid(
+                "snapshots",
+                "stale_after_secs and maintenance_interval_secs must be positive".into(),
+            );
         }
         if self.api.default_page_size == 0 || self.api.default_page_size > self.api.max_page_size {
-            return invalid("api.default_page_size", "must be between 1 and api.max_page_size".into());
+            return invalid(
+                "api.default_page_size",
+                "must be between 1 and api.max_page_size".into(),
+            );
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format", "must be text or json".into());
         }
         if self.policy.deadline_ms == 0 || self.policy.memory_mib == 0 {
-            return invalid("policy", "deadline_ms and memory_mib must be at least 1".into());
+            return invalid(
+                "policy",
+                "deadline_ms and memory_mib must be at least 1".into(),
+            );
         }
         let mut plugin_names = std::collections::HashSet::new();
         for p in &self.policy.plugins {
             if !plugin_names.insert(p.name.as_str()) {
-                return invalid("policy.plugins", format!("plugin name {:?} is used twice", p.name));
+                return invalid(
+                    "policy.plugins",
+                    format!("plugin name {:?} is used twice", p.name),
+                );
             }
             if serde_json::from_str::<serde_json::Value>(&p.config).is_err() {
-                return invalid("policy.plugins", format!("config of plugin {:?} is not JSON", p.name));
+                return invalid(
+                    "policy.plugins",
+                    format!("config of plugin {:?} is not JSON", p.name),
+                );
             }
         }
         Ok(())
     }
 
     pub fn database_url(&self) -> String {
-        self.database
-            .url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("snapgate.db").display()))
+        self.database.url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("snapgate.db").display()
+            )
+        })
     }
 
     pub fn state_dir(&self) -> PathBuf {
-        self.snapshots.state_dir.clone().unwrap_or_else(|| self.data_dir.join("states"))
+        self.snapshots
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("states"))
     }
 
     pub fn plugin_cache_dir(&self) -> PathBuf {
-        self.policy.cache_dir.clone().unwrap_or_else(|| self.data_dir.join("plugin-cache"))
+        self.policy
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("plugin-cache"))
     }
 }
 
@@ -303,13 +373,27 @@ mod tests {
     fn bad_values_name_their_key() {
         let mut c = Config::default();
         c.database.url = Some("mysql://x".into());
-        assert!(c.validate().unwrap_err().to_string().contains("database.url"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("database.url"));
         let mut c = Config::default();
-        c.hosts = vec![HostEntry { name: "a".into(), uri: "test:///default".into() }; 2];
+        c.hosts = vec![
+            HostEntry {
+                name: "a".into(),
+                uri: "test:///default".into()
+            };
+            2
+        ];
         assert!(c.validate().unwrap_err().to_string().contains("hosts"));
         let mut c = Config::default();
         c.quota.defaults.states = -2;
-        assert!(c.validate().unwrap_err().to_string().contains("quota.defaults"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("quota.defaults"));
     }
 
     #[test]

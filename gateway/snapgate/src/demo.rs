@@ -49,7 +49,11 @@ pub fn ensure_demo_tokens(data_dir: &Path) -> std::io::Result<DemoTokens> {
         write_private(&member_token_path, &member)?;
         write_private(&data_dir.join("reader.token"), &reader)?;
     }
-    Ok(DemoTokens { token_file, admin_token_path, member_token_path })
+    Ok(DemoTokens {
+        token_file,
+        admin_token_path,
+        member_token_path,
+    })
 }
 
 fn random_token() -> String {

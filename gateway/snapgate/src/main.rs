@@ -11,7 +11,11 @@ use snapgate::config::Config;
 use uuid::Uuid;
 
 #[derive(Parser)]
-#[command(name = "snapgate", version, about = "Live VM states (snapshots with RAM) for multi-tenant clouds")]
+#[command(
+    name = "snapgate",
+    version,
+    about = "Live VM states (snapshots with RAM) for multi-tenant clouds"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,7 +31,12 @@ struct ServerArgs {
 #[derive(Args, Clone)]
 struct ClientArgs {
     /// The gateway's base URL.
-    #[arg(long, env = "SNAPGATE_URL", default_value = "http://127.0.0.1:8774", global = true)]
+    #[arg(
+        long,
+        env = "SNAPGATE_URL",
+        default_value = "http://127.0.0.1:8774",
+        global = true
+    )]
     url: String,
     /// Bearer token (or `--token-file`).
     #[arg(long, env = "SNAPGATE_TOKEN", global = true, hide_env_values = true)]
@@ -91,7 +100,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -123,22 +135,51 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let config = Config::load(args.config.as_deref())?;
             snapgate::telemetry::init_logs(&config.log);
             snapgate::serve::open_database(&config).await?;
-            println!("migrations applied to {}", config.database_url().split('?').next().unwrap_or_default());
+            println!(
+                "migrations applied to {}",
+                config.database_url().split('?').next().unwrap_or_default()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(args) => {
             let config = Config::load(args.config.as_deref())?;
-            println!("{}", toml::to_string_pretty(&config).context("cannot print the configuration")?);
+            println!(
+                "{}",
+                toml::to_string_pretty(&config).context("cannot print the configuration")?
+            );
             Ok(ExitCode::SUCCESS)
         }
-        Command::StateSave { instance, name, description, client } => {
-            state(client, StateCommand::Save { instance, name, description }).await
+        Command::StateSave {
+            instance,
+            name,
+            description,
+            client,
+        } => {
+            state(
+                client,
+                StateCommand::Save {
+                    instance,
+                    name,
+                    description,
+                },
+            )
+            .await
         }
-        Command::StateLoad { instance, state: s, client } => state(client, StateCommand::Load { instance, state: s }).await,
-        Command::StateList { instance, limit, client } => state(client, StateCommand::List { instance, limit }).await,
-        Command::StateDelete { instance, states, client } => {
-            state(client, StateCommand::Delete { instance, states }).await
-        }
+        Command::StateLoad {
+            instance,
+            state: s,
+            client,
+        } => state(client, StateCommand::Load { instance, state: s }).await,
+        Command::StateList {
+            instance,
+            limit,
+            client,
+        } => state(client, StateCommand::List { instance, limit }).await,
+        Command::StateDelete {
+            instance,
+            states,
+            client,
+        } => state(client, StateCommand::Delete { instance, states }).await,
         Command::Plugin(cmd) => snapgate::plugin_cmd::run(cmd),
     }
 }
@@ -147,7 +188,10 @@ async fn state(args: ClientArgs, cmd: StateCommand) -> anyhow::Result<ExitCode> 
     let token = match (&args.token, &args.token_file) {
         (Some(t), _) => Some(t.clone()),
         (None, Some(f)) => Some(
-            std::fs::read_to_string(f).with_context(|| format!("cannot read token file {}", f.display()))?.trim().to_owned(),
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read token file {}", f.display()))?
+                .trim()
+                .to_owned(),
         ),
         (None, None) => None,
     };

@@ -34,19 +34,33 @@ pub enum PluginCommand {
 pub fn run(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         PluginCommand::Check { file } => {
-            let info = snapgate_policy::check_component(&file).with_context(|| format!("{} is not a valid plugin", file.display()))?;
+            let info = snapgate_policy::check_component(&file)
+                .with_context(|| format!("{} is not a valid plugin", file.display()))?;
             println!("{}", serde_json::to_string_pretty(&info)?);
             Ok(ExitCode::SUCCESS)
         }
-        PluginCommand::Eval { file, input, config, deadline_ms, memory_mib } => {
-            let text = std::fs::read_to_string(&input).with_context(|| format!("cannot read {}", input.display()))?;
-            let request: PolicyInput = serde_json::from_str(&text).with_context(|| format!("{} is not a request", input.display()))?;
+        PluginCommand::Eval {
+            file,
+            input,
+            config,
+            deadline_ms,
+            memory_mib,
+        } => {
+            let text = std::fs::read_to_string(&input)
+                .with_context(|| format!("cannot read {}", input.display()))?;
+            let request: PolicyInput = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a request", input.display()))?;
             let config = match config {
-                Some(p) => std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?,
+                Some(p) => std::fs::read_to_string(&p)
+                    .with_context(|| format!("cannot read {}", p.display()))?,
                 None => "{}".to_owned(),
             };
-            let limits = PolicyLimits { deadline: Duration::from_millis(deadline_ms), memory_bytes: memory_mib << 20, cache_dir: None };
-            let report = snapgate_policy::eval_once(&file, &request, &config, &limits)?;
+            let limits = PolicyLimits {
+                deadline: Duration::from_millis(deadline_ms),
+                memory_bytes: memory_mib << 20,
+                cache_dir: None,
+            };
+            let report = snapgate_policy::eval_once(&file, &request, &config, limits)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }

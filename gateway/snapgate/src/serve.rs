@@ -7,10 +7,11 @@ use anyhow::Context;
 use async_trait::async_trait;
 use snapgate_api::{AdminHooks, ApiLimits, AppState, Authenticator, NoAdminHooks};
 use snapgate_compute::{HostConfig, LibvirtBackend, LibvirtOptions};
-use snapgate_core::ports::{AllowAll, PolicyEngine, QuotaStore, Repository};
+use snapgate_core::ports::policy::AllowAll;
+use snapgate_core::ports::{PolicyEngine, QuotaStore, Repository};
 use snapgate_core::service::{Backends, Service, ServiceSettings};
 use snapgate_policy::{PolicyLimits, WasmPolicyEngine};
-use snapgate_quota::{MemoryQuotaStore, RedisQuotaStore};
+use snapgate_quota::{MemoryQuotaStore, RedisQuotaConfig, RedisQuotaStore};
 use snapgate_store::SeaRepository;
 use tokio::net::TcpListener;
 
@@ -24,7 +25,9 @@ pub async fn open_database(config: &Config) -> anyhow::Result<SeaRepository> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     }
-    let repo = SeaRepository::connect(&url).await.with_context(|| format!("cannot open the database at {}", redact(&url)))?;
+    let repo = SeaRepository::connect(&url)
+        .await
+        .with_context(|| format!("cannot open the database at {}", redact(&url)))?;
     repo.migrate().await.context("database migration failed")?;
     Ok(repo)
 }
@@ -49,46 +52,76 @@ pub struct Gateway {
 }
 
 /// `config_path` is re-read on a policy reload, so an operator can change the chain in place.
-pub async fn build(mut config: Config, config_path: Option<std::path::PathBuf>) -> anyhow::Result<Gateway> {
+pub async fn build(
+    mut config: Config,
+    config_path: Option<std::path::PathBuf>,
+) -> anyhow::Result<Gateway> {
     let metrics = crate::telemetry::metrics_handle();
     let repo: Arc<dyn Repository> = Arc::new(open_database(&config).await?);
 
     if config.hosts.is_empty() {
-        let uri = demo::demo_host_uri(&config.data_dir).context("cannot write the demo cloud's node file")?;
+        let uri = demo::demo_host_uri(&config.data_dir)
+            .context("cannot write the demo cloud's node file")?;
         tracing::info!(%uri, "no hosts configured: serving the embedded demo cloud (libvirt test driver)");
-        config.hosts.push(crate::config::HostEntry { name: "demo".into(), uri });
+        config.hosts.push(crate::config::HostEntry {
+            name: "demo".into(),
+            uri,
+        });
     }
-    let hosts = config.hosts.iter().map(|h| HostConfig::new(h.name.clone(), h.uri.clone())).collect();
-    let compute = Arc::new(LibvirtBackend::new(hosts, LibvirtOptions::new(config.snapshots.mode, config.state_dir())));
+    let hosts = config
+        .hosts
+        .iter()
+        .map(|h| HostConfig::new(h.name.clone(), h.uri.clone()))
+        .collect();
+    let compute = Arc::new(LibvirtBackend::new(
+        hosts,
+        LibvirtOptions::new(config.snapshots.mode, config.state_dir()),
+    ));
 
     let quota: Arc<dyn QuotaStore> = match &config.redis {
-        Some(r) => Arc::new(RedisQuotaStore::connect(&r.url, &r.key_prefix).await.context("cannot set up the Redis quota store")?),
+        Some(r) => {
+            let store =
+                RedisQuotaStore::new(RedisQuotaConfig::new(r.url.clone(), r.key_prefix.clone()))
+                    .context("cannot set up the Redis quota store")?;
+            // Redis down at start is not fatal: saves answer 503 until it is back.
+            if let Err(e) = store.connect().await {
+                tracing::warn!(error = %e, "Redis is unreachable at start; saves are refused until it answers");
+            }
+            Arc::new(store)
+        }
         None => {
             tracing::info!("no Redis configured: quotas are kept in process (one gateway only)");
             Arc::new(MemoryQuotaStore::new())
         }
     };
 
-    let (policy, policy_engine): (Arc<dyn PolicyEngine>, Option<Arc<WasmPolicyEngine>>) = if config.policy.plugins.is_empty() {
-        (Arc::new(AllowAll), None)
-    } else {
-        let engine = Arc::new(
-            WasmPolicyEngine::load(config.policy.plugins.clone(), policy_limits(&config)).context("cannot load the policy chain")?,
-        );
-        (engine.clone(), Some(engine))
-    };
+    let (policy, policy_engine): (Arc<dyn PolicyEngine>, Option<Arc<WasmPolicyEngine>>) =
+        if config.policy.plugins.is_empty() {
+            (Arc::new(AllowAll), None)
+        } else {
+            let engine = Arc::new(
+                WasmPolicyEngine::load(config.policy.plugins.clone(), policy_limits(&config))
+                    .context("cannot load the policy chain")?,
+            );
+            (engine.clone(), Some(engine))
+        };
 
     let auth_config = if config.auth.is_configured() {
         config.auth.to_auth_config()
     } else {
-        let tokens = demo::ensure_demo_tokens(&config.data_dir).context("cannot write the demo tokens")?;
+        let tokens =
+            demo::ensure_demo_tokens(&config.data_dir).context("cannot write the demo tokens")?;
         tracing::warn!(
             admin = %tokens.admin_token_path.display(), member = %tokens.member_token_path.display(),
             "no authentication configured: created demo tokens for tenant {:?}", demo::DEMO_TENANT
         );
-        snapgate_api::AuthConfig { token_file: Some(tokens.token_file), jwt: None }
+        snapgate_api::AuthConfig {
+            token_file: Some(tokens.token_file),
+            jwt: None,
+        }
     };
-    let auth = Arc::new(Authenticator::from_config(&auth_config).context("authentication configuration")?);
+    let auth =
+        Arc::new(Authenticator::from_config(&auth_config).context("authentication configuration")?);
 
     let settings = ServiceSettings {
         save_mode: config.snapshots.mode,
@@ -101,14 +134,40 @@ pub async fn build(mut config: Config, config_path: Option<std::path::PathBuf>) 
         default_page_size: config.api.default_page_size,
         max_page_size: config.api.max_page_size,
     };
-    let service = Service::new(Backends { repo, compute, quota, policy }, settings);
+    let service = Service::new(
+        Backends {
+            repo,
+            compute,
+            quota,
+            policy,
+        },
+        settings,
+    );
     let admin: Arc<dyn AdminHooks> = match &policy_engine {
-        Some(engine) => Arc::new(PolicyAdmin { engine: engine.clone(), config: config.clone(), config_path }),
+        Some(engine) => Arc::new(PolicyAdmin {
+            engine: engine.clone(),
+            config: config.clone(),
+            config_path,
+        }),
         None => Arc::new(NoAdminHooks),
     };
-    let limits = ApiLimits { max_body_bytes: config.api.max_body_bytes, max_wait_secs: config.api.max_wait_secs };
-    let state = AppState { service: service.clone(), auth, admin, metrics: Some(metrics), limits };
-    Ok(Gateway { config, service, state, policy: policy_engine })
+    let limits = ApiLimits {
+        max_body_bytes: config.api.max_body_bytes,
+        max_wait_secs: config.api.max_wait_secs,
+    };
+    let state = AppState {
+        service: service.clone(),
+        auth,
+        admin,
+        metrics: Some(metrics),
+        limits,
+    };
+    Ok(Gateway {
+        config,
+        service,
+        state,
+        policy: policy_engine,
+    })
 }
 
 fn policy_limits(config: &Config) -> PolicyLimits {
@@ -137,7 +196,12 @@ impl PolicyAdmin {
 impl AdminHooks for PolicyAdmin {
     async fn reload_policy(&self) -> Result<serde_json::Value, String> {
         let plugins = match &self.config_path {
-            Some(path) => Config::load(Some(path)).map_err(|e| e.to_string())?.policy.plugins,
+            Some(path) => {
+                Config::load(Some(path))
+                    .map_err(|e| e.to_string())?
+                    .policy
+                    .plugins
+            }
             None => self.config.policy.plugins.clone(),
         };
         let engine = self.engine.clone();
@@ -158,18 +222,34 @@ impl AdminHooks for PolicyAdmin {
 impl Gateway {
     /// Reconciles, then serves until SIGINT/SIGTERM; SIGHUP reloads the policy chain.
     pub async fn serve(self, listener: TcpListener) -> anyhow::Result<()> {
-        let report = self.service.reconcile(true).await.context("start-up reconciliation failed")?;
+        let report = self
+            .service
+            .reconcile(true)
+            .await
+            .context("start-up reconciliation failed")?;
         tracing::info!(?report, "start-up reconciliation done");
-        let maintenance = self.service.spawn_maintenance(Duration::from_secs_f64(self.config.snapshots.maintenance_interval_secs));
+        let maintenance = self.service.spawn_maintenance(Duration::from_secs_f64(
+            self.config.snapshots.maintenance_interval_secs,
+        ));
         let hup = self.spawn_reload_on_sighup();
 
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "snapgate listening");
         let app = snapgate_api::router(self.state.clone());
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
 
-        tracing::info!(in_flight = self.service.operations_in_flight(), "shutting down: waiting for running operations");
-        let drained = self.service.drain(Duration::from_secs(self.config.snapshots.shutdown_grace_secs)).await;
+        tracing::info!(
+            in_flight = self.service.operations_in_flight(),
+            "shutting down: waiting for running operations"
+        );
+        let drained = self
+            .service
+            .drain(Duration::from_secs(
+                self.config.snapshots.shutdown_grace_secs,
+            ))
+            .await;
         if !drained {
             tracing::warn!("operations still running at shutdown; the next start reconciles them");
         }
@@ -182,7 +262,11 @@ impl Gateway {
         let admin = self.state.admin.clone();
         let has_policy = self.policy.is_some();
         tokio::spawn(async move {
-            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
             while hup.recv().await.is_some() {
                 if !has_policy {
                     tracing::info!("SIGHUP: no policy chain configured");
@@ -190,7 +274,9 @@ impl Gateway {
                 }
                 match admin.reload_policy().await {
                     Ok(_) => tracing::info!("SIGHUP: policy chain reloaded"),
-                    Err(e) => tracing::error!(error = %e, "SIGHUP: reload refused; the old chain keeps serving"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: reload refused; the old chain keeps serving")
+                    }
                 }
             }
         })

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -118,10 +118,13 @@ impl Service {
         }
         let (inst, tenant) = self.visible_instance(caller, instance).await?.live()?;
         require(caller, Role::Member)?;
-        let kind = self.snapshot_kind(&inst, input.mode.unwrap_or(self.settings.save_mode));
+        let kind = self
+            .snapshot_kind(&inst, input.mode.unwrap_or(self.settings.save_mode))
+            .await?;
         self.compute.check_save(&inst, kind).await?;
 
-        let now = Utc::now();
+        // Microseconds: what both databases keep, so the 202 body equals later reads.
+        let now = Utc::now().trunc_subsecs(6);
         let op_id = Uuid::now_v7();
         let estimate = estimate_bytes(&inst);
         let reservation = QuotaReservation {
@@ -273,7 +276,7 @@ impl Service {
             return Ok(StateChange::DryRun(verdict(kind, outcome)));
         }
 
-        let now = Utc::now();
+        let now = Utc::now().trunc_subsecs(6);
         let mut op = new_operation(op_id, kind, &state, now, 0);
         op.host = inst.host.clone();
         if let Err(e) = self.repo.begin_state_operation(&op, from, to).await {
@@ -291,20 +294,32 @@ impl Service {
         }))
     }
 
-    fn snapshot_kind(&self, inst: &Instance, mode: SaveMode) -> SnapshotKind {
-        match mode {
+    /// The kind of snapshot a save makes. libvirt cannot mix internal and external snapshots
+    /// of one domain (it refuses to delete or revert across them), so `auto` follows the kind of
+    /// the states the instance already keeps; with none, internal when every disk is qcow2.
+    async fn snapshot_kind(
+        &self,
+        inst: &Instance,
+        mode: SaveMode,
+    ) -> Result<SnapshotKind, ServiceError> {
+        Ok(match mode {
             SaveMode::Internal => SnapshotKind::Internal,
             SaveMode::External => SnapshotKind::External,
-            SaveMode::Auto
-                if inst
-                    .disks
-                    .iter()
-                    .all(|d| d.format.as_deref() == Some("qcow2")) =>
-            {
-                SnapshotKind::Internal
+            SaveMode::Auto => {
+                let kept = self.repo.states_of_instance(inst.uuid).await?;
+                match kept.iter().find(|s| s.status != StateStatus::Error) {
+                    Some(s) => s.snapshot_kind,
+                    None if inst
+                        .disks
+                        .iter()
+                        .all(|d| d.format.as_deref() == Some("qcow2")) =>
+                    {
+                        SnapshotKind::Internal
+                    }
+                    None => SnapshotKind::External,
+                }
             }
-            SaveMode::Auto => SnapshotKind::External,
-        }
+        })
     }
 
     /// Reserves quota. `required` (saves) fails closed when the store is down unless the

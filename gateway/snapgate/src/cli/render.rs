@@ -15,7 +15,12 @@ pub struct Spinner {
 impl Spinner {
     /// Draws on stderr only when it is a terminal, so pipes and logs stay clean.
     pub fn new(label: impl Into<String>) -> Self {
-        Self { enabled: std::io::stderr().is_terminal(), started: Instant::now(), frame: 0, label: label.into() }
+        Self {
+            enabled: std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            frame: 0,
+            label: label.into(),
+        }
     }
 
     pub fn tick(&mut self, status: &str) {
@@ -25,7 +30,13 @@ impl Spinner {
         const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
         self.frame = (self.frame + 1) % FRAMES.len();
         let mut err = std::io::stderr();
-        let _ = write!(err, "\r{} {} ({status}) {:.1}s   ", FRAMES[self.frame], self.label, self.started.elapsed().as_secs_f64());
+        let _ = write!(
+            err,
+            "\r{} {} ({status}) {:.1}s   ",
+            FRAMES[self.frame],
+            self.label,
+            self.started.elapsed().as_secs_f64()
+        );
         let _ = err.flush();
     }
 
@@ -47,7 +58,14 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let line = |cells: Vec<String>| {
-        cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect::<Vec<_>>().join("  ").trim_end().to_owned()
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
     };
     let mut out = line(headers.iter().map(|h| h.to_string()).collect());
     for row in rows {
@@ -76,7 +94,11 @@ pub fn human_bytes(v: &Value) -> String {
                 value /= 1024.0;
                 unit += 1;
             }
-            if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", units[unit]) }
+            if unit == 0 {
+                format!("{n} B")
+            } else {
+                format!("{value:.1} {}", units[unit])
+            }
         }
     }
 }

@@ -10,10 +10,23 @@ use super::render::{field, human_bytes, table, Spinner};
 
 #[derive(Debug, Clone)]
 pub enum StateCommand {
-    Save { instance: Uuid, name: String, description: Option<String> },
-    Load { instance: Uuid, state: Uuid },
-    List { instance: Uuid, limit: Option<u64> },
-    Delete { instance: Uuid, states: Vec<Uuid> },
+    Save {
+        instance: Uuid,
+        name: String,
+        description: Option<String>,
+    },
+    Load {
+        instance: Uuid,
+        state: Uuid,
+    },
+    List {
+        instance: Uuid,
+        limit: Option<u64>,
+    },
+    Delete {
+        instance: Uuid,
+        states: Vec<Uuid>,
+    },
 }
 
 /// Output options shared by the commands.
@@ -24,30 +37,60 @@ pub struct Output {
 }
 
 /// Runs a command; the error is what the CLI prints before exiting non-zero.
-pub async fn run(client: &Client, cmd: StateCommand, wait: bool, json_out: bool) -> Result<(), ClientError> {
-    let out = Output { wait, json: json_out };
+pub async fn run(
+    client: &Client,
+    cmd: StateCommand,
+    wait: bool,
+    json_out: bool,
+) -> Result<(), ClientError> {
+    let out = Output {
+        wait,
+        json: json_out,
+    };
     match cmd {
-        StateCommand::Save { instance, name, description } => {
+        StateCommand::Save {
+            instance,
+            name,
+            description,
+        } => {
             let mut body = json!({ "name": name });
             if let Some(d) = description {
                 body["description"] = json!(d);
             }
-            let state: Value = client.post(&format!("/v1/instances/{instance}/states"), &body).await?;
-            let op = state.get("operation").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let state: Value = client
+                .post(&format!("/v1/instances/{instance}/states"), &body)
+                .await?;
+            let op = state
+                .get("operation")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             let op = finish(client, &op, "saving", out).await?;
             if out.wait && out.json {
                 let uuid = field(&state, "uuid");
-                let fresh: Value = client.get(&format!("/v1/instances/{instance}/states/{uuid}")).await?;
+                let fresh: Value = client
+                    .get(&format!("/v1/instances/{instance}/states/{uuid}"))
+                    .await?;
                 print_json(&json!({ "state": fresh, "operation": op }));
             } else if out.json {
                 print_json(&state);
             } else {
-                println!("state {} ({}) {}", field(&state, "uuid"), field(&state, "name"), outcome_word(&op, "saved"));
+                println!(
+                    "state {} ({}) {}",
+                    field(&state, "uuid"),
+                    field(&state, "name"),
+                    outcome_word(&op, "saved")
+                );
             }
             check(&op)
         }
         StateCommand::Load { instance, state } => {
-            let op: Value = client.post(&format!("/v1/instances/{instance}/states/apply"), &json!({ "uuid": state })).await?;
+            let op: Value = client
+                .post(
+                    &format!("/v1/instances/{instance}/states/apply"),
+                    &json!({ "uuid": state }),
+                )
+                .await?;
             let op = finish(client, &field(&op, "uuid"), "applying", out).await?;
             if out.json {
                 print_json(&op);
@@ -60,12 +103,19 @@ pub async fn run(client: &Client, cmd: StateCommand, wait: bool, json_out: bool)
             let mut all = Vec::new();
             let mut marker: Option<String> = None;
             loop {
-                let mut path = format!("/v1/instances/{instance}/states?limit={}", limit.unwrap_or(200));
+                let mut path = format!(
+                    "/v1/instances/{instance}/states?limit={}",
+                    limit.unwrap_or(200)
+                );
                 if let Some(m) = &marker {
                     path.push_str(&format!("&marker={m}"));
                 }
                 let page: Value = client.get(&path).await?;
-                let values = page.get("values").and_then(Value::as_array).cloned().unwrap_or_default();
+                let values = page
+                    .get("values")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 let next = page.pointer("/states_links/0/href").is_some();
                 marker = values.last().map(|v| field(v, "uuid"));
                 all.extend(values);
@@ -89,7 +139,10 @@ pub async fn run(client: &Client, cmd: StateCommand, wait: bool, json_out: bool)
                         ]
                     })
                     .collect();
-                println!("{}", table(&["UUID", "NAME", "DATE", "STATUS", "SIZE", "KIND"], &rows));
+                println!(
+                    "{}",
+                    table(&["UUID", "NAME", "DATE", "STATUS", "SIZE", "KIND"], &rows)
+                );
             }
             Ok(())
         }
@@ -98,7 +151,9 @@ pub async fn run(client: &Client, cmd: StateCommand, wait: bool, json_out: bool)
             // failure stops the command.
             let mut results = Vec::new();
             for state in states {
-                let op: Value = client.delete(&format!("/v1/instances/{instance}/states/{state}")).await?;
+                let op: Value = client
+                    .delete(&format!("/v1/instances/{instance}/states/{state}"))
+                    .await?;
                 let op = finish(client, &field(&op, "uuid"), "deleting", out).await?;
                 if !out.json {
                     println!("state {state} {}", outcome_word(&op, "deleted"));
@@ -115,7 +170,12 @@ pub async fn run(client: &Client, cmd: StateCommand, wait: bool, json_out: bool)
 }
 
 /// Waits for the operation (unless `--no-wait`), with a spinner on a terminal.
-async fn finish(client: &Client, op_id: &str, label: &str, out: Output) -> Result<Value, ClientError> {
+async fn finish(
+    client: &Client,
+    op_id: &str,
+    label: &str,
+    out: Output,
+) -> Result<Value, ClientError> {
     let mut op: Value = client.get(&format!("/v1/operations/{op_id}")).await?;
     if !out.wait {
         return Ok(op);
@@ -129,7 +189,9 @@ async fn finish(client: &Client, op_id: &str, label: &str, out: Output) -> Resul
         }
         spinner.tick(&status);
         // A short server-side wait keeps the spinner moving without polling in a tight loop.
-        op = client.get(&format!("/v1/operations/{op_id}/wait?timeout=0.25")).await?;
+        op = client
+            .get(&format!("/v1/operations/{op_id}/wait?timeout=0.25"))
+            .await?;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -137,7 +199,12 @@ async fn finish(client: &Client, op_id: &str, label: &str, out: Output) -> Resul
 fn outcome_word(op: &Value, done: &str) -> String {
     match field(op, "status").as_str() {
         "succeeded" => done.to_owned(),
-        "failed" => format!("failed: {}", op.pointer("/error/message").and_then(Value::as_str).unwrap_or("unknown error")),
+        "failed" => format!(
+            "failed: {}",
+            op.pointer("/error/message")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error")
+        ),
         other => format!("accepted (operation {} {other})", field(op, "uuid")),
     }
 }
@@ -145,9 +212,22 @@ fn outcome_word(op: &Value, done: &str) -> String {
 /// A failed operation makes the command fail.
 fn check(op: &Value) -> Result<(), ClientError> {
     if field(op, "status") == "failed" {
-        let code = op.pointer("/error/code").and_then(Value::as_str).unwrap_or("operation_failed").to_owned();
-        let message = op.pointer("/error/message").and_then(Value::as_str).unwrap_or("the operation failed").to_owned();
-        return Err(ClientError::Api { status: 200, code, message, body: op.clone() });
+        let code = op
+            .pointer("/error/code")
+            .and_then(Value::as_str)
+            .unwrap_or("operation_failed")
+            .to_owned();
+        let message = op
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or("the operation failed")
+            .to_owned();
+        return Err(ClientError::Api {
+            status: 200,
+            code,
+            message,
+            body: op.clone(),
+        });
     }
     Ok(())
 }

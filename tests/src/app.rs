@@ -1,0 +1,484 @@
+//! `TestApp`: the real gateway process, started per test with its own data directory, its own
+//! database (a SQLite file or a fresh PostgreSQL database) and its own Redis key prefix.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use snapgate_store::testing::TestDatabase;
+use tokio::process::{Child, Command};
+
+/// The demo cloud's instances (see `deploy/demo-node.xml`).
+pub mod demo {
+    pub const WEB: &str = "5a9e0c1e-0000-4000-8000-000000000001";
+    pub const DB: &str = "5a9e0c1e-0000-4000-8000-000000000002";
+    /// Owned by Nova project [`NOVA_TENANT`].
+    pub const NOVA_APP: &str = "5a9e0c1e-0000-4000-8000-000000000003";
+    pub const RAW_DISK: &str = "5a9e0c1e-0000-4000-8000-000000000004";
+    pub const GPU: &str = "5a9e0c1e-0000-4000-8000-000000000005";
+    pub const STOPPED: &str = "5a9e0c1e-0000-4000-8000-000000000006";
+    pub const TENANT: &str = "demo";
+    pub const NOVA_TENANT: &str = "11111111-1111-1111-1111-111111111111";
+}
+
+/// The HS256 secret every test gateway accepts, for tests that mint their own JWTs.
+pub const JWT_SECRET: &str = "snapgate-test-secret";
+pub const JWT_ISSUER: &str = "snapgate-tests";
+pub const JWT_AUDIENCE: &str = "snapgate";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Shared resources a test may hand to several gateways (replicas).
+pub struct Shared {
+    pub db_url: String,
+    pub redis_prefix: Option<String>,
+    _pg: Option<TestDatabase>,
+    _dir: tempfile::TempDir,
+}
+
+impl Shared {
+    pub async fn new(db: Db, redis: bool) -> Shared {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (db_url, pg) = match db {
+            Db::Sqlite => (
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("snapgate.db").display()
+                ),
+                None,
+            ),
+            Db::Postgres => {
+                let pg = TestDatabase::create()
+                    .await
+                    .expect("PostgreSQL at 127.0.0.1:5432 must be running for the tests");
+                (pg.url().to_owned(), Some(pg))
+            }
+        };
+        let redis_prefix = redis.then(|| format!("sgtest-{}", uuid::Uuid::new_v4().simple()));
+        Shared {
+            db_url,
+            redis_prefix,
+            _pg: pg,
+            _dir: dir,
+        }
+    }
+}
+
+pub struct TestAppBuilder {
+    db: Db,
+    redis: bool,
+    extra: String,
+    hosts: Vec<(String, String)>,
+}
+
+impl TestAppBuilder {
+    pub fn postgres(mut self) -> Self {
+        self.db = Db::Postgres;
+        self
+    }
+    pub fn db(mut self, db: Db) -> Self {
+        self.db = db;
+        self
+    }
+    pub fn redis(mut self) -> Self {
+        self.redis = true;
+        self
+    }
+    /// Extra TOML appended to the generated config (top-level keys first, then sections).
+    pub fn config(mut self, toml: &str) -> Self {
+        self.extra.push_str(toml);
+        self.extra.push('\n');
+        self
+    }
+    pub fn host(mut self, name: &str, uri: &str) -> Self {
+        self.hosts.push((name.into(), uri.into()));
+        self
+    }
+
+    pub async fn start(self) -> TestApp {
+        let shared = Shared::new(self.db, self.redis).await;
+        TestApp::start_with(std::sync::Arc::new(shared), &self.extra, &self.hosts).await
+    }
+}
+
+/// A running gateway.
+pub struct TestApp {
+    pub url: String,
+    pub admin: String,
+    pub member: String,
+    pub reader: String,
+    /// Member and reader of the Nova tenant that owns `demo::NOVA_APP`.
+    pub other_member: String,
+    pub other_reader: String,
+    pub http: reqwest::Client,
+    pub shared: std::sync::Arc<Shared>,
+    pub data_dir: PathBuf,
+    config_path: PathBuf,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+/// The repository root (for `deploy/demo-node.xml` and `plugins/dist`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+pub fn demo_host_uri() -> String {
+    format!(
+        "test://{}",
+        repo_root().join("deploy/demo-node.xml").display()
+    )
+}
+
+/// The `snapgate` binary built beside the test executables.
+pub fn snapgate_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = dir.join("snapgate");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p snapgate` (the test command does)",
+        bin.display()
+    );
+    bin
+}
+
+impl TestApp {
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            db: Db::Sqlite,
+            redis: false,
+            extra: String::new(),
+            hosts: Vec::new(),
+        }
+    }
+
+    /// Starts a gateway on `shared` resources (a second replica shares the first's).
+    pub async fn start_with(
+        shared: std::sync::Arc<Shared>,
+        extra: &str,
+        hosts: &[(String, String)],
+    ) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let port = free_port();
+        let (admin, member, reader) = (token(), token(), token());
+        let (other_member, other_reader) = (token(), token());
+        let token_file = dir.path().join("tokens.toml");
+        let mut tokens = String::new();
+        for (t, tenant, role) in [
+            (&admin, demo::TENANT, "admin"),
+            (&member, demo::TENANT, "member"),
+            (&reader, demo::TENANT, "reader"),
+            (&other_member, demo::NOVA_TENANT, "member"),
+            (&other_reader, demo::NOVA_TENANT, "reader"),
+        ] {
+            tokens.push_str(&format!(
+                "[tokens.\"{t}\"]\ntenant = \"{tenant}\"\nrole = \"{role}\"\n"
+            ));
+        }
+        std::fs::write(&token_file, tokens).unwrap();
+
+        let mut config = format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n",
+            data_dir.display()
+        );
+        let (top, sections) = split_extra(extra);
+        config.push_str(&top);
+        config.push_str(&format!("[database]\nurl = \"{}\"\n", shared.db_url));
+        if let Some(prefix) = &shared.redis_prefix {
+            config.push_str(&format!(
+                "[redis]\nurl = \"redis://127.0.0.1:6379\"\nkey_prefix = \"{prefix}\"\n"
+            ));
+        }
+        config.push_str(&format!(
+            "[auth]\ntoken_file = \"{}\"\n[auth.jwt]\nhs256_secret = \"{JWT_SECRET}\"\nissuer = \"{JWT_ISSUER}\"\naudience = \"{JWT_AUDIENCE}\"\n",
+            token_file.display()
+        ));
+        let hosts: Vec<(String, String)> = if hosts.is_empty() {
+            vec![("demo".into(), demo_host_uri())]
+        } else {
+            hosts.to_vec()
+        };
+        for (name, uri) in hosts {
+            config.push_str(&format!("[[hosts]]\nname = \"{name}\"\nuri = \"{uri}\"\n"));
+        }
+        config.push_str(&sections);
+        let config_path = dir.path().join("snapgate.toml");
+        std::fs::write(&config_path, &config).unwrap();
+
+        let mut app = TestApp {
+            url: format!("http://127.0.0.1:{port}"),
+            admin,
+            member,
+            reader,
+            other_member,
+            other_reader,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap(),
+            shared,
+            data_dir,
+            config_path,
+            child: None,
+            _dir: dir,
+        };
+        app.spawn().await;
+        app
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.join("gateway.log"))
+            .unwrap();
+        let child = Command::new(snapgate_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("RUST_LOG", "info,snapgate=debug")
+            .env_remove("SNAPGATE_URL")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start snapgate");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/healthz", self.url)).send().await {
+                if r.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("snapgate exited with {status} at start:\n{}", self.log());
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "snapgate did not become healthy:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The gateway's log so far (for assertion messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("gateway.log")).unwrap_or_default()
+    }
+
+    /// `kill -9` the gateway.
+    pub async fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.start_kill().ok();
+            c.wait().await.ok();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub async fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if let Some(pid) = c.id() {
+                let _ = std::process::Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status();
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(30), c.wait()).await;
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill9().await;
+        self.spawn().await;
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
+    // ---- requests ----------------------------------------------------------------------
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let url = format!("{}{path}", self.url);
+        let mut req = self.http.request(method.parse().expect("method"), url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("request reaches the gateway");
+        Resp::read(r).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.call("GET", path, Some(token), None).await
+    }
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call("POST", path, Some(token), Some(body)).await
+    }
+    pub async fn delete(&self, path: &str, token: &str) -> Resp {
+        self.call("DELETE", path, Some(token), None).await
+    }
+
+    /// Starts a save and returns the 202 response.
+    pub async fn save(&self, instance: &str, name: &str, token: &str) -> Resp {
+        self.post(
+            &format!("/v1/instances/{instance}/states"),
+            token,
+            json!({ "name": name }),
+        )
+        .await
+    }
+
+    /// Waits for an operation to end and returns it.
+    pub async fn wait(&self, op: &str, token: &str) -> Value {
+        for _ in 0..20 {
+            let r = self
+                .get(&format!("/v1/operations/{op}/wait?timeout=30"), token)
+                .await;
+            assert_eq!(r.status, 200, "wait: {}", r.body);
+            let s = r.body["status"].as_str().unwrap_or_default().to_owned();
+            if s == "succeeded" || s == "failed" {
+                return r.body;
+            }
+        }
+        panic!("operation {op} did not end");
+    }
+
+    /// Saves and waits; returns the state as it is once available.
+    pub async fn saved(&self, instance: &str, name: &str, token: &str) -> Value {
+        let r = self.save(instance, name, token).await;
+        assert_eq!(r.status, 202, "save {name}: {}", r.body);
+        let op = self
+            .wait(r.body["operation"].as_str().unwrap(), token)
+            .await;
+        assert_eq!(op["status"], "succeeded", "save {name}: {op}");
+        let s = self
+            .get(
+                &format!(
+                    "/v1/instances/{instance}/states/{}",
+                    r.body["uuid"].as_str().unwrap()
+                ),
+                token,
+            )
+            .await;
+        assert_eq!(s.status, 200);
+        s.body
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.start_kill();
+        }
+    }
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    async fn read(r: reqwest::Response) -> Resp {
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+fn token() -> String {
+    format!("t_{}", uuid::Uuid::new_v4().simple())
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Splits extra TOML into top-level keys (before the first `[`section) and the rest.
+fn split_extra(extra: &str) -> (String, String) {
+    let mut top = String::new();
+    let mut rest = String::new();
+    let mut in_section = false;
+    for line in extra.lines() {
+        if line.trim_start().starts_with('[') {
+            in_section = true;
+        }
+        let target = if in_section { &mut rest } else { &mut top };
+        target.push_str(line);
+        target.push('\n');
+    }
+    (top, rest)
+}
+
+/// Mints a JWT for the test gateways' HS256 secret.
+pub fn jwt(tenant: &str, roles: &[&str], expires_in_secs: i64, secret: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({
+        "sub": format!("user-of-{tenant}"),
+        "project_id": tenant,
+        "roles": roles,
+        "iss": JWT_ISSUER,
+        "aud": JWT_AUDIENCE,
+        "iat": now,
+        "exp": now + expires_in_secs,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("encode jwt")
+}

@@ -1,0 +1,73 @@
+//! The libvirt domain XML of a test guest.
+
+use std::path::Path;
+
+use uuid::Uuid;
+
+pub(crate) struct DomainSpec<'a> {
+    pub name: &'a str,
+    pub uuid: Uuid,
+    pub memory_mib: u32,
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    pub disk: &'a Path,
+    pub disk_format: &'a str,
+    pub console: &'a Path,
+}
+
+/// `type='qemu'` (TCG) because KVM does not work on these machines; direct kernel boot so
+/// no firmware or bootloader is involved; the serial console goes to a file (append='on' so
+/// a revert that restarts QEMU keeps the history).
+pub(crate) fn domain_xml(spec: &DomainSpec<'_>) -> String {
+    format!(
+        r#"<domain type='qemu'>
+  <name>{name}</name>
+  <uuid>{uuid}</uuid>
+  <description>snapgate real-VM test guest</description>
+  <memory unit='MiB'>{memory}</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64'>hvm</type>
+    <kernel>{kernel}</kernel>
+    <initrd>{initrd}</initrd>
+    <cmdline>console=ttyS0 quiet</cmdline>
+  </os>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='{format}'/>
+      <source file='{disk}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <serial type='file'>
+      <source path='{console}' append='on'/>
+      <target port='0'/>
+    </serial>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+"#,
+        name = escape(spec.name),
+        uuid = spec.uuid,
+        memory = spec.memory_mib,
+        kernel = escape_path(spec.kernel),
+        initrd = escape_path(spec.initrd),
+        format = escape(spec.disk_format),
+        disk = escape_path(spec.disk),
+        console = escape_path(spec.console),
+    )
+}
+
+fn escape_path(path: &Path) -> String {
+    escape(&path.to_string_lossy())
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\'', "&apos;")
+        .replace('"', "&quot;")
+}
