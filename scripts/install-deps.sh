@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Installs everything snapgate needs to build and test on Debian 12 (bookworm), as root.
+#
+# Idempotent and fast when nothing is missing: it asks dpkg what is installed and runs
+# `apt-get update` only when something must be installed. QEMU and libvirt come from
+# bookworm-backports because the preinstalled qemu-utils already does, and apt refuses to
+# mix QEMU versions.
+set -euo pipefail
+
+BACKPORTS_LIST=/etc/apt/sources.list.d/backports.list
+BACKPORTS_LINE='deb http://deb.debian.org/debian bookworm-backports main'
+
+# From bookworm-backports (libvirt 11.x, QEMU 10.x).
+BACKPORTS_PACKAGES=(
+    libvirt-dev libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu
+    qemu-system-x86 qemu-utils
+)
+# From the default suites.
+PLAIN_PACKAGES=(pkg-config wrk cpio)
+
+log() { echo "install-deps: $*" >&2; }
+
+if [[ $(id -u) -ne 0 ]]; then
+    log "must run as root (it installs Debian packages)"
+    exit 1
+fi
+
+# Prints the packages of "$@" that dpkg does not report as installed.
+missing_packages() {
+    local pkg status
+    for pkg in "$@"; do
+        status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+        [[ $status == installed ]] || echo "$pkg"
+    done
+}
+
+backports_enabled() {
+    grep -rqsE '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/
+}
+
+mapfile -t missing_backports < <(missing_packages "${BACKPORTS_PACKAGES[@]}")
+mapfile -t missing_plain < <(missing_packages "${PLAIN_PACKAGES[@]}")
+
+if (( ${#missing_backports[@]} + ${#missing_plain[@]} > 0 )); then
+    if ! backports_enabled; then
+        log "adding bookworm-backports ($BACKPORTS_LIST)"
+        echo "$BACKPORTS_LINE" > "$BACKPORTS_LIST"
+    fi
+    log "installing: ${missing_backports[*]} ${missing_plain[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    if (( ${#missing_backports[@]} > 0 )); then
+        apt-get install -y -qq --no-install-recommends -t bookworm-backports "${missing_backports[@]}"
+    fi
+    if (( ${#missing_plain[@]} > 0 )); then
+        apt-get install -y -qq --no-install-recommends "${missing_plain[@]}"
+    fi
+else
+    log "Debian packages present"
+fi
+
+# The policy plugins build for wasm32-wasip2.
+if command -v rustup >/dev/null 2>&1; then
+    if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+        log "adding rust target wasm32-wasip2"
+        rustup target add wasm32-wasip2
+    fi
+else
+    log "rustup not found: install Rust (https://rustup.rs) and rerun for the wasm32-wasip2 target"
+    exit 1
+fi
