@@ -482,3 +482,26 @@ pub fn jwt(tenant: &str, roles: &[&str], expires_in_secs: i64, secret: &str) -> 
     )
     .expect("encode jwt")
 }
+
+/// Writes a test-driver node file with `n` running domains (qcow2 disk, 256 MiB) owned by
+/// `tenant`, with UUIDs `00000000-0000-4000-8000-<index as 12 hex digits>`, and returns its
+/// URI. Used where many instances must be saved at once (one operation per instance).
+pub fn many_instances_node(dir: &Path, n: usize, tenant: &str) -> String {
+    let mut xml = String::from("<node>\n<cpu><mhz>2400</mhz><model>x86_64</model><active>8</active><nodes>1</nodes><sockets>1</sockets><cores>4</cores><threads>2</threads></cpu>\n<memory>67108864</memory>\n");
+    for i in 0..n {
+        xml.push_str(&format!(
+            "<domain type='test'><name>vm-{i}</name><uuid>{}</uuid><metadata><snapgate:owner xmlns:snapgate='https://snapgate.dev/xmlns/owner/1.0' tenant='{tenant}'/></metadata>\
+             <memory unit='MiB'>256</memory><currentMemory unit='MiB'>256</currentMemory><vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os>\
+             <devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/var/lib/snapgate-test/vm-{i}.qcow2'/><target dev='vda' bus='virtio'/></disk></devices></domain>\n",
+            many_uuid(i)
+        ));
+    }
+    xml.push_str("</node>\n");
+    let path = dir.join(format!("many-{n}.xml"));
+    std::fs::write(&path, xml).unwrap();
+    format!("test://{}", path.display())
+}
+
+pub fn many_uuid(i: usize) -> String {
+    format!("00000000-0000-4000-8000-{i:012x}")
+}

@@ -1,0 +1,341 @@
+//! Exact per-tenant quotas: races across one and two gateways sharing Redis and PostgreSQL,
+//! usage equal to the database's truth, Redis failures and gateway crashes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use serde_json::{json, Value};
+use snapgate_core::ports::Repository;
+use snapgate_store::SeaRepository;
+use snapgate_tests::app::{demo, free_port, many_instances_node, many_uuid, Db, Shared, TestApp};
+
+const UNLIMITED_BUT_STATES_10: &str =
+    r#"{"states": 10, "state_bytes": -1, "concurrent_operations": -1, "saves_per_hour": -1}"#;
+
+async fn set_limits(app: &TestApp, limits: &str) {
+    let r = app
+        .call(
+            "PUT",
+            &format!("/v1/quotas/{}", demo::TENANT),
+            Some(&app.admin),
+            Some(serde_json::from_str(limits).unwrap()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+/// Fires `n` saves at once, instance i of the many-instances node, spread over `apps`.
+async fn race(apps: &[&TestApp], n: usize, prefix: &str) -> (Vec<Value>, usize, usize) {
+    let calls = (0..n).map(|i| {
+        let app = apps[i % apps.len()];
+        async move {
+            app.save(&many_uuid(i), &format!("{prefix}-{i}"), &app.member)
+                .await
+        }
+    });
+    let results = join_all(calls).await;
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    let mut other = 0;
+    for r in results {
+        match (r.status, r.code()) {
+            (202, _) => accepted.push(r.body),
+            (403, "quota_exceeded") => {
+                assert_eq!(r.body["error"]["resource"], "states");
+                assert_eq!(r.body["error"]["limit"], 10);
+                assert_eq!(r.body["error"]["requested"], 1);
+                refused += 1;
+            }
+            _ => {
+                eprintln!("unexpected: {} {}", r.status, r.text);
+                other += 1;
+            }
+        }
+    }
+    (accepted, refused, other)
+}
+
+async fn wait_all(app: &TestApp, accepted: &[Value]) {
+    for a in accepted {
+        let op = app
+            .wait(a["operation"].as_str().unwrap(), &app.member)
+            .await;
+        assert_eq!(op["status"], "succeeded", "{op}");
+    }
+}
+
+/// Redis usage (through the API) equals what the database keeps, byte for byte.
+async fn assert_usage_is_truth(app: &TestApp) {
+    let repo = SeaRepository::connect(&app.shared.db_url).await.unwrap();
+    let totals = repo.tenant_totals().await.unwrap();
+    let truth = totals
+        .iter()
+        .find(|t| t.tenant == demo::TENANT)
+        .map(|t| (t.states, t.bytes))
+        .unwrap_or((0, 0));
+    let q = app
+        .get(&format!("/v1/quotas/{}", demo::TENANT), &app.member)
+        .await;
+    assert_eq!(q.status, 200, "{}", q.text);
+    let u = &q.body["usage"];
+    assert_eq!(
+        (
+            u["states"]["in_use"].as_i64().unwrap(),
+            u["state_bytes"]["in_use"].as_i64().unwrap()
+        ),
+        truth,
+        "{}",
+        q.body
+    );
+    assert_eq!(u["states"]["reserved"], 0, "{}", q.body);
+    assert_eq!(u["state_bytes"]["reserved"], 0, "{}", q.body);
+    assert_eq!(
+        u["concurrent_operations"]["in_use"].as_i64().unwrap()
+            + u["concurrent_operations"]["reserved"].as_i64().unwrap(),
+        0,
+        "{}",
+        q.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_saves_one_gateway_exactly_ten() {
+    for db in [Db::Postgres, Db::Sqlite] {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = many_instances_node(dir.path(), 200, demo::TENANT);
+        let app = TestApp::builder()
+            .db(db)
+            .redis()
+            .host("many", &uri)
+            .start()
+            .await;
+        set_limits(&app, UNLIMITED_BUT_STATES_10).await;
+        let (accepted, refused, other) = race(&[&app], 200, "race").await;
+        assert_eq!((accepted.len(), refused, other), (10, 190, 0), "{db:?}");
+        wait_all(&app, &accepted).await;
+        assert_usage_is_truth(&app).await;
+        // Deleting one frees exactly one unit.
+        let a = &accepted[0];
+        let d = app
+            .delete(
+                &format!(
+                    "/v1/instances/{}/states/{}",
+                    a["instance_uuid"].as_str().unwrap(),
+                    a["uuid"].as_str().unwrap()
+                ),
+                &app.member,
+            )
+            .await;
+        assert_eq!(d.status, 202);
+        app.wait(d.body["uuid"].as_str().unwrap(), &app.member)
+            .await;
+        assert_usage_is_truth(&app).await;
+        let (more, _, _) = race(&[&app], 3, "again").await;
+        assert_eq!(more.len(), 1, "exactly the freed unit can be taken again");
+        wait_all(&app, &more).await;
+        assert_usage_is_truth(&app).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_saves_two_gateways_exactly_ten() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = many_instances_node(dir.path(), 200, demo::TENANT);
+    let shared = Arc::new(Shared::new(Db::Postgres, true).await);
+    let hosts = [("many".to_owned(), uri)];
+    let a = TestApp::start_with(shared.clone(), "", &hosts).await;
+    let b = TestApp::start_with(shared.clone(), "", &hosts).await;
+    let r = a
+        .call(
+            "PUT",
+            &format!("/v1/quotas/{}", demo::TENANT),
+            Some(&a.admin),
+            Some(serde_json::from_str(UNLIMITED_BUT_STATES_10).unwrap()),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // Each gateway has its own tokens; race() uses each app's own member token.
+    let (accepted, refused, other) = race(&[&a, &b], 200, "race").await;
+    assert_eq!((accepted.len(), refused, other), (10, 190, 0));
+    for acc in &accepted {
+        let op = acc["operation"].as_str().unwrap();
+        // Either gateway can answer for an operation the other runs (shared database).
+        let done = a.wait(op, &a.member).await;
+        assert_eq!(done["status"], "succeeded");
+    }
+    assert_usage_is_truth(&a).await;
+    assert_usage_is_truth(&b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_quota_answers_carry_the_numbers_and_rate_limit_retry_after() {
+    let app = TestApp::builder().redis().start().await;
+    set_limits(&app, r#"{"states": -1, "state_bytes": 1073741824, "concurrent_operations": -1, "saves_per_hour": 2}"#).await;
+    // demo-web has 512 MiB: two saves fit 1 GiB of state_bytes, the third does not.
+    app.saved(demo::WEB, "one", &app.member).await;
+    app.saved(demo::WEB, "two", &app.member).await;
+    let r = app.save(demo::WEB, "three", &app.member).await;
+    assert_eq!((r.status, r.code()), (403, "quota_exceeded"), "{}", r.body);
+    assert_eq!(r.body["error"]["resource"], "state_bytes");
+    assert_eq!(r.body["error"]["limit"], 1073741824);
+    assert!(
+        r.body["error"]["in_use"].as_i64().unwrap() >= 1 << 30,
+        "{}",
+        r.body
+    );
+    // Lift the bytes: now the hourly rate (2) stops the third save with 429 and Retry-After.
+    set_limits(
+        &app,
+        r#"{"states": -1, "state_bytes": -1, "concurrent_operations": -1, "saves_per_hour": 2}"#,
+    )
+    .await;
+    let r = app.save(demo::WEB, "three", &app.member).await;
+    assert_eq!((r.status, r.code()), (429, "rate_limited"), "{}", r.body);
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry > 0 && retry <= 3600);
+    // Back to defaults.
+    let d = app
+        .call(
+            "DELETE",
+            &format!("/v1/quotas/{}", demo::TENANT),
+            Some(&app.admin),
+            None,
+        )
+        .await;
+    assert_eq!(d.status, 200);
+    assert_eq!(d.body["custom"], false);
+}
+
+struct OwnRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> OwnRedis {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return OwnRedis { port, child };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start on {port}");
+    }
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_mid_run_then_rebuilt_exactly() {
+    let mut redis = OwnRedis::start(free_port());
+    let config = format!(
+        "[redis]\nurl = \"redis://127.0.0.1:{}\"\nkey_prefix = \"sg\"\n[snapshots]\nmaintenance_interval_secs = 0.3",
+        redis.port
+    );
+    let app = TestApp::builder().postgres().config(&config).start().await;
+    let kept = app.saved(demo::WEB, "kept", &app.member).await;
+    assert_usage_is_truth(&app).await;
+
+    redis.stop();
+    let r = app.save(demo::DB, "no quota store", &app.member).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (503, "quota_backend_unavailable"),
+        "{}",
+        r.body
+    );
+    assert!(r.header("retry-after").is_some());
+    // Reads, applies and deletes go on.
+    assert_eq!(
+        app.get(&format!("/v1/instances/{}/states", demo::WEB), &app.member)
+            .await
+            .status,
+        200
+    );
+    let kid = kept["uuid"].as_str().unwrap();
+    let a = app
+        .post(
+            &format!("/v1/instances/{}/states/apply", demo::WEB),
+            &app.member,
+            json!({"uuid": kid}),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    assert_eq!(
+        app.wait(a.body["uuid"].as_str().unwrap(), &app.member)
+            .await["status"],
+        "succeeded"
+    );
+
+    // Redis comes back empty: the gateway notices and rebuilds usage from the database.
+    let _redis = OwnRedis::start(redis.port);
+    let mut ok = false;
+    for _ in 0..100 {
+        let q = app
+            .get(&format!("/v1/quotas/{}", demo::TENANT), &app.member)
+            .await;
+        if q.status == 200 && q.body["usage"]["states"]["in_use"].as_i64() == Some(1) {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "usage was not rebuilt: {}", app.log());
+    assert_usage_is_truth(&app).await;
+    assert_eq!(
+        app.save(demo::DB, "after redis is back", &app.member)
+            .await
+            .status,
+        202
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_killed_holding_a_reservation_gives_the_units_back() {
+    let mut app = TestApp::builder()
+        .postgres()
+        .redis()
+        .config("[snapshots]\nstale_after_secs = 0.5\nmaintenance_interval_secs = 0.2")
+        .start()
+        .await;
+    set_limits(
+        &app,
+        r#"{"states": 1, "state_bytes": -1, "concurrent_operations": 1, "saves_per_hour": -1}"#,
+    )
+    .await;
+    let r = app.save(demo::WEB, "held", &app.member).await;
+    assert_eq!(r.status, 202);
+    let op = r.body["operation"].as_str().unwrap().to_owned();
+    app.kill9().await;
+    app.restart().await;
+    let ended = app.wait(&op, &app.member).await;
+    assert!(ended["status"] == "succeeded" || ended["status"] == "failed");
+    assert_usage_is_truth(&app).await;
+    if ended["status"] == "failed" {
+        // The unit came back: a new save fits the limit of one.
+        assert_eq!(app.save(demo::DB, "fits", &app.member).await.status, 202);
+    }
+}

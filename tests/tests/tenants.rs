@@ -1,0 +1,310 @@
+//! Tenants are walls: every endpoint × every kind of caller × own or other tenant, with the
+//! exact status each must get, and no body that tells of another tenant's things.
+
+use serde_json::json;
+use snapgate_tests::app::{demo, jwt, TestApp, JWT_SECRET};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Who {
+    NoToken,
+    Expired,
+    BadSignature,
+    Reader,
+    Member,
+    Admin,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Endpoint {
+    List,
+    Get,
+    Save,
+    Apply,
+    Delete,
+    Operation,
+    Wait,
+    QuotaGet,
+    QuotaPut,
+    QuotaDelete,
+    Owner,
+}
+
+/// The status the contract promises.
+fn expected(who: Who, ep: Endpoint, own: bool) -> u16 {
+    use Endpoint::*;
+    match who {
+        Who::NoToken | Who::Expired | Who::BadSignature => 401,
+        Who::Admin => match ep {
+            Save | Apply | Delete => 202,
+            Owner => 204,
+            _ => 200,
+        },
+        // Anything of another tenant is a 404, whatever the role (admin calls excepted, which
+        // need the admin role before anything is looked up).
+        _ if ep == Owner => 403,
+        _ if !own => 404,
+        Who::Reader => match ep {
+            List | Get | Operation | Wait | QuotaGet => 200,
+            _ => 403,
+        },
+        Who::Member => match ep {
+            Save | Apply | Delete => 202,
+            QuotaPut | QuotaDelete => 403,
+            _ => 200,
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolation_matrix() {
+    let app = TestApp::builder().config("[quota.defaults]\nstates = -1\nstate_bytes = -1\nconcurrent_operations = -1\nsaves_per_hour = -1").start().await;
+    let admin = app.admin.clone();
+    let endpoints = [
+        Endpoint::List,
+        Endpoint::Get,
+        Endpoint::Save,
+        Endpoint::Apply,
+        Endpoint::Delete,
+        Endpoint::Operation,
+        Endpoint::Wait,
+        Endpoint::QuotaGet,
+        Endpoint::QuotaPut,
+        Endpoint::QuotaDelete,
+        Endpoint::Owner,
+    ];
+    let whos = [
+        Who::NoToken,
+        Who::Expired,
+        Who::BadSignature,
+        Who::Reader,
+        Who::Member,
+        Who::Admin,
+    ];
+    let mut cells = 0;
+    for own in [true, false] {
+        let (instance, tenant, secret_name) = if own {
+            (demo::WEB, demo::TENANT, "mine")
+        } else {
+            (demo::NOVA_APP, demo::NOVA_TENANT, "theirs-secret-name")
+        };
+        for who in whos {
+            let token = match who {
+                Who::NoToken => None,
+                Who::Expired => Some(jwt(demo::TENANT, &["member"], -3600, JWT_SECRET)),
+                Who::BadSignature => Some(jwt(demo::TENANT, &["admin"], 3600, "not-the-secret")),
+                Who::Reader => Some(jwt(demo::TENANT, &["reader"], 3600, JWT_SECRET)),
+                Who::Member => Some(jwt(demo::TENANT, &["member"], 3600, JWT_SECRET)),
+                Who::Admin => Some(jwt(demo::TENANT, &["admin", "member"], 3600, JWT_SECRET)),
+            };
+            for ep in endpoints {
+                // A fresh available state (saved by an admin) for every cell, and its save
+                // operation for the operation endpoints.
+                let saved = app
+                    .save(instance, &format!("{secret_name}-{who:?}-{ep:?}"), &admin)
+                    .await;
+                assert_eq!(saved.status, 202, "{}", saved.body);
+                let sid = saved.body["uuid"].as_str().unwrap().to_owned();
+                let op_id = saved.body["operation"].as_str().unwrap().to_owned();
+                assert_eq!(app.wait(&op_id, &admin).await["status"], "succeeded");
+                let (method, path, body) = match ep {
+                    Endpoint::List => ("GET", format!("/v1/instances/{instance}/states"), None),
+                    Endpoint::Get => (
+                        "GET",
+                        format!("/v1/instances/{instance}/states/{sid}"),
+                        None,
+                    ),
+                    Endpoint::Save => (
+                        "POST",
+                        format!("/v1/instances/{instance}/states"),
+                        Some(json!({"name": format!("new-{who:?}")})),
+                    ),
+                    Endpoint::Apply => (
+                        "POST",
+                        format!("/v1/instances/{instance}/states/apply"),
+                        Some(json!({"uuid": sid})),
+                    ),
+                    Endpoint::Delete => (
+                        "DELETE",
+                        format!("/v1/instances/{instance}/states/{sid}"),
+                        None,
+                    ),
+                    Endpoint::Operation => ("GET", format!("/v1/operations/{op_id}"), None),
+                    Endpoint::Wait => (
+                        "GET",
+                        format!("/v1/operations/{op_id}/wait?timeout=1"),
+                        None,
+                    ),
+                    Endpoint::QuotaGet => ("GET", format!("/v1/quotas/{tenant}"), None),
+                    Endpoint::QuotaPut => (
+                        "PUT",
+                        format!("/v1/quotas/{tenant}"),
+                        Some(
+                            json!({"states": -1, "state_bytes": -1, "concurrent_operations": -1, "saves_per_hour": -1}),
+                        ),
+                    ),
+                    Endpoint::QuotaDelete => ("DELETE", format!("/v1/quotas/{tenant}"), None),
+                    Endpoint::Owner => (
+                        "PUT",
+                        format!("/v1/instances/{instance}/owner"),
+                        Some(json!({"tenant_id": tenant})),
+                    ),
+                };
+                let r = app.call(method, &path, token.as_deref(), body).await;
+                let want = expected(who, ep, own);
+                assert_eq!(
+                    r.status, want,
+                    "{who:?} {ep:?} own={own}: {method} {path} -> {}",
+                    r.text
+                );
+                if want >= 400 {
+                    assert!(
+                        r.body["error"]["code"].is_string(),
+                        "error shape: {}",
+                        r.text
+                    );
+                }
+                if want == 401 {
+                    assert!(
+                        r.header("www-authenticate")
+                            .unwrap_or("")
+                            .starts_with("Bearer"),
+                        "{who:?} {ep:?}"
+                    );
+                }
+                if !own && who != Who::Admin {
+                    // Nothing of the other tenant shows: not its state names, not its tenant id.
+                    assert!(
+                        !r.text.contains(secret_name),
+                        "{who:?} {ep:?} leaked a name: {}",
+                        r.text
+                    );
+                    assert!(
+                        !r.text.contains(demo::NOVA_TENANT)
+                            || r.status == 404 && r.text.contains("tenant"),
+                        "{who:?} {ep:?}: {}",
+                        r.text
+                    );
+                }
+                if r.status == 202 {
+                    let id = if ep == Endpoint::Save {
+                        &r.body["operation"]
+                    } else {
+                        &r.body["uuid"]
+                    };
+                    app.wait(id.as_str().unwrap(), &admin).await;
+                }
+                cells += 1;
+            }
+        }
+    }
+    assert_eq!(cells, 2 * 6 * 11);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_tenant_state_is_indistinguishable_from_a_missing_one() {
+    let app = TestApp::builder().start().await;
+    let theirs = app
+        .saved(demo::NOVA_APP, "their state", &app.other_member)
+        .await;
+    let theirs_id = theirs["uuid"].as_str().unwrap();
+    let missing = uuid::Uuid::new_v4().to_string();
+    // Via the other tenant's instance and via our own instance, it looks like nothing.
+    let a = app
+        .get(
+            &format!("/v1/instances/{}/states/{theirs_id}", demo::WEB),
+            &app.member,
+        )
+        .await;
+    let b = app
+        .get(
+            &format!("/v1/instances/{}/states/{missing}", demo::WEB),
+            &app.member,
+        )
+        .await;
+    assert_eq!((a.status, a.code()), (b.status, b.code()));
+    assert_eq!(a.status, 404);
+    let a = app
+        .get(
+            &format!("/v1/instances/{}/states", demo::NOVA_APP),
+            &app.member,
+        )
+        .await;
+    let b = app
+        .get(&format!("/v1/instances/{missing}/states"), &app.member)
+        .await;
+    assert_eq!((a.status, a.code()), (404, "instance_not_found"));
+    assert_eq!((b.status, b.code()), (404, "instance_not_found"));
+    // Applying their state on our instance: the same 404.
+    let r = app
+        .post(
+            &format!("/v1/instances/{}/states/apply", demo::WEB),
+            &app.member,
+            json!({"uuid": theirs_id}),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (404, "state_not_found"));
+    // Static tokens and JWTs agree.
+    let r = app
+        .get(
+            &format!("/v1/instances/{}/states", demo::NOVA_APP),
+            &app.other_reader,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["values"][0]["name"], "their state");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_assigns_ownership() {
+    let app = TestApp::builder().start().await;
+    // Give demo-db to the Nova tenant: demo's member loses sight of it, the Nova member gains it.
+    let r = app
+        .call(
+            "PUT",
+            &format!("/v1/instances/{}/owner", demo::DB),
+            Some(&app.admin),
+            Some(json!({"tenant_id": demo::NOVA_TENANT})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(
+        app.get(&format!("/v1/instances/{}/states", demo::DB), &app.member)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        app.get(
+            &format!("/v1/instances/{}/states", demo::DB),
+            &app.other_member
+        )
+        .await
+        .status,
+        200
+    );
+    // Back to the domain's metadata.
+    let r = app
+        .call(
+            "PUT",
+            &format!("/v1/instances/{}/owner", demo::DB),
+            Some(&app.admin),
+            Some(json!({"tenant_id": null})),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        app.get(&format!("/v1/instances/{}/states", demo::DB), &app.member)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.get(
+            &format!("/v1/instances/{}/states", demo::DB),
+            &app.other_member
+        )
+        .await
+        .status,
+        404
+    );
+}
