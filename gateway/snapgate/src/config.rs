@@ -411,3 +411,13 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    /// The documented example parses (plugin files need not exist to parse).
+    #[test]
+    fn example_config_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/snapgate.example.toml");
+        super::Config::load(Some(&path)).unwrap();
+    }
+}
