@@ -121,7 +121,6 @@ impl Service {
         let kind = self
             .snapshot_kind(&inst, input.mode.unwrap_or(self.settings.save_mode))
             .await?;
-        self.compute.check_save(&inst, kind).await?;
 
         // Microseconds: what both databases keep, so the 202 body equals later reads.
         let now = Utc::now().trunc_subsecs(6);
@@ -154,6 +153,14 @@ impl Service {
                 return Err(e);
             }
         };
+        // The operator's policy speaks first; then the hard technical check, still before any
+        // work (a domain that cannot get a memory snapshot is refused with a clear code).
+        if outcome.denial.is_none() {
+            if let Err(e) = self.compute.check_save(&inst, kind).await {
+                self.release_quietly(&tenant, op_id).await;
+                return Err(e.into());
+            }
+        }
         if input.dry_run {
             self.release_quietly(&tenant, op_id).await;
             return Ok(StateChange::DryRun(verdict(OperationKind::Save, outcome)));
