@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Writes a libvirt test-driver node file with N running domains owned by tenant "demo" (snapgate
+# owner metadata, one qcow2 disk each, so `auto` saves are internal snapshots), on stdout.
+#
+#   benches/api/gen-node.sh 2000 > /tmp/node.xml
+#   virsh -c test:///tmp/node.xml list | wc -l
+#
+# Domain i is named bench-NNNNN and has the uuid b0000000-0000-4000-8000-<i as 12 digits>; the
+# wrk scripts in lua/ compute the same uuids (keep the two in step).
+set -euo pipefail
+
+count=${1:?usage: gen-node.sh DOMAINS}
+[[ $count =~ ^[0-9]+$ && $count -ge 2 ]] || { echo "DOMAINS must be a number >= 2" >&2; exit 2; }
+
+cat <<'HEAD'
+<node>
+  <cpu>
+    <mhz>2400</mhz>
+    <model>x86_64</model>
+    <active>64</active>
+    <nodes>1</nodes>
+    <sockets>4</sockets>
+    <cores>8</cores>
+    <threads>2</threads>
+  </cpu>
+  <memory>1073741824</memory>
+HEAD
+
+# awk, not a shell loop: thousands of heredocs take seconds on a loaded machine.
+awk -v count="$count" -v q="'" 'BEGIN {
+  for (i = 0; i < count; i++) {
+    name = sprintf("bench-%05d", i)
+    printf "  <domain type=" q "test" q ">\n"
+    printf "    <name>%s</name>\n", name
+    printf "    <uuid>b0000000-0000-4000-8000-%012d</uuid>\n", i
+    printf "    <metadata>\n"
+    printf "      <snapgate:owner xmlns:snapgate=" q "https://snapgate.dev/xmlns/owner/1.0" q " tenant=" q "demo" q "/>\n"
+    printf "    </metadata>\n"
+    printf "    <memory unit=" q "MiB" q ">64</memory>\n"
+    printf "    <currentMemory unit=" q "MiB" q ">64</currentMemory>\n"
+    printf "    <vcpu>1</vcpu>\n"
+    printf "    <os><type arch=" q "x86_64" q ">hvm</type></os>\n"
+    printf "    <devices>\n"
+    printf "      <disk type=" q "file" q " device=" q "disk" q ">\n"
+    printf "        <driver name=" q "qemu" q " type=" q "qcow2" q "/>\n"
+    printf "        <source file=" q "/var/lib/snapgate-bench/%s.qcow2" q "/>\n", name
+    printf "        <target dev=" q "vda" q " bus=" q "virtio" q "/>\n"
+    printf "      </disk>\n"
+    printf "    </devices>\n"
+    printf "  </domain>\n"
+  }
+}'
+echo '</node>'
