@@ -258,11 +258,12 @@ impl ComputeBackend for LibvirtBackend {
     async fn compare_cpu(
         &self,
         host: &str,
+        instance: Uuid,
         cpu_xml: &str,
     ) -> Result<CpuCompatibility, ComputeError> {
         let cpu_xml = cpu_xml.to_owned();
-        self.run(host, Retry::Once, move |conn, _| {
-            blocking::compare_cpu(conn, &cpu_xml)
+        self.run(host, Retry::Once, move |conn, site| {
+            blocking::compare_cpu(conn, site, instance, &cpu_xml)
         })
         .await
     }

@@ -1,6 +1,7 @@
 //! The libvirt calls themselves. Every function here blocks and runs inside
 //! `tokio::task::spawn_blocking` (see `backend.rs`).
 
+use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 use snapgate_core::ports::{ComputeError, SavedSnapshot, SnapshotProbe};
@@ -13,7 +14,7 @@ use virt::error::ErrorNumber;
 use virt::sys;
 
 use crate::errors::Fail;
-use crate::xml;
+use crate::{ffi, xml};
 
 /// Where a call runs: the host's name and whether its files are on this machine.
 pub(crate) struct Site<'a> {
@@ -394,21 +395,42 @@ pub(crate) fn host_cpu(conn: &Connect, site: &Site<'_>) -> Result<CpuInfo, Fail>
     xml::parse_host_cpu(&conn.get_capabilities()?).map_err(|e| parse_error(site, e))
 }
 
-/// `virConnectCompareCPU` (the `virt` 0.4 crate has no safe `CompareHypervisorCPU`). Drivers
-/// that cannot compare (the test driver) and definitions libvirt cannot judge give `Unknown`;
-/// only a lost connection is an error.
-pub(crate) fn compare_cpu(conn: &Connect, cpu_xml: &str) -> Result<CpuCompatibility, Fail> {
-    if cpu_xml.contains('\0') {
+/// Compares a saved guest CPU with the CPU the hypervisor gives `instance`
+/// (`virConnectCompareHypervisorCPU`, see [`crate::ffi`]), for the instance's own
+/// virtualization type: a TCG guest (`<domain type='qemu'>`) is judged against what QEMU
+/// emulates, a KVM guest against what KVM passes through.
+///
+/// Drivers that cannot compare (the test driver) and definitions libvirt cannot judge (bad
+/// XML, a model or feature it does not know, host-passthrough) give `Unknown`. A missing
+/// instance is `InstanceNotFound` and a lost connection an error, as everywhere.
+pub(crate) fn compare_cpu(
+    conn: &Connect,
+    site: &Site<'_>,
+    instance: Uuid,
+    cpu_xml: &str,
+) -> Result<CpuCompatibility, Fail> {
+    let Ok(cpu_xml) = CString::new(cpu_xml) else {
         return Ok(CpuCompatibility::Unknown);
-    }
-    match conn.compare_cpu(cpu_xml, 0) {
+    };
+    let dom = lookup_domain(conn, instance)?;
+    let desc = xml::parse_domain(&dom.get_xml_desc(0)?).map_err(|e| parse_error(site, e))?;
+    // libvirt's own parser guarantees a plain word here; anything else cannot be compared.
+    let virt_type = match desc.virt_type.map(CString::new) {
+        Some(Ok(t)) => Some(t),
+        Some(Err(_)) => return Ok(CpuCompatibility::Unknown),
+        None => None,
+    };
+    match ffi::compare_hypervisor_cpu(conn, virt_type.as_deref(), &cpu_xml) {
         Ok(sys::VIR_CPU_COMPARE_IDENTICAL) => Ok(CpuCompatibility::Identical),
         Ok(sys::VIR_CPU_COMPARE_SUPERSET) => Ok(CpuCompatibility::Superset),
         Ok(sys::VIR_CPU_COMPARE_INCOMPATIBLE) => Ok(CpuCompatibility::Incompatible),
-        Ok(_) => Ok(CpuCompatibility::Unknown),
+        Ok(other) => {
+            tracing::debug!(result = other, "unexpected CPU comparison result");
+            Ok(CpuCompatibility::Unknown)
+        }
         Err(e) if crate::errors::is_connection_error(&e) => Err(Fail::Virt(e)),
         Err(e) => {
-            tracing::debug!(error = %e, "CPU comparison not possible");
+            tracing::debug!(error = %e, code = ?e.code(), "CPU comparison not possible");
             Ok(CpuCompatibility::Unknown)
         }
     }

@@ -7,6 +7,9 @@
 //!   (`STATE_DIR/<name>/memory.save` plus one `STATE_DIR/<name>/<disk>.qcow2` overlay per disk).
 //! - libvirt errors map to `HostUnreachable` (connection), `InstanceNotFound`,
 //!   `SnapshotNotFound`, and `Backend` with libvirt's text for the rest.
+//! - CPU checks before a restore ask the hypervisor, for the domain's own type (`qemu` for
+//!   TCG, `kvm`), through `virConnectCompareHypervisorCPU` in `ffi.rs`, the crate's only
+//!   `unsafe` code.
 //!
 //! `deploy/demo-node.xml` is a libvirt test-driver node that describes a small demo cloud.
 
@@ -16,6 +19,7 @@ mod checks;
 mod config;
 mod connection;
 mod errors;
+mod ffi;
 pub mod xml;
 
 pub use backend::LibvirtBackend;

@@ -21,6 +21,8 @@ impl From<roxmltree::Error> for XmlError {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DomainXml {
     pub name: String,
+    /// `<domain type=…>`: the hypervisor type (`qemu` for TCG, `kvm`, `test`…).
+    pub virt_type: Option<String>,
     pub disks: Vec<DiskInfo>,
     pub has_host_devices: bool,
     pub owner_tenant: Option<TenantId>,
@@ -56,6 +58,7 @@ pub fn parse_domain(xml: &str) -> Result<DomainXml, XmlError> {
     };
     Ok(DomainXml {
         name,
+        virt_type: root.attribute("type").map(str::to_owned),
         disks,
         has_host_devices,
         owner_tenant,
@@ -336,6 +339,7 @@ mod tests {
     fn domain_disks_owner_cpu_hostdev() {
         let d = parse_domain(DOMAIN).unwrap();
         assert_eq!(d.name, "web");
+        assert_eq!(d.virt_type.as_deref(), Some("kvm"));
         let summary: Vec<_> = d
             .disks
             .iter()
@@ -377,6 +381,8 @@ mod tests {
     fn owner_in_a_foreign_namespace_is_ignored() {
         let xml = r#"<domain><name>x</name><metadata><o:owner xmlns:o="urn:other" tenant="evil"/></metadata></domain>"#;
         assert_eq!(parse_domain(xml).unwrap().owner_tenant, None);
+        // No `type` attribute: libvirt would refuse such a domain, the parser just says so.
+        assert_eq!(parse_domain(xml).unwrap().virt_type, None);
     }
 
     #[test]

@@ -28,19 +28,37 @@ async fn compare_cpu_gives_a_value_even_where_the_driver_cannot_compare() {
     let backend = backend(dir.path());
     let web = backend.locate(DEMO_WEB).await.unwrap();
     let verdict = backend
-        .compare_cpu(DEMO_HOST, web.cpu_xml.as_deref().unwrap())
+        .compare_cpu(DEMO_HOST, DEMO_WEB, web.cpu_xml.as_deref().unwrap())
         .await
         .unwrap();
-    // libvirt's test driver does not implement virConnectCompareCPU.
+    // libvirt's test driver does not implement virConnectCompareHypervisorCPU.
     assert_eq!(verdict, CpuCompatibility::Unknown);
     assert_eq!(
-        backend.compare_cpu(DEMO_HOST, "not xml <").await.unwrap(),
+        backend
+            .compare_cpu(DEMO_HOST, DEMO_WEB, "not xml <")
+            .await
+            .unwrap(),
         CpuCompatibility::Unknown
     );
     assert_eq!(
-        backend.compare_cpu(DEMO_HOST, "a\0b").await.unwrap(),
+        backend
+            .compare_cpu(DEMO_HOST, DEMO_WEB, "a\0b")
+            .await
+            .unwrap(),
         CpuCompatibility::Unknown
     );
+}
+
+#[tokio::test]
+async fn compare_cpu_for_a_missing_instance_is_instance_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(dir.path());
+    let missing = Uuid::new_v4();
+    let cpu_xml = "<cpu mode='custom'><model>qemu64</model></cpu>";
+    assert!(matches!(
+        backend.compare_cpu(DEMO_HOST, missing, cpu_xml).await,
+        Err(ComputeError::InstanceNotFound(id)) if id == missing
+    ));
 }
 
 #[tokio::test]
@@ -122,6 +140,13 @@ async fn unreachable_host_is_host_unreachable() {
     }
     assert!(matches!(
         backend.host_cpu("dead").await,
+        Err(ComputeError::HostUnreachable { .. })
+    ));
+    // A host that cannot be asked is an error, not an `Unknown` verdict.
+    assert!(matches!(
+        backend
+            .compare_cpu("dead", DEMO_WEB, "<cpu><model>qemu64</model></cpu>")
+            .await,
         Err(ComputeError::HostUnreachable { .. })
     ));
 }

@@ -119,10 +119,13 @@ pub trait ComputeBackend: Send + Sync + 'static {
     /// The host's CPU as libvirt sees it (model and features).
     async fn host_cpu(&self, host: &str) -> Result<CpuInfo, ComputeError>;
 
-    /// Compares a saved guest CPU (libvirt XML) with the host.
+    /// Compares a saved guest CPU (libvirt XML) with the CPU that `host`'s hypervisor gives
+    /// `instance` (which depends on the instance's virtualization type, e.g. KVM or
+    /// emulation), i.e. whether the state can be restored into it there.
     async fn compare_cpu(
         &self,
         host: &str,
+        instance: Uuid,
         cpu_xml: &str,
     ) -> Result<CpuCompatibility, ComputeError>;
 

@@ -392,7 +392,7 @@ impl Service {
         let cpu_compatibility = match (kind, state.and_then(|s| s.cpu_xml.as_deref())) {
             (OperationKind::Apply, Some(xml)) => self
                 .compute
-                .compare_cpu(&inst.host, xml)
+                .compare_cpu(&inst.host, inst.uuid, xml)
                 .await
                 .unwrap_or(CpuCompatibility::Unknown),
             _ => CpuCompatibility::Unknown,
