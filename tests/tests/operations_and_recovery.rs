@@ -333,3 +333,59 @@ async fn unhealthy_database_makes_readyz_503() {
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.code(), "database_unavailable");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_operations_are_kept_for_the_retention_then_purged() {
+    // Default retention (7 days): an ended operation stays readable across maintenance passes.
+    let app = TestApp::builder()
+        .config("[snapshots]\nmaintenance_interval_secs = 0.2")
+        .start()
+        .await;
+    let r = app.save(demo::WEB, "kept op", &app.member).await;
+    let op = r.body["operation"].as_str().unwrap().to_owned();
+    app.wait(&op, &app.member).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        app.get(&format!("/v1/operations/{op}"), &app.member)
+            .await
+            .status,
+        200
+    );
+
+    // A retention of one second: purged by the next pass after it.
+    let app = TestApp::builder()
+        .config("[snapshots]\nmaintenance_interval_secs = 0.2\noperation_retention_secs = 1")
+        .start()
+        .await;
+    let r = app.save(demo::WEB, "short-lived op", &app.member).await;
+    let op = r.body["operation"].as_str().unwrap().to_owned();
+    app.wait(&op, &app.member).await;
+    let mut purged = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if app
+            .get(&format!("/v1/operations/{op}"), &app.member)
+            .await
+            .status
+            == 404
+        {
+            purged = true;
+            break;
+        }
+    }
+    assert!(purged, "operation was not purged after its retention");
+    // The state it made is untouched.
+    assert_eq!(
+        app.get(
+            &format!(
+                "/v1/instances/{}/states/{}",
+                demo::WEB,
+                r.body["uuid"].as_str().unwrap()
+            ),
+            &app.member
+        )
+        .await
+        .status,
+        200
+    );
+}

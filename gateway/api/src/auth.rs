@@ -298,3 +298,238 @@ impl FromRequestParts<AppState> for Authenticated {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    fn claims(exp_in: i64) -> serde_json::Value {
+        let now = chrono::Utc::now().timestamp();
+        json!({"sub": "alice", "project_id": "p1", "roles": ["member"], "iss": "iss", "aud": "aud", "exp": now + exp_in})
+    }
+
+    fn jwt_config() -> JwtConfig {
+        JwtConfig {
+            hs256_secret: None,
+            public_key_pem: None,
+            jwks_file: None,
+            issuer: Some("iss".into()),
+            audience: Some("aud".into()),
+            tenant_claim: default_tenant_claim(),
+            roles_claim: default_roles_claim(),
+            leeway_secs: 0,
+        }
+    }
+
+    fn auth(jwt: JwtConfig) -> Authenticator {
+        Authenticator::from_config(&AuthConfig {
+            token_file: None,
+            jwt: Some(jwt),
+        })
+        .unwrap()
+    }
+
+    /// Generates a key pair with the system's openssl (present on every Debian machine).
+    fn openssl_keys(dir: &Path, kind: &str) -> (Vec<u8>, PathBuf) {
+        let private = dir.join(format!("{kind}.key"));
+        let public = dir.join(format!("{kind}.pub.pem"));
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let p = private.to_str().unwrap();
+        match kind {
+            "rsa" => run(&[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                p,
+            ]),
+            _ => run(&[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                p,
+            ]),
+        }
+        run(&[
+            "pkey",
+            "-in",
+            p,
+            "-pubout",
+            "-out",
+            public.to_str().unwrap(),
+        ]);
+        (std::fs::read(&private).unwrap(), public)
+    }
+
+    #[test]
+    fn hs256_checks_signature_expiry_issuer_audience_and_claims() {
+        let mut cfg = jwt_config();
+        cfg.hs256_secret = Some("s3cret".into());
+        let a = auth(cfg);
+        let key = EncodingKey::from_secret(b"s3cret");
+        let ok = encode(&Header::default(), &claims(60), &key).unwrap();
+        let caller = a.verify(&ok).unwrap();
+        assert_eq!(
+            (caller.tenant.as_str(), caller.role, caller.subject.as_str()),
+            ("p1", Role::Member, "alice")
+        );
+
+        assert!(
+            a.verify(&encode(&Header::default(), &claims(-60), &key).unwrap())
+                .is_err(),
+            "expired"
+        );
+        assert!(
+            a.verify(
+                &encode(
+                    &Header::default(),
+                    &claims(60),
+                    &EncodingKey::from_secret(b"other")
+                )
+                .unwrap()
+            )
+            .is_err(),
+            "bad signature"
+        );
+        let mut c = claims(60);
+        c["iss"] = json!("someone-else");
+        assert!(
+            a.verify(&encode(&Header::default(), &c, &key).unwrap())
+                .is_err(),
+            "issuer"
+        );
+        let mut c = claims(60);
+        c["aud"] = json!("another-service");
+        assert!(
+            a.verify(&encode(&Header::default(), &c, &key).unwrap())
+                .is_err(),
+            "audience"
+        );
+        let mut c = claims(60);
+        c["roles"] = json!(["viewer"]);
+        assert!(
+            a.verify(&encode(&Header::default(), &c, &key).unwrap())
+                .is_err(),
+            "no snapgate role"
+        );
+        let mut c = claims(60);
+        c.as_object_mut().unwrap().remove("project_id");
+        assert!(
+            a.verify(&encode(&Header::default(), &c, &key).unwrap())
+                .is_err(),
+            "no tenant"
+        );
+        assert!(a.verify("not-a-jwt").is_err());
+        // An unsigned token ("alg": "none") is never accepted.
+        let none = format!(
+            "{}.{}.",
+            b64(r#"{"alg":"none","typ":"JWT"}"#),
+            b64(&claims(60).to_string())
+        );
+        assert!(a.verify(&none).is_err());
+    }
+
+    fn b64(s: &str) -> String {
+        use std::fmt::Write;
+        // URL-safe base64 without padding, enough for a test.
+        const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let b = s.as_bytes();
+        let mut out = String::new();
+        for chunk in b.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, &x)| acc | (u32::from(x) << (16 - 8 * i)));
+            for i in 0..=chunk.len() {
+                let _ = out.write_char(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn configurable_claim_names_and_space_separated_roles() {
+        let mut cfg = jwt_config();
+        cfg.hs256_secret = Some("k".into());
+        cfg.tenant_claim = "tenant".into();
+        cfg.roles_claim = "scope".into();
+        let a = auth(cfg);
+        let now = chrono::Utc::now().timestamp();
+        let c = json!({"tenant": "t9", "scope": "openid admin", "iss": "iss", "aud": "aud", "exp": now + 60});
+        let caller = a
+            .verify(&encode(&Header::default(), &c, &EncodingKey::from_secret(b"k")).unwrap())
+            .unwrap();
+        assert_eq!((caller.tenant.as_str(), caller.role), ("t9", Role::Admin));
+    }
+
+    #[test]
+    fn rs256_and_es256_public_keys_from_pem() {
+        let dir = std::env::temp_dir().join(format!("snapgate-auth-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (kind, alg) in [("rsa", Algorithm::RS256), ("ec", Algorithm::ES256)] {
+            let (private, public) = openssl_keys(&dir, kind);
+            let mut cfg = jwt_config();
+            cfg.public_key_pem = Some(public);
+            let a = auth(cfg);
+            let key = match alg {
+                Algorithm::RS256 => EncodingKey::from_rsa_pem(&private).unwrap(),
+                _ => EncodingKey::from_ec_pem(&private).unwrap(),
+            };
+            let token = encode(&Header::new(alg), &claims(60), &key).unwrap();
+            assert_eq!(a.verify(&token).unwrap().tenant, "p1", "{kind}");
+            // An HS256 token made with the public key as secret (key confusion) is refused.
+            let pem = std::fs::read(dir.join(format!("{kind}.pub.pem"))).unwrap();
+            let confused = encode(
+                &Header::default(),
+                &claims(60),
+                &EncodingKey::from_secret(&pem),
+            )
+            .unwrap();
+            assert!(a.verify(&confused).is_err(), "{kind}: key confusion");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn static_token_file() {
+        let dir = std::env::temp_dir().join(format!("snapgate-tokens-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("tokens.toml");
+        std::fs::write(&f, "[tokens.\"abc\"]\ntenant = \"t1\"\nrole = \"reader\"\n").unwrap();
+        let a = Authenticator::from_config(&AuthConfig {
+            token_file: Some(f.clone()),
+            jwt: None,
+        })
+        .unwrap();
+        assert_eq!(a.verify("abc").unwrap().role, Role::Reader);
+        assert!(a.verify("abd").is_err());
+        std::fs::write(
+            &f,
+            "[tokens.\"abc\"]\ntenant = \"t1\"\nrole = \"superuser\"\n",
+        )
+        .unwrap();
+        assert!(Authenticator::from_config(&AuthConfig {
+            token_file: Some(f),
+            jwt: None
+        })
+        .is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
