@@ -339,3 +339,44 @@ async fn gateway_killed_holding_a_reservation_gives_the_units_back() {
         assert_eq!(app.save(demo::DB, "fits", &app.member).await.status, 202);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drifted_usage_is_corrected_from_the_database_while_idle() {
+    let app = TestApp::builder()
+        .redis()
+        .config("[quota]\nrebuild_interval_secs = 1\n[snapshots]\nmaintenance_interval_secs = 0.2")
+        .start()
+        .await;
+    app.saved(demo::WEB, "one", &app.member).await;
+    app.saved(demo::DB, "two", &app.member).await;
+    assert_usage_is_truth(&app).await;
+    // Something outside snapgate corrupts the tenant's usage (the primed marker stays).
+    let prefix = app.shared.redis_prefix.clone().unwrap();
+    let key = format!("{prefix}:{{{}}}:inuse", demo::TENANT);
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "DEL", &key])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let q = app
+        .get(&format!("/v1/quotas/{}", demo::TENANT), &app.member)
+        .await;
+    assert_eq!(
+        q.body["usage"]["states"]["in_use"], 0,
+        "the corruption took: {}",
+        q.body
+    );
+    let mut fixed = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let q = app
+            .get(&format!("/v1/quotas/{}", demo::TENANT), &app.member)
+            .await;
+        if q.body["usage"]["states"]["in_use"] == 2 {
+            fixed = true;
+            break;
+        }
+    }
+    assert!(fixed, "usage was not corrected: {}", app.log());
+    assert_usage_is_truth(&app).await;
+}

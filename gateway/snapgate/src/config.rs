@@ -116,6 +116,8 @@ pub struct QuotaConfig {
     pub lease_secs: u64,
     /// When Redis is unreachable, let saves through instead of answering 503.
     pub fail_open: bool,
+    /// How often usage is recomputed from the database while no operation runs.
+    pub rebuild_interval_secs: u64,
 }
 
 impl Default for QuotaConfig {
@@ -129,6 +131,7 @@ impl Default for QuotaConfig {
             },
             lease_secs: 15 * 60,
             fail_open: false,
+            rebuild_interval_secs: 300,
         }
     }
 }
@@ -417,7 +420,8 @@ mod example_file {
     /// The documented example parses (plugin files need not exist to parse).
     #[test]
     fn example_config_is_valid() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/snapgate.example.toml");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy/snapgate.example.toml");
         super::Config::load(Some(&path)).unwrap();
     }
 }

@@ -131,6 +131,7 @@ pub async fn build(
         quota_lease: Duration::from_secs(config.quota.lease_secs),
         stale_after: Duration::from_secs_f64(config.snapshots.stale_after_secs),
         quota_fail_open: config.quota.fail_open,
+        quota_rebuild_interval: Duration::from_secs(config.quota.rebuild_interval_secs),
         default_page_size: config.api.default_page_size,
         max_page_size: config.api.max_page_size,
     };

@@ -43,6 +43,9 @@ pub struct ServiceSettings {
     pub stale_after: Duration,
     /// When Redis is unreachable, let saves through (counted and logged) instead of 503.
     pub quota_fail_open: bool,
+    /// How often quota usage is recomputed from the database when no operation is running
+    /// (drift correction; it is also rebuilt at start and whenever Redis lost its data).
+    pub quota_rebuild_interval: Duration,
     pub default_page_size: u64,
     pub max_page_size: u64,
 }
@@ -62,6 +65,7 @@ impl Default for ServiceSettings {
             quota_lease: Duration::from_secs(15 * 60),
             stale_after: Duration::from_secs(60),
             quota_fail_open: false,
+            quota_rebuild_interval: Duration::from_secs(300),
             default_page_size: 50,
             max_page_size: 500,
         }
@@ -88,6 +92,8 @@ pub struct Service {
     finished: broadcast::Sender<Uuid>,
     /// Background work in flight, so shutdown can wait for it.
     tasks: tokio_util_lite::TaskCounter,
+    /// When quota usage was last rebuilt from the database.
+    last_quota_rebuild: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -109,6 +115,7 @@ impl Service {
             settings,
             finished,
             tasks: tokio_util_lite::TaskCounter::default(),
+            last_quota_rebuild: std::sync::Mutex::new(None),
         })
     }
 

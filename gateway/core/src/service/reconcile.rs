@@ -43,6 +43,18 @@ impl Service {
         if force_quota || !primed {
             self.rebuild_quota().await?;
             report.quota_rebuilt = true;
+        } else if self.quota_rebuild_due() && self.repo.unfinished_operations().await?.is_empty() {
+            // Periodic drift correction, only while no operation is in flight anywhere: a rebuild
+            // racing an operation's end could count it twice or not at all. The database's view
+            // is read again after the rebuild; if work started meanwhile, the next pass fixes it.
+            let totals = self.repo.tenant_totals().await?;
+            self.rebuild_quota().await?;
+            report.quota_rebuilt = true;
+            if self.repo.tenant_totals().await? != totals
+                || !self.repo.unfinished_operations().await?.is_empty()
+            {
+                self.mark_quota_rebuild_due();
+            }
         }
         let before = Utc::now()
             - chrono::Duration::from_std(self.settings.operation_retention)
@@ -51,8 +63,29 @@ impl Service {
         Ok(report)
     }
 
+    fn quota_rebuild_due(&self) -> bool {
+        let last = self
+            .last_quota_rebuild
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        last.map_or(true, |t| {
+            t.elapsed() >= self.settings.quota_rebuild_interval
+        })
+    }
+
+    fn mark_quota_rebuild_due(&self) {
+        *self
+            .last_quota_rebuild
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// Recomputes quota usage from the database.
     pub async fn rebuild_quota(&self) -> Result<(), ServiceError> {
+        *self
+            .last_quota_rebuild
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
         let totals = self.repo.tenant_totals().await?;
         let live: Vec<QuotaReservation> = self
             .repo
