@@ -63,8 +63,14 @@ impl Drop for RedisFixture {
     }
 }
 
+/// A store with patient timeouts: these tests check semantics, not latency, and share two
+/// cores with everything else CI runs (the timeout tests build their own configuration).
 pub fn redis_store(prefix: &str) -> RedisQuotaStore {
-    RedisQuotaStore::new(RedisQuotaConfig::new(REDIS_URL, prefix)).expect("valid config")
+    let mut config = RedisQuotaConfig::new(REDIS_URL, prefix);
+    config.connect_timeout = Duration::from_secs(5);
+    config.response_timeout = Duration::from_secs(5);
+    config.call_timeout = Duration::from_secs(10);
+    RedisQuotaStore::new(config).expect("valid config")
 }
 
 fn sync_connection() -> redis::Connection {
