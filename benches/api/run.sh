@@ -227,6 +227,8 @@ run_backend() {
   # A 202 is only worth measuring if the work behind it succeeds: wait for every accepted save
   # to end and check they all succeeded.
   drain_saves "$backend" $((LIST_SIZE + SAVES_ACCEPTED))
+  # Server-side request durations by route (Prometheus), to tell gateway time from queueing.
+  curl -sf "$URL/metrics" | grep '^snapgate_http_request_duration_seconds' >"$WORK/$backend-metrics.txt" || true
   stop_gateway
   drop_backing_stores
   local errors
