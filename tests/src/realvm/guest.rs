@@ -52,6 +52,26 @@ impl Guest {
     /// Defines a domain with a fresh UUID, starts it and waits until its counter advances.
     /// `label` only makes the domain name readable (`snapgate-rvm-<pid>-<label>-<suffix>`).
     pub fn boot(label: &str, disk_kind: DiskKind, memory_mib: u32) -> Result<Guest, RealVmError> {
+        Guest::boot_inner(label, disk_kind, memory_mib, None)
+    }
+
+    /// Like [`Guest::boot`], with the domain owned by `tenant` (snapgate's owner metadata),
+    /// so a gateway under test lets that tenant's tokens save and apply it.
+    pub fn boot_owned(
+        label: &str,
+        disk_kind: DiskKind,
+        memory_mib: u32,
+        tenant: &str,
+    ) -> Result<Guest, RealVmError> {
+        Guest::boot_inner(label, disk_kind, memory_mib, Some(tenant))
+    }
+
+    fn boot_inner(
+        label: &str,
+        disk_kind: DiskKind,
+        memory_mib: u32,
+        owner_tenant: Option<&str>,
+    ) -> Result<Guest, RealVmError> {
         let env = RealVmEnv::ensure()?;
         let uuid = Uuid::new_v4();
         let name = domain_name(label, uuid);
@@ -82,6 +102,7 @@ impl Guest {
             disk: &guest.disk,
             disk_format: disk_kind.format(),
             console: &guest.console,
+            owner_tenant,
         });
         std::fs::write(&xml_path, xml).map_err(RealVmError::io("writing the domain XML"))?;
         virsh(&["define", &xml_path.to_string_lossy()])?;

@@ -13,6 +13,8 @@ pub(crate) struct DomainSpec<'a> {
     pub disk: &'a Path,
     pub disk_format: &'a str,
     pub console: &'a Path,
+    /// Tenant recorded the way the gateway reads ownership (`<snapgate:owner tenant>`).
+    pub owner_tenant: Option<&'a str>,
 }
 
 /// `type='qemu'` (TCG) because KVM does not work on these machines; direct kernel boot so
@@ -23,7 +25,7 @@ pub(crate) fn domain_xml(spec: &DomainSpec<'_>) -> String {
         r#"<domain type='qemu'>
   <name>{name}</name>
   <uuid>{uuid}</uuid>
-  <description>snapgate real-VM test guest</description>
+  <description>snapgate real-VM test guest</description>{metadata}
   <memory unit='MiB'>{memory}</memory>
   <vcpu>1</vcpu>
   <os>
@@ -50,6 +52,7 @@ pub(crate) fn domain_xml(spec: &DomainSpec<'_>) -> String {
 </domain>
 "#,
         name = escape(spec.name),
+        metadata = spec.owner_tenant.map(owner_metadata).unwrap_or_default(),
         uuid = spec.uuid,
         memory = spec.memory_mib,
         kernel = escape_path(spec.kernel),
@@ -57,6 +60,13 @@ pub(crate) fn domain_xml(spec: &DomainSpec<'_>) -> String {
         format = escape(spec.disk_format),
         disk = escape_path(spec.disk),
         console = escape_path(spec.console),
+    )
+}
+
+fn owner_metadata(tenant: &str) -> String {
+    format!(
+        "\n  <metadata>\n    <snapgate:owner xmlns:snapgate='https://snapgate.dev/xmlns/owner/1.0' tenant='{}'/>\n  </metadata>",
+        escape(tenant)
     )
 }
 
