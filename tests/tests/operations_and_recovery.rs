@@ -182,7 +182,10 @@ async fn restart_reconciles_interrupted_work() {
             .await;
         assert_eq!(s.body["status"], "error", "{}", s.body);
         // The instance is free again and the failed state can be cleaned up.
-        assert_eq!(app.save(demo::WEB, "after restart", &t).await.status, 202);
+        let again = app.save(demo::WEB, "after restart", &t).await;
+        assert_eq!(again.status, 202, "{}", again.body);
+        app.wait(again.body["operation"].as_str().unwrap(), &t)
+            .await;
         let d = app
             .delete(
                 &format!("/v1/instances/{}/states/{}", demo::WEB, state.uuid),

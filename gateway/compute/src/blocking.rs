@@ -96,7 +96,16 @@ pub(crate) fn refuse_mixed_kinds(
     site: &Site<'_>,
     kind: SnapshotKind,
 ) -> Result<(), Fail> {
-    for snap in dom.list_all_snapshots(0)? {
+    // Mixed kinds are refused when made, so every snapshot of a domain has the same kind and
+    // one of them tells: the current one, else any. (Reading them all made each save O(states).)
+    let one = match DomainSnapshot::current(dom, 0) {
+        Ok(snap) => Some(snap),
+        Err(e) if e.code() == ErrorNumber::NoDomainSnapshot => {
+            dom.list_all_snapshots(0)?.into_iter().next()
+        }
+        Err(e) => return Err(Fail::Virt(e)),
+    };
+    if let Some(snap) = one {
         let meta = xml::parse_snapshot(&snap.get_xml_desc(0)?).map_err(|e| parse_error(site, e))?;
         if meta.kind() != kind {
             return Err(Fail::Compute(ComputeError::Unsupported {

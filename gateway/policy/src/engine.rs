@@ -128,6 +128,13 @@ impl WasmPolicyEngine {
 
 #[async_trait]
 impl PolicyEngine for WasmPolicyEngine {
+    fn wants(&self, operation: snapgate_core::OperationKind) -> bool {
+        self.current()
+            .plugins
+            .iter()
+            .any(|p| p.spec.applies_to(operation))
+    }
+
     async fn evaluate(&self, input: &PolicyInput) -> PolicyOutcome {
         // Take the chain now: a reload during the evaluation does not change it.
         let chain = self.current();

@@ -71,6 +71,13 @@ pub struct PolicyOutcome {
 #[async_trait]
 pub trait PolicyEngine: Send + Sync + 'static {
     async fn evaluate(&self, input: &PolicyInput) -> PolicyOutcome;
+
+    /// Whether any plugin looks at `operation`. When none does, the service neither builds
+    /// the input (a quota read, a count, libvirt calls) nor calls [`PolicyEngine::evaluate`].
+    fn wants(&self, operation: OperationKind) -> bool {
+        let _ = operation;
+        true
+    }
 }
 
 /// The engine used when no plugin is configured: allows everything, records nothing.
@@ -81,5 +88,9 @@ pub struct AllowAll;
 impl PolicyEngine for AllowAll {
     async fn evaluate(&self, _input: &PolicyInput) -> PolicyOutcome {
         PolicyOutcome::default()
+    }
+
+    fn wants(&self, _operation: OperationKind) -> bool {
+        false
     }
 }

@@ -12,8 +12,8 @@ use super::{validate, Service};
 use crate::auth::{Caller, Role};
 use crate::ports::repository::DecisionRecord;
 use crate::ports::{
-    Decision, ListPage, PolicyInput, PolicyOutcome, PolicyState, QuotaError, QuotaReservation,
-    RepoError,
+    Decision, ListPage, PolicyInput, PolicyOutcome, PolicyState, QuotaError, QuotaLimits,
+    QuotaReservation, RepoError,
 };
 use crate::{
     CpuCompatibility, CpuInfo, Instance, Operation, OperationKind, OperationStatus, SaveMode,
@@ -134,12 +134,13 @@ impl Service {
             operations: 1,
             saves: 1,
         };
-        self.reserve(&reservation, true).await?;
+        let limits = self.reserve(&reservation, true).await?;
 
         let outcome = self
             .evaluate_policy(
                 caller,
                 &tenant,
+                &limits,
                 &inst,
                 OperationKind::Save,
                 None,
@@ -266,10 +267,10 @@ impl Service {
             operations: 1,
             saves: 0,
         };
-        self.reserve(&reservation, false).await?;
+        let limits = self.reserve(&reservation, false).await?;
 
         let outcome = match self
-            .evaluate_policy(caller, &tenant, &inst, kind, Some(&state), dry_run)
+            .evaluate_policy(caller, &tenant, &limits, &inst, kind, Some(&state), dry_run)
             .await
         {
             Ok(o) => o,
@@ -312,18 +313,13 @@ impl Service {
         Ok(match mode {
             SaveMode::Internal => SnapshotKind::Internal,
             SaveMode::External => SnapshotKind::External,
+            // With no snapshot in libvirt there is nothing to match: choose by the disks.
+            SaveMode::Auto if inst.current_snapshot.is_none() => by_disks(inst),
             SaveMode::Auto => {
-                let kept = self.repo.states_of_instance(inst.uuid).await?;
-                match kept.iter().find(|s| s.status != StateStatus::Error) {
+                let page = self.repo.list_states(inst.uuid, 20, None).await?;
+                match page.items.iter().find(|s| s.status != StateStatus::Error) {
                     Some(s) => s.snapshot_kind,
-                    None if inst
-                        .disks
-                        .iter()
-                        .all(|d| d.format.as_deref() == Some("qcow2")) =>
-                    {
-                        SnapshotKind::Internal
-                    }
-                    None => SnapshotKind::External,
+                    None => by_disks(inst),
                 }
             }
         })
@@ -331,7 +327,11 @@ impl Service {
 
     /// Reserves quota. `required` (saves) fails closed when the store is down unless the
     /// gateway is configured to fail open; other operations go on.
-    async fn reserve(&self, r: &QuotaReservation, required: bool) -> Result<(), ServiceError> {
+    async fn reserve(
+        &self,
+        r: &QuotaReservation,
+        required: bool,
+    ) -> Result<QuotaLimits, ServiceError> {
         let limits = self
             .repo
             .quota_limits(&r.tenant)
@@ -342,11 +342,11 @@ impl Service {
             .reserve(r, &limits, self.settings.quota_lease)
             .await
         {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(limits),
             Err(QuotaError::Unavailable(cause)) if !required || self.settings.quota_fail_open => {
                 tracing::warn!(%cause, tenant = %r.tenant, operation = %r.operation, "quota store unavailable; going on without a reservation");
                 metrics::counter!("snapgate_quota_fail_open_total", "required" => required.to_string()).increment(1);
-                Ok(())
+                Ok(limits)
             }
             Err(e) => {
                 if let QuotaError::Exceeded { resource, .. } = &e {
@@ -365,38 +365,39 @@ impl Service {
     }
 
     /// Builds the policy input, runs the chain, records the decisions, and turns an enforcing
-    /// denial into an error.
+    /// denial into an error. With no plugin for the operation, nothing is built or asked.
+    #[allow(clippy::too_many_arguments)]
     async fn evaluate_policy(
         &self,
         caller: &Caller,
         tenant: &str,
+        limits: &QuotaLimits,
         inst: &Instance,
         kind: OperationKind,
         state: Option<&State>,
         dry_run: bool,
     ) -> Result<PolicyOutcome, ServiceError> {
+        if !self.policy.wants(kind) {
+            return Ok(PolicyOutcome::default());
+        }
         let now = Utc::now();
-        let limits = self
-            .repo
-            .quota_limits(tenant)
-            .await?
-            .unwrap_or(self.settings.default_limits);
-        let quota = self.quota.usage(tenant, &limits).await.unwrap_or_default();
-        let instance_state_count = self
-            .repo
-            .count_states(inst.uuid)
-            .await?
-            .try_into()
-            .unwrap_or(u32::MAX);
-        let target_host_cpu = self.compute.host_cpu(&inst.host).await.unwrap_or_default();
-        let cpu_compatibility = match (kind, state.and_then(|s| s.cpu_xml.as_deref())) {
-            (OperationKind::Apply, Some(xml)) => self
-                .compute
-                .compare_cpu(&inst.host, inst.uuid, xml)
-                .await
-                .unwrap_or(CpuCompatibility::Unknown),
-            _ => CpuCompatibility::Unknown,
-        };
+        // The input's parts come from three systems; ask them at once.
+        let (quota, instance_state_count, target_host_cpu, cpu_compatibility) = tokio::join!(
+            async { self.quota.usage(tenant, limits).await.unwrap_or_default() },
+            self.repo.count_states(inst.uuid),
+            async { self.compute.host_cpu(&inst.host).await.unwrap_or_default() },
+            async {
+                match (kind, state.and_then(|s| s.cpu_xml.as_deref())) {
+                    (OperationKind::Apply, Some(xml)) => self
+                        .compute
+                        .compare_cpu(&inst.host, inst.uuid, xml)
+                        .await
+                        .unwrap_or(CpuCompatibility::Unknown),
+                    _ => CpuCompatibility::Unknown,
+                }
+            },
+        );
+        let instance_state_count = instance_state_count?.try_into().unwrap_or(u32::MAX);
         let input = PolicyInput {
             operation: kind,
             tenant: tenant.to_owned(),
@@ -448,6 +449,19 @@ impl Service {
             }
         }
         Ok(outcome)
+    }
+}
+
+/// Internal snapshots need every disk in qcow2; anything else gets external ones.
+fn by_disks(inst: &Instance) -> SnapshotKind {
+    if inst
+        .disks
+        .iter()
+        .all(|d| d.format.as_deref() == Some("qcow2"))
+    {
+        SnapshotKind::Internal
+    } else {
+        SnapshotKind::External
     }
 }
 
