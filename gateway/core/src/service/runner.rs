@@ -28,14 +28,18 @@ impl Service {
 
     async fn run_operation(self: Arc<Self>, mut op: Operation, mut state: State) {
         let started = Instant::now();
-        let now = Utc::now();
-        if let Err(e) = self.repo.mark_running(op.uuid, now).await {
-            // The operation stays pending; the reconciler will end it.
-            tracing::error!(error = %e, "could not mark the operation running");
-            return;
+        // Operations are recorded as running already (see `new_operation`); only one that was
+        // recorded pending (e.g. by an older gateway) is moved here.
+        if op.status == OperationStatus::Pending {
+            let now = Utc::now();
+            if let Err(e) = self.repo.mark_running(op.uuid, now).await {
+                // The operation stays pending; the reconciler will end it.
+                tracing::error!(error = %e, "could not mark the operation running");
+                return;
+            }
+            op.status = OperationStatus::Running;
+            op.started_at = Some(now);
         }
-        op.status = OperationStatus::Running;
-        op.started_at = Some(now);
 
         let heartbeat = self.spawn_heartbeat(&op);
         let result = self.dispatch(&op, &state).await;

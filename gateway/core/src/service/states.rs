@@ -479,10 +479,12 @@ fn new_operation(
     now: chrono::DateTime<Utc>,
     reserved_bytes: i64,
 ) -> Operation {
+    // Recorded as running: the work is handed to a task the moment the record commits, and
+    // one write less per operation matters on SQLite's single writer.
     Operation {
         uuid: id,
         kind,
-        status: OperationStatus::Pending,
+        status: OperationStatus::Running,
         instance_uuid: state.instance_uuid,
         state_uuid: state.uuid,
         tenant_id: state.tenant_id.clone(),
@@ -490,7 +492,7 @@ fn new_operation(
         error: None,
         created_at: now,
         updated_at: now,
-        started_at: None,
+        started_at: Some(now),
         finished_at: None,
         reserved_bytes,
     }
