@@ -6,8 +6,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use snapgate_tests::app::{demo, TestApp};
-use snapgate_tests::realvm::{DiskKind, Guest, RealVmEnv, DEFAULT_MEMORY_MIB, LIBVIRT_URI};
+use snapgate_tests::app::{demo, snapgate_bin, TestApp};
+use snapgate_tests::realvm::{
+    kill9_libvirtd, process_alive, restart_libvirtd, DiskKind, Guest, LibvirtdOutageLock,
+    RealVmEnv, DEFAULT_MEMORY_MIB, LIBVIRT_URI,
+};
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Half-second counts the guest runs on between save and apply, so the apply visibly rewinds.
@@ -38,8 +41,15 @@ fn counter(guest: &Guest) -> u64 {
 /// the guest's directory (QEMU runs as libvirt-qemu and must reach them; the harness removes
 /// them with the guest).
 async fn gateway_for(guest: &Guest) -> TestApp {
+    gateway_with(guest, false).await
+}
+
+/// [`gateway_for`], with Redis quotas when `redis`.
+async fn gateway_with(guest: &Guest, redis: bool) -> TestApp {
     let state_dir = guest.dir().join("states");
-    TestApp::builder()
+    let builder = TestApp::builder();
+    let builder = if redis { builder.redis() } else { builder };
+    builder
         .host(HOST, LIBVIRT_URI)
         .config(&format!(
             "[snapshots]\nstate_dir = \"{}\"\n",
@@ -238,6 +248,237 @@ async fn raw_disk_is_refused_before_any_work() {
     let now = counter(&guest);
     blocking(|| guest.wait_counter_at_least(now + 2, STEP_TIMEOUT))
         .expect("the guest keeps counting");
+
+    drop(app);
+    assert_guest_removed(guest);
+}
+
+/// Guest RAM sizes tried in turn until a save is still running when libvirtd dies: more RAM
+/// makes the external memory file (and so the save) take longer.
+const OUTAGE_MEMORY_MIB: [u32; 3] = [DEFAULT_MEMORY_MIB, 512, 1024];
+
+fn quota_usage(body: &Value) -> Value {
+    body["usage"].clone()
+}
+
+/// What a killed libvirtd mid-save leaves: a failed operation with a compute error code, the
+/// state in `error`, quota units back, no snapshot and no files, the guest still running,
+/// and the error state deletable once libvirtd is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libvirtd_killed_during_a_save_leaves_nothing_half_made() {
+    // No other harness guest may be mid-test while libvirtd is down.
+    let _outage = blocking(LibvirtdOutageLock::acquire).expect("libvirtd outage lock");
+    for memory_mib in OUTAGE_MEMORY_MIB {
+        if kill_libvirtd_during_save(memory_mib).await {
+            return;
+        }
+        eprintln!("the save of a {memory_mib} MiB guest ended before libvirtd died; retrying with more RAM");
+    }
+    panic!(
+        "every save finished before libvirtd was killed ({OUTAGE_MEMORY_MIB:?} MiB guests): \
+         the test could not interrupt one"
+    );
+}
+
+/// One attempt; false when the save finished before the kill (nothing was proven).
+async fn kill_libvirtd_during_save(memory_mib: u32) -> bool {
+    let guest =
+        blocking(|| Guest::boot_owned("gw-outage", DiskKind::Qcow2, memory_mib, demo::TENANT))
+            .unwrap_or_else(|error| panic!("booting a {memory_mib} MiB guest: {error}"));
+    let app = gateway_with(&guest, true).await;
+    let token = &app.member;
+    let path = states_path(&guest);
+    let quota_path = format!("/v1/quotas/{}", demo::TENANT);
+    let quota_before = app.get(&quota_path, token).await;
+    assert_eq!(quota_before.status, 200, "{}", quota_before.body);
+    let usage_before = quota_usage(&quota_before.body);
+    let qemu_pid = guest.qemu_pid().expect("the guest's QEMU pid");
+
+    // External mode: libvirt opens the memory file as the save starts, which tells exactly
+    // when the save is under way.
+    let r = app
+        .post(
+            &path,
+            token,
+            json!({ "name": "interrupted", "mode": "external" }),
+        )
+        .await;
+    assert_eq!(r.status, 202, "save: {}", r.body);
+    let state_id = r.body["uuid"].as_str().expect("state uuid").to_owned();
+    let op_id = r.body["operation"]
+        .as_str()
+        .expect("operation id")
+        .to_owned();
+    let state_files = guest.dir().join("states").join(&state_id);
+    let memory_file = state_files.join("memory.save");
+    let killed = blocking(|| {
+        let deadline = std::time::Instant::now() + STEP_TIMEOUT;
+        while !memory_file.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the save never started writing {}",
+                memory_file.display()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        kill9_libvirtd().expect("kill -9 libvirtd")
+    });
+    let op = app.wait(&op_id, token).await;
+    // QEMU runs on its own: libvirtd's death must not take the guest with it.
+    let qemu_survived = process_alive(qemu_pid);
+    blocking(restart_libvirtd).expect("libvirtd comes back");
+    assert!(
+        qemu_survived,
+        "the guest's QEMU (pid {qemu_pid}) died with libvirtd (pid {killed})"
+    );
+
+    if op["status"] == "succeeded" {
+        // Too late: clean up and let the caller try a slower save.
+        let r = app.delete(&format!("{path}/{state_id}"), token).await;
+        assert_eq!(r.status, 202, "delete: {}", r.body);
+        wait_succeeded(
+            &app,
+            &r.body["uuid"],
+            "delete after a save that won the race",
+        )
+        .await;
+        drop(app);
+        assert_guest_removed(guest);
+        return false;
+    }
+
+    eprintln!("the interrupted save ended: {op}");
+    // The operation failed with a compute error that says what happened.
+    assert_eq!(op["status"], "failed", "{op}\ngateway log:\n{}", app.log());
+    let code = op["error"]["code"].as_str().unwrap_or_default();
+    let message = op["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        ["compute_unavailable", "compute_error"].contains(&code),
+        "a compute error code, got {code:?}: {op}"
+    );
+    assert!(
+        message.contains(HOST) && message.len() > HOST.len() + 10,
+        "the message names the host and the trouble: {message:?}"
+    );
+
+    // The state records the failure.
+    let state = app.get(&format!("{path}/{state_id}"), token).await;
+    assert_eq!(state.status, 200, "{}", state.body);
+    assert_eq!(state.body["status"], "error", "{}", state.body);
+    assert_eq!(state.body["error"]["code"], code, "{}", state.body);
+
+    // The quota units came back: usage is what it was, nothing reserved.
+    let quota_after = app.get(&quota_path, token).await;
+    assert_eq!(quota_after.status, 200, "{}", quota_after.body);
+    let usage_after = quota_usage(&quota_after.body);
+    for unit in ["states", "state_bytes", "concurrent_operations"] {
+        assert_eq!(
+            usage_after[unit]["in_use"], usage_before[unit]["in_use"],
+            "{unit} in use changed: before {usage_before}, after {usage_after}"
+        );
+        assert_eq!(
+            usage_after[unit]["reserved"], 0,
+            "{unit} still reserved: {usage_after}"
+        );
+    }
+
+    // Nothing half made: no snapshot, no files, and the guest counts on.
+    assert_eq!(
+        guest.snapshot_names().expect("listing snapshots"),
+        Vec::<String>::new(),
+        "libvirt kept a snapshot of the interrupted save"
+    );
+    assert_no_files_under(&state_files);
+    let now = counter(&guest);
+    blocking(|| guest.wait_counter_at_least(now + 2, STEP_TIMEOUT))
+        .expect("the guest keeps counting after libvirtd came back");
+
+    // The error state can be deleted (the compute backend reconnected).
+    let r = app.delete(&format!("{path}/{state_id}"), token).await;
+    assert_eq!(r.status, 202, "delete: {}", r.body);
+    wait_succeeded(&app, &r.body["uuid"], "delete of the error state").await;
+    let gone = app.get(&format!("{path}/{state_id}"), token).await;
+    assert_eq!(gone.status, 404, "{}", gone.body);
+
+    drop(app);
+    assert_guest_removed(guest);
+    true
+}
+
+/// Runs the `snapgate` CLI against `app` and returns its stdout; fails on a non-zero exit.
+fn cli(app: &TestApp, args: &[&str]) -> String {
+    let output = std::process::Command::new(snapgate_bin())
+        .args(args)
+        .env("SNAPGATE_URL", &app.url)
+        .env("SNAPGATE_TOKEN", &app.member)
+        .env_remove("SNAPGATE_TOKEN_FILE")
+        .output()
+        .expect("running snapgate");
+    assert!(
+        output.status.success(),
+        "snapgate {args:?} exited with {}:\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn cli_json(app: &TestApp, args: &[&str]) -> Value {
+    let out = blocking(|| cli(app, args));
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("snapgate {args:?}: not JSON ({e}): {out}"))
+}
+
+/// The seed's CLI on a real guest: save (waits), list, load (the counter rewinds), delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_saves_lists_loads_and_deletes_a_real_guest() {
+    let guest = boot("gw-cli", DiskKind::Qcow2);
+    let app = gateway_for(&guest).await;
+    let vm = guest.uuid().to_string();
+
+    let before_save = counter(&guest);
+    let saved = cli_json(&app, &["state-save", &vm, "from the cli", "--json"]);
+    let after_save = counter(&guest);
+    assert_eq!(saved["operation"]["status"], "succeeded", "{saved}");
+    assert_eq!(saved["state"]["status"], "available", "{saved}");
+    let state_id = saved["state"]["uuid"]
+        .as_str()
+        .expect("state uuid")
+        .to_owned();
+
+    let listed = cli_json(&app, &["state-list", &vm, "--json"]);
+    let ids: Vec<&str> = listed["values"]
+        .as_array()
+        .expect("values")
+        .iter()
+        .filter_map(|s| s["uuid"].as_str())
+        .collect();
+    assert_eq!(ids, vec![state_id.as_str()], "{listed}");
+    // The human table names the state too.
+    let table = blocking(|| cli(&app, &["state-list", &vm]));
+    assert!(table.contains("from the cli"), "{table}");
+
+    let before_load =
+        blocking(|| guest.wait_counter_at_least(after_save + RUN_ON_COUNTS, STEP_TIMEOUT))
+            .expect("the guest runs on after the save");
+    let mark = guest.console_mark().expect("console mark");
+    let loaded = cli_json(&app, &["state-load", &vm, &state_id, "--json"]);
+    assert_eq!(loaded["status"], "succeeded", "{loaded}");
+    let resumed = blocking(|| guest.wait_for_rewind(mark, before_load, STEP_TIMEOUT))
+        .expect("the counter goes back after state-load");
+    assert!(
+        (before_save..=after_save + REWIND_SLACK).contains(&resumed),
+        "saved between {before_save} and {after_save}, ran on to {before_load}, resumed at {resumed}"
+    );
+
+    blocking(|| cli(&app, &["state-delete", &vm, &state_id]));
+    let listed = cli_json(&app, &["state-list", &vm, "--json"]);
+    assert_eq!(listed["values"], json!([]), "{listed}");
+    assert!(guest
+        .snapshot_names()
+        .expect("listing snapshots")
+        .is_empty());
 
     drop(app);
     assert_guest_removed(guest);

@@ -209,10 +209,29 @@ pub(crate) fn save(
             // save leave no half-made overlays. The test driver and QEMU accept both.
             let flags =
                 sys::VIR_DOMAIN_SNAPSHOT_CREATE_LIVE | sys::VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC;
+            // ATOMIC only helps while libvirtd lives: a daemon killed mid-save leaves the
+            // partial memory file (and maybe overlays) behind. Files that were not there
+            // before this call belong to this failed save alone.
+            let created_here: Vec<PathBuf> = std::iter::once(&layout.memory_file)
+                .chain(layout.overlays.iter().map(|(_, p)| p))
+                .filter(|p| !p.exists())
+                .cloned()
+                .collect();
             match DomainSnapshot::create_xml(&dom, &snapshot_xml, flags) {
                 Ok(snap) => snap,
                 Err(e) => {
                     if site.local {
+                        for file in &created_here {
+                            match std::fs::remove_file(file) {
+                                Ok(()) => {
+                                    tracing::warn!(file = %file.display(), "removed a file of the failed save")
+                                }
+                                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                                Err(err) => {
+                                    tracing::warn!(file = %file.display(), error = %err, "cannot remove a file of the failed save")
+                                }
+                            }
+                        }
                         remove_dir_if_empty(&layout.dir);
                     }
                     return Err(Fail::Virt(e));

@@ -63,6 +63,12 @@ impl RealVmEnv {
         Ok(env)
     }
 
+    /// Starts libvirtd again if it does not run (after a test killed it) and waits until
+    /// `qemu:///system` answers.
+    pub fn libvirtd_up(&self) -> Result<(), RealVmError> {
+        self.run_script("scripts/realvm/libvirtd-up.sh", &[])
+    }
+
     pub fn kernel(&self) -> PathBuf {
         self.guest_dir.join("vmlinuz")
     }

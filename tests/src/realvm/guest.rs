@@ -46,6 +46,8 @@ pub struct Guest {
     console: PathBuf,
     memory_mib: u32,
     removed: bool,
+    /// Shared side of the libvirtd-outage lock (see `LibvirtdOutageLock`); dropped last.
+    _outage_lock: Option<std::fs::File>,
 }
 
 impl Guest {
@@ -73,6 +75,7 @@ impl Guest {
         owner_tenant: Option<&str>,
     ) -> Result<Guest, RealVmError> {
         let env = RealVmEnv::ensure()?;
+        let outage_lock = super::daemon::guest_lock()?;
         let uuid = Uuid::new_v4();
         let name = domain_name(label, uuid);
         let dir = env.runs_dir().join(&name);
@@ -88,6 +91,7 @@ impl Guest {
             disk_kind,
             memory_mib,
             removed: false,
+            _outage_lock: outage_lock,
         };
         set_mode(&guest.dir, 0o755)?;
         env.create_disk(disk_kind.format(), &guest.disk)?;

@@ -14,6 +14,7 @@
 //! (`<domain type='qemu'>`): KVM does not work on these machines.
 
 mod console;
+mod daemon;
 mod env;
 mod error;
 mod guest;
@@ -22,6 +23,9 @@ mod virsh;
 mod xml;
 
 pub use console::ConsoleMark;
+pub use daemon::{
+    kill9_libvirtd, libvirtd_pid, process_alive, restart_libvirtd, LibvirtdOutageLock,
+};
 pub use env::RealVmEnv;
 pub use error::RealVmError;
 pub use guest::{DiskKind, Guest, DEFAULT_MEMORY_MIB};
