@@ -9,6 +9,7 @@ use serde::Serialize;
 use snapgate_core::ports::{Decision, PolicyInput, PolicyOutcome};
 use snapgate_core::OperationKind;
 
+use crate::bindings::Request;
 use crate::convert;
 use crate::plugin::{CompiledFrom, Counters, LoadedPlugin, Verdict};
 use crate::spec::{Mode, OnError};
@@ -83,12 +84,15 @@ impl Chain {
     /// async runtime's workers.
     pub(crate) fn evaluate(&self, input: &PolicyInput) -> PolicyOutcome {
         let mut outcome = PolicyOutcome::default();
+        // Converted once per request; only `config` differs between plugins.
+        let mut request = convert::request(input, "");
         for plugin in self
             .plugins
             .iter()
             .filter(|p| p.spec.applies_to(input.operation))
         {
-            let decision = run_one(plugin, input);
+            request.config.clone_from(&plugin.spec.config);
+            let decision = run_one(plugin, &request);
             outcome.warnings.extend(decision.warnings.iter().cloned());
             let refuses = !decision.overridden && decision.outcome != "allow";
             if refuses {
@@ -113,10 +117,9 @@ impl Chain {
 
 /// Evaluates one plugin and turns its verdict, its mode and its failure policy into a
 /// recorded decision; counts it.
-fn run_one(plugin: &LoadedPlugin, input: &PolicyInput) -> Decision {
+fn run_one(plugin: &LoadedPlugin, request: &Request) -> Decision {
     let spec = &plugin.spec;
-    let request = convert::request(input, &spec.config);
-    let evaluation = plugin.evaluate(&request, false);
+    let evaluation = plugin.evaluate(request, false);
     if evaluation.host.dropped_logs > 0 {
         tracing::warn!(target: "snapgate::plugin", plugin = %spec.name, dropped = evaluation.host.dropped_logs, "plugin log lines over the cap were dropped");
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::error::LoadError;
 use crate::spec::PolicyLimits;
@@ -42,7 +42,14 @@ pub(crate) fn build_engine(limits: &PolicyLimits) -> Result<Engine, LoadError> {
         .total_memories(MAX_CONCURRENT_INSTANCES)
         .total_tables(MAX_CONCURRENT_INSTANCES * 2)
         .max_memories_per_component(2)
-        .max_memory_size(limits.memory_bytes);
+        .max_memory_size(limits.memory_bytes)
+        // Reset a used slot by rewriting only the pages the guest dirtied (Linux >= 6.7
+        // PAGEMAP_SCAN; elsewhere wasmtime falls back to madvise) instead of dropping and
+        // faulting them back in: the bulk of a fresh instance's cost. Measured in
+        // docs/BENCHMARKS.md.
+        .pagemap_scan(Enabled::Auto)
+        .linear_memory_keep_resident(limits.memory_bytes)
+        .table_keep_resident(64 << 10);
 
     let mut config = Config::new();
     config

@@ -36,7 +36,7 @@ fn second_load_uses_the_disk_cache() {
     let dir = tempfile::tempdir().unwrap();
     let limits = PolicyLimits {
         cache_dir: Some(dir.path().join("cache")),
-        ..PolicyLimits::default()
+        ..limits()
     };
 
     let first = WasmPolicyEngine::load(vec![spec("no-passthrough")], limits.clone()).unwrap();
@@ -72,7 +72,7 @@ fn a_damaged_cache_file_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let limits = PolicyLimits {
         cache_dir: Some(dir.path().to_path_buf()),
-        ..PolicyLimits::default()
+        ..limits()
     };
     drop(WasmPolicyEngine::load(vec![spec("no-passthrough")], limits.clone()).unwrap());
     let file = std::fs::read_dir(dir.path())
