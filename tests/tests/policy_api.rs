@@ -491,3 +491,54 @@ async fn hot_reload_under_load_loses_no_request() {
         202
     );
 }
+
+/// The author's loop through the real binary: `snapgate plugin check` and `plugin eval`.
+#[test]
+fn plugin_check_and_eval_commands() {
+    let bin = snapgate_tests::app::snapgate_bin();
+    let out = std::process::Command::new(&bin)
+        .args(["plugin", "check", &plugin("cpu-compat")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["world"], "snapgate:policy/policy@0.1.0");
+    assert_eq!(info["sha256"].as_str().unwrap().len(), 64);
+
+    let request = repo_root().join("plugins/examples/save-request.json");
+    let run = |file: &str, config: Option<&str>| {
+        let mut cmd = std::process::Command::new(&bin);
+        cmd.args([
+            "plugin",
+            "eval",
+            &plugin(file),
+            "--input",
+            request.to_str().unwrap(),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(c) = config {
+            let path = dir.path().join("config.json");
+            std::fs::write(&path, c).unwrap();
+            cmd.arg("--config").arg(&path);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let denied = run("disk-format", None);
+    assert_eq!(denied["outcome"], "deny", "{denied}");
+    assert_eq!(denied["code"], "disk_format_not_allowed");
+    assert!(denied["elapsed"].is_object() && denied["peak_memory_bytes"].as_u64().unwrap() > 0);
+    let allowed = run("disk-format", Some(r#"{"allowed": ["qcow2", "raw"]}"#));
+    assert_eq!(allowed["outcome"], "allow", "{allowed}");
+    let failed = run("test-loop-forever", None);
+    assert_eq!(failed["outcome"], "error", "{failed}");
+}
