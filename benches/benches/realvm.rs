@@ -12,14 +12,21 @@
 //!   cargo bench -p snapgate-benches --bench realvm
 //!   SNAPGATE_BENCH_RUNS=9 cargo bench -p snapgate-benches --bench realvm
 //!
-//! Hook for the gateway: [`measure`] takes one closure per operation. A gateway backend
-//! passes closures that call the HTTP API (POST …/states, POST …/states/{id}/apply, DELETE)
-//! and wait for the operation; [`virsh_backend`] is the reference.
+//! Two backends in the same run, on the same kind of guest: [`virsh_backend`] (the reference)
+//! and [`gateway_backend`]: the release `snapgate` binary on `qemu:///system`, timed from the
+//! POST to the end of the operation (`GET /v1/operations/{id}/wait`). Build the gateway in
+//! release into the same target dir first (`cargo build --release -p snapgate`); the bench
+//! refuses to run a missing binary.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::error::Error;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use snapgate_tests::realvm::{DiskKind, Guest, DEFAULT_MEMORY_MIB};
+use serde_json::json;
+use snapgate_tests::app::{demo, TestApp};
+use snapgate_tests::realvm::{DiskKind, Guest, RealVmEnv, DEFAULT_MEMORY_MIB, LIBVIRT_URI};
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -71,6 +78,157 @@ fn virsh_backend<'a>() -> Backend<'a> {
     }
 }
 
+/// A running release gateway whose only host is this machine's QEMU.
+struct Gateway {
+    runtime: tokio::runtime::Runtime,
+    app: TestApp,
+    state_dir: std::path::PathBuf,
+}
+
+impl Gateway {
+    fn start() -> Result<Gateway, BoxError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        // QEMU (user libvirt-qemu) writes the external memory files: a world-readable
+        // directory beside the guests', named so the harness reaps it after a crash.
+        let state_dir = RealVmEnv::ensure()?
+            .runs_dir()
+            .join(format!("snapgate-rvm-{}-bench-states", std::process::id()));
+        std::fs::create_dir_all(&state_dir)?;
+        let app = runtime.block_on(
+            TestApp::builder()
+                .host("local", LIBVIRT_URI)
+                .config(&format!(
+                    "[snapshots]\nstate_dir = \"{}\"\n",
+                    state_dir.display()
+                ))
+                .start(),
+        );
+        Ok(Gateway {
+            runtime,
+            app,
+            state_dir,
+        })
+    }
+
+    /// Sends one request, checks the 202 and waits for the operation to succeed.
+    fn run(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+        id_field: &str,
+    ) -> Result<serde_json::Value, BoxError> {
+        let app = &self.app;
+        self.runtime.block_on(async {
+            let r = app.call(method, path, Some(&app.member), body).await;
+            if r.status != 202 {
+                return Err(format!("{method} {path}: {} {}", r.status, r.body).into());
+            }
+            let op = r.body[id_field]
+                .as_str()
+                .ok_or_else(|| format!("{method} {path}: no {id_field} in {}", r.body))?;
+            let ended = app.wait(op, &app.member).await;
+            if ended["status"] != "succeeded" {
+                return Err(format!("{method} {path}: {ended}").into());
+            }
+            Ok(r.body)
+        })
+    }
+}
+
+impl Gateway {
+    /// Median `elapsed_ms` of the gateway's own "operation ended" log lines for `kind`: the
+    /// time from the operation's start in the background task to its recorded end, which
+    /// tells the libvirt work apart from the HTTP and acceptance path around it.
+    fn operation_median_ms(&self, kind: &str) -> Option<u64> {
+        let log = strip_ansi(&self.app.log());
+        let mut values: Vec<u64> = log
+            .lines()
+            .filter(|line| {
+                line.contains("operation ended") && line.contains(&format!("kind={kind}"))
+            })
+            .filter_map(|line| {
+                let rest = &line[line.find("elapsed_ms=")? + "elapsed_ms=".len()..];
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        values.sort_unstable();
+        values.get(values.len() / 2).copied()
+    }
+}
+
+/// The text log may carry terminal colours around field names.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ … final byte in @..~
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) && c != '[' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+/// The gateway's HTTP API: save, apply and delete each return once the operation ended.
+fn gateway_backend(gateway: &Gateway) -> Backend<'_> {
+    // The bench names snapshots; the gateway names them after the state it creates.
+    let states: Rc<RefCell<HashMap<String, String>>> = Rc::default();
+    let (saved, applied, deleted) = (states.clone(), states.clone(), states);
+    let path = |guest: &Guest| format!("/v1/instances/{}/states", guest.uuid());
+    Backend {
+        name: "gateway",
+        save: Box::new(move |guest, kind, snapshot| {
+            let body = json!({ "name": snapshot, "mode": kind.label() });
+            let accepted = gateway.run("POST", &path(guest), Some(body), "operation")?;
+            let state = accepted["uuid"].as_str().ok_or("no state uuid")?.to_owned();
+            saved.borrow_mut().insert(snapshot.to_owned(), state);
+            Ok(0)
+        }),
+        apply: Box::new(move |guest, snapshot| {
+            let state = applied
+                .borrow()
+                .get(snapshot)
+                .cloned()
+                .ok_or("unknown state")?;
+            let body = json!({ "uuid": state });
+            gateway.run(
+                "POST",
+                &format!("{}/apply", path(guest)),
+                Some(body),
+                "uuid",
+            )?;
+            Ok(())
+        }),
+        delete: Box::new(move |guest, snapshot| {
+            let state = deleted
+                .borrow_mut()
+                .remove(snapshot)
+                .ok_or("unknown state")?;
+            gateway.run("DELETE", &format!("{}/{state}", path(guest)), None, "uuid")?;
+            Ok(())
+        }),
+    }
+}
+
 #[derive(Debug, Default)]
 struct Samples {
     save: Vec<Duration>,
@@ -81,46 +239,73 @@ struct Samples {
     snapshot_bytes: Vec<u64>,
 }
 
-/// Boots a fresh guest and runs save → run on → apply → check → delete `runs` times.
-fn measure(backend: &mut Backend<'_>, kind: Kind, runs: usize) -> Result<Samples, BoxError> {
-    let guest = Guest::boot(
+/// Boots one fresh guest for `kind` and runs save → run on → apply → check → delete `runs`
+/// times per backend, the backends taking turns (order swapped every run), so that they
+/// see the same guest and the same machine load: this machine is shared with builds.
+fn measure(
+    backends: &mut [Backend<'_>],
+    kind: Kind,
+    runs: usize,
+) -> Result<Vec<Samples>, BoxError> {
+    // Owned by the gateway's demo tenant (metadata only; virsh does not care).
+    let guest = Guest::boot_owned(
         &format!("bench-{}", kind.label()),
         DiskKind::Qcow2,
         DEFAULT_MEMORY_MIB,
+        demo::TENANT,
     )?;
-    let mut samples = Samples::default();
+    let mut samples: Vec<Samples> = backends.iter().map(|_| Samples::default()).collect();
     for run in 0..runs {
-        let snapshot = format!("bench-{run}");
-        let before_save = guest.counter()?.unwrap_or(0);
-
-        let started = Instant::now();
-        let bytes = (backend.save)(&guest, kind, &snapshot)?;
-        samples.save.push(started.elapsed());
-        samples.snapshot_bytes.push(bytes);
-
-        let after_save = guest.counter()?.unwrap_or(0);
-        let before_apply = guest.wait_counter_at_least(after_save + RUN_ON_COUNTS, STEP_TIMEOUT)?;
-        let mark = guest.console_mark()?;
-        let started = Instant::now();
-        (backend.apply)(&guest, &snapshot)?;
-        samples.apply.push(started.elapsed());
-        let resumed = guest.wait_for_rewind(mark, before_apply, STEP_TIMEOUT)?;
-        samples.apply_to_counting.push(started.elapsed());
-        if resumed < before_save || resumed > after_save + 3 {
-            return Err(format!(
-                "{}: {} run {run}: saved at {before_save}..={after_save}, resumed at {resumed}",
-                backend.name,
-                kind.label()
-            )
-            .into());
+        let mut order: Vec<usize> = (0..backends.len()).collect();
+        if run % 2 == 1 {
+            order.reverse();
         }
-
-        let started = Instant::now();
-        (backend.delete)(&guest, &snapshot)?;
-        samples.delete.push(started.elapsed());
+        for index in order {
+            cycle(&mut backends[index], &guest, kind, run, &mut samples[index])?;
+        }
     }
     guest.remove()?;
     Ok(samples)
+}
+
+fn cycle(
+    backend: &mut Backend<'_>,
+    guest: &Guest,
+    kind: Kind,
+    run: usize,
+    samples: &mut Samples,
+) -> Result<(), BoxError> {
+    let snapshot = format!("bench-{}-{run}", backend.name);
+    let before_save = guest.counter()?.unwrap_or(0);
+
+    let started = Instant::now();
+    let bytes = (backend.save)(guest, kind, &snapshot)?;
+    samples.save.push(started.elapsed());
+    samples.snapshot_bytes.push(bytes);
+
+    let after_save = guest.counter()?.unwrap_or(0);
+    let before_apply = guest.wait_counter_at_least(after_save + RUN_ON_COUNTS, STEP_TIMEOUT)?;
+    let mark = guest.console_mark()?;
+    let started = Instant::now();
+    (backend.apply)(guest, &snapshot)?;
+    samples.apply.push(started.elapsed());
+    let resumed = guest.wait_for_rewind(mark, before_apply, STEP_TIMEOUT)?;
+    samples.apply_to_counting.push(started.elapsed());
+    if resumed < before_save || resumed > after_save + 3 {
+        return Err(format!(
+            "{}: {} run {run}: saved at {before_save}..={after_save}, resumed at {resumed}",
+            backend.name,
+            kind.label()
+        )
+        .into());
+    }
+    // Let the restored guest settle before the next timed call.
+    guest.wait_counter_at_least(resumed + 2, STEP_TIMEOUT)?;
+
+    let started = Instant::now();
+    (backend.delete)(guest, &snapshot)?;
+    samples.delete.push(started.elapsed());
+    Ok(())
 }
 
 fn median(samples: &[Duration]) -> Duration {
@@ -162,11 +347,20 @@ fn main() -> Result<(), BoxError> {
     println!("| backend | kind | operation | median | min | max |");
     println!("|---|---|---|---|---|---|");
 
-    // A gateway backend joins this list once it exists (see the module docs).
-    let mut backends = vec![virsh_backend()];
-    for backend in &mut backends {
-        for kind in [Kind::Internal, Kind::External] {
-            let samples = measure(backend, kind, runs)?;
+    // The gateway reads every `SNAPGATE_*` variable as configuration and refuses unknown
+    // ones: the bench's own setting must not reach it.
+    std::env::remove_var("SNAPGATE_BENCH_RUNS");
+    let gateway = Gateway::start()?;
+    let mut backends = vec![virsh_backend(), gateway_backend(&gateway)];
+    let mut medians: HashMap<(&'static str, &'static str, &'static str), Duration> = HashMap::new();
+    for kind in [Kind::Internal, Kind::External] {
+        let all = measure(&mut backends, kind, runs)?;
+        for (backend, samples) in backends.iter().zip(&all) {
+            medians.insert((backend.name, kind.label(), "save"), median(&samples.save));
+            medians.insert(
+                (backend.name, kind.label(), "apply"),
+                median(&samples.apply),
+            );
             print_row(backend.name, kind, "save", &samples.save);
             print_row(backend.name, kind, "apply (call)", &samples.apply);
             print_row(
@@ -191,5 +385,31 @@ fn main() -> Result<(), BoxError> {
             }
         }
     }
+
+    println!();
+    println!("| kind | operation | virsh median | gateway median | gateway / virsh |");
+    println!("|---|---|---|---|---|");
+    for kind in ["internal", "external"] {
+        for op in ["save", "apply"] {
+            let virsh = medians[&("virsh", kind, op)];
+            let gateway = medians[&("gateway", kind, op)];
+            println!(
+                "| {kind} | {op} | {:.3} s | {:.3} s | {:.3} |",
+                virsh.as_secs_f64(),
+                gateway.as_secs_f64(),
+                gateway.as_secs_f64() / virsh.as_secs_f64()
+            );
+        }
+    }
+    println!();
+    for kind in ["save", "apply", "delete"] {
+        if let Some(ms) = gateway.operation_median_ms(kind) {
+            println!(
+                "gateway {kind}: operation task median {ms} ms (both snapshot kinds, from its log)"
+            );
+        }
+    }
+    drop(backends);
+    drop(gateway);
     Ok(())
 }
