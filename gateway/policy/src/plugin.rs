@@ -144,6 +144,7 @@ impl LoadedPlugin {
     pub(crate) fn evaluate(&self, request: &Request, keep_logs: bool) -> Evaluation {
         let start = Instant::now();
         let ready = if keep_logs { None } else { self.pool.take() };
+        let from_pool = ready.is_some();
         let (mut store, instance) = match ready {
             Some((store, instance)) => (store, Ok(instance)),
             None => match self.instantiate(keep_logs) {
@@ -166,7 +167,7 @@ impl LoadedPlugin {
         let elapsed = start.elapsed();
         let host = std::mem::replace(store.data_mut(), HostState::taken());
         // Dropping the store resets its memory slot: let the refiller do it.
-        self.pool.retire(store);
+        self.pool.retire(store, from_pool);
         Evaluation {
             result,
             elapsed,

@@ -125,10 +125,12 @@ impl InstancePool {
         taken.map(|p| (p.store, p.instance))
     }
 
-    /// Hands a used store to the refiller to drop; drops it here when there is none or it is
-    /// behind.
-    pub(crate) fn retire(&self, store: Store<HostState>) {
-        let Some(wake) = self.wake.as_ref() else {
+    /// Hands a used store that came from the pool to the refiller to drop; drops it here when
+    /// there is no refiller, it is behind, or the store was instantiated inline (the pool was
+    /// empty: requests come faster than the refiller instantiates, and giving it the drops
+    /// too would only slow it down further).
+    pub(crate) fn retire(&self, store: Store<HostState>, from_pool: bool) {
+        let Some(wake) = self.wake.as_ref().filter(|_| from_pool) else {
             return;
         };
         match wake.try_send(RefillerMessage::Retire(store)) {
