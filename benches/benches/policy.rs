@@ -1,5 +1,6 @@
 //! Per-request cost of the policy chain: the four example WebAssembly plugins (fresh instance
-//! per plugin per request) against the same four rules in Rego (regorus), in Cedar
+//! per plugin per request, pre-instantiated off the request path when the pool has one)
+//! against the same four rules in Rego (regorus), in Cedar
 //! (cedar-policy) and in native Rust (the floor).
 //!
 //! Run (release, needs the plugins built):
@@ -19,6 +20,9 @@ use snapgate_policy::{PluginSpec, PolicyLimits, WasmPolicyEngine};
 
 const WARMUP: usize = 2_000;
 const ITERATIONS: usize = 20_000;
+/// Idle time between requests in the paced rows: requests that arrive (far) below the rate at
+/// which the refiller instantiates, as a gateway sees them, instead of back-to-back.
+const PACING_GAP: Duration = Duration::from_micros(200);
 
 // ---- requests ------------------------------------------------------------------------------
 
@@ -324,7 +328,7 @@ fn plugin(name: &str) -> PathBuf {
 
 /// The four example plugins with no operation filter, cpu-compat last: every request
 /// instantiates and runs all four.
-fn wasm_chain() -> WasmPolicyEngine {
+fn wasm_chain(limits: PolicyLimits) -> WasmPolicyEngine {
     let specs = [
         "disk-format",
         "max-states-per-instance",
@@ -334,7 +338,7 @@ fn wasm_chain() -> WasmPolicyEngine {
     .into_iter()
     .map(|name| PluginSpec::new(name, plugin(name)))
     .collect();
-    WasmPolicyEngine::load(specs, PolicyLimits::default()).expect("plugins load")
+    WasmPolicyEngine::load(specs, limits).expect("plugins load")
 }
 
 fn wasm_single() -> WasmPolicyEngine {
@@ -343,6 +347,14 @@ fn wasm_single() -> WasmPolicyEngine {
         PolicyLimits::default(),
     )
     .expect("plugin loads")
+}
+
+/// No pools: every instance is created on the request path (the design before pools).
+fn inline_limits() -> PolicyLimits {
+    PolicyLimits {
+        prewarm_instances: 0,
+        ..PolicyLimits::default()
+    }
 }
 
 // ---- measuring ------------------------------------------------------------------------------
@@ -366,14 +378,23 @@ fn row(name: &str, mut samples: Vec<Duration>) -> Row {
     }
 }
 
-/// Times `f` on alternating save and apply requests.
-fn measure(name: &str, mut f: impl FnMut(&PolicyInput)) -> Row {
+/// Times `f` on alternating save and apply requests, back-to-back.
+fn measure(name: &str, f: impl FnMut(&PolicyInput)) -> Row {
+    measure_paced(name, Duration::ZERO, f)
+}
+
+/// Times `f` on alternating save and apply requests with `gap` of idle time (not timed)
+/// before each.
+fn measure_paced(name: &str, gap: Duration, mut f: impl FnMut(&PolicyInput)) -> Row {
     let requests = [save_request(), apply_request()];
     for i in 0..WARMUP {
         f(&requests[i % 2]);
     }
     let mut samples = Vec::with_capacity(ITERATIONS);
     for i in 0..ITERATIONS {
+        if !gap.is_zero() {
+            std::thread::sleep(gap);
+        }
         let start = Instant::now();
         f(std::hint::black_box(&requests[i % 2]));
         samples.push(start.elapsed());
@@ -386,7 +407,8 @@ fn us(d: Duration) -> String {
 }
 
 fn main() {
-    let chain = wasm_chain();
+    let chain = wasm_chain(PolicyLimits::default());
+    let chain_inline = wasm_chain(inline_limits());
     let single = wasm_single();
     let mut rego_engine = rego_engine();
     let cedar = Cedar::new();
@@ -395,12 +417,18 @@ fn main() {
     for (input, code) in deny_cases() {
         let (_, wasm_code, _) = chain.evaluate_blocking(&input).denial.expect("wasm denies");
         assert_eq!(wasm_code, code);
+        let (_, inline_code, _) = chain_inline
+            .evaluate_blocking(&input)
+            .denial
+            .expect("wasm denies");
+        assert_eq!(inline_code, code);
         assert_eq!(native(&input).map(|d| d.0), Some(code));
         assert_eq!(rego(&mut rego_engine, &input), [code]);
         assert_eq!(cedar.evaluate(&input), [code]);
     }
     for input in [save_request(), apply_request()] {
         assert_eq!(chain.evaluate_blocking(&input).denial, None);
+        assert_eq!(chain_inline.evaluate_blocking(&input).denial, None);
         assert_eq!(native(&input), None);
         assert!(rego(&mut rego_engine, &input).is_empty());
         assert!(cedar.evaluate(&input).is_empty());
@@ -435,23 +463,69 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let async_row = runtime.block_on(async {
-        let requests = [save_request(), apply_request()];
-        for i in 0..WARMUP {
-            chain.evaluate(&requests[i % 2]).await;
-        }
-        let mut samples = Vec::with_capacity(ITERATIONS);
-        for i in 0..ITERATIONS {
-            let start = Instant::now();
-            std::hint::black_box(chain.evaluate(&requests[i % 2]).await);
-            samples.push(start.elapsed());
-        }
-        row(
-            "wasm: chain of 4 via PolicyEngine::evaluate (spawn_blocking)",
-            samples,
-        )
-    });
-    rows.push(async_row);
+    let async_row = |name: &str, gap: Duration| {
+        runtime.block_on(async {
+            let requests = [save_request(), apply_request()];
+            for i in 0..WARMUP {
+                chain.evaluate(&requests[i % 2]).await;
+            }
+            let mut samples = Vec::with_capacity(ITERATIONS);
+            for i in 0..ITERATIONS {
+                if !gap.is_zero() {
+                    // On the block_on thread, not a runtime worker.
+                    std::thread::sleep(gap);
+                }
+                let start = Instant::now();
+                std::hint::black_box(chain.evaluate(&requests[i % 2]).await);
+                samples.push(start.elapsed());
+            }
+            row(name, samples)
+        })
+    };
+    rows.push(async_row(
+        "wasm: chain of 4 via PolicyEngine::evaluate (spawn_blocking)",
+        Duration::ZERO,
+    ));
+    rows.push(measure(
+        "wasm: chain of 4 (sync), prewarm off: every instance inline",
+        |i| {
+            std::hint::black_box(chain_inline.evaluate_blocking(i));
+        },
+    ));
+
+    // Paced: the pools have time to refill between requests.
+    let paced = format!("paced {} µs:", PACING_GAP.as_micros());
+    rows.push(measure_paced(&format!("{paced} Cedar"), PACING_GAP, |i| {
+        std::hint::black_box(cedar.evaluate(i));
+    }));
+    rows.push(measure_paced(&format!("{paced} Rego"), PACING_GAP, |i| {
+        std::hint::black_box(rego(&mut rego_engine, i));
+    }));
+    rows.push(measure_paced(
+        &format!("{paced} wasm: 1 plugin, pre-instantiated"),
+        PACING_GAP,
+        |i| {
+            std::hint::black_box(single.evaluate_blocking(i));
+        },
+    ));
+    rows.push(measure_paced(
+        &format!("{paced} wasm: chain of 4, pre-instantiated (sync)"),
+        PACING_GAP,
+        |i| {
+            std::hint::black_box(chain.evaluate_blocking(i));
+        },
+    ));
+    rows.push(async_row(
+        &format!("{paced} wasm: chain of 4 via PolicyEngine::evaluate"),
+        PACING_GAP,
+    ));
+    rows.push(measure_paced(
+        &format!("{paced} wasm: chain of 4 (sync), prewarm off"),
+        PACING_GAP,
+        |i| {
+            std::hint::black_box(chain_inline.evaluate_blocking(i));
+        },
+    ));
 
     println!("\n{ITERATIONS} requests (alternating an allowed save and an allowed apply), after {WARMUP} warm-up\n");
     println!("| engine | p50 µs | p99 µs | mean µs |");

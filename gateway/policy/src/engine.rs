@@ -13,7 +13,8 @@ use wasmtime::Engine;
 use crate::chain::{Chain, ChainInfo, SharedChain, PLUGIN_FAILED_CODE};
 use crate::error::LoadError;
 use crate::plugin::LoadedPlugin;
-use crate::runtime::{build_engine, EpochTicker};
+use crate::pool::{start_refiller, wake_channel, InstancePool, PrewarmBudget};
+use crate::runtime::{build_engine, EpochTicker, MAX_PREWARMED_INSTANCES};
 use crate::spec::{PluginSpec, PolicyLimits};
 
 /// Evaluates the configured chain of WebAssembly plugins. Cheap to clone (shared inside).
@@ -34,6 +35,8 @@ struct Inner {
     /// evaluations time-slicing one core would eat each other's budget, while waiting here
     /// does not count against it.
     running: Semaphore,
+    /// Shared by the pools of every chain of this engine.
+    prewarm_budget: PrewarmBudget,
     _ticker: EpochTicker,
 }
 
@@ -50,18 +53,20 @@ impl WasmPolicyEngine {
     /// plugin without a cache: call it at startup or from a blocking thread.
     pub fn load(specs: Vec<PluginSpec>, limits: PolicyLimits) -> Result<Self, LoadError> {
         let engine = build_engine(&limits)?;
-        let chain = build_chain(&engine, specs, &limits, 1)?;
+        let prewarm_budget = PrewarmBudget::new(MAX_PREWARMED_INSTANCES);
+        let chain = build_chain(&engine, specs, &limits, 1, &prewarm_budget)?;
         let ticker = EpochTicker::start(engine.clone())?;
         Ok(WasmPolicyEngine {
             inner: Arc::new(Inner {
                 engine,
                 limits,
-                chain: RwLock::new(Arc::new(chain)),
+                chain: RwLock::new(chain),
                 reload_lock: Mutex::new(()),
                 generation: AtomicU64::new(1),
                 running: Semaphore::new(
                     std::thread::available_parallelism().map_or(1, |n| n.get()),
                 ),
+                prewarm_budget,
                 _ticker: ticker,
             }),
         })
@@ -77,14 +82,20 @@ impl WasmPolicyEngine {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let generation = self.inner.generation.load(Ordering::SeqCst) + 1;
-        let chain = build_chain(&self.inner.engine, specs, &self.inner.limits, generation)
-            .inspect_err(|e| tracing::error!(error = %e, "policy chain reload failed; the previous chain keeps serving"))?;
+        let chain = build_chain(
+            &self.inner.engine,
+            specs,
+            &self.inner.limits,
+            generation,
+            &self.inner.prewarm_budget,
+        )
+        .inspect_err(|e| tracing::error!(error = %e, "policy chain reload failed; the previous chain keeps serving"))?;
         let info = chain.info();
         *self
             .inner
             .chain
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::new(chain);
+            .unwrap_or_else(PoisonError::into_inner) = chain;
         self.inner.generation.store(generation, Ordering::SeqCst);
         tracing::info!(
             generation,
@@ -180,25 +191,41 @@ fn failed_closed(reason: String) -> PolicyOutcome {
     }
 }
 
+/// Loads the plugins and starts the chain's refiller (when pools are on). The chain's pools
+/// and refiller live and die with the returned chain.
 fn build_chain(
     engine: &Engine,
     specs: Vec<PluginSpec>,
     limits: &PolicyLimits,
     generation: u64,
-) -> Result<Chain, LoadError> {
+    prewarm_budget: &PrewarmBudget,
+) -> Result<SharedChain, LoadError> {
     let mut seen = HashSet::new();
     for spec in &specs {
         if !seen.insert(spec.name.as_str()) {
             return Err(LoadError::DuplicateName(spec.name.clone()));
         }
     }
-    let plugins = specs
+    let mut plugins = specs
         .into_iter()
         .map(|spec| LoadedPlugin::load(engine, spec, limits))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Chain {
+    let refiller = if limits.prewarm_instances > 0 && !plugins.is_empty() {
+        let (wake, woken) = wake_channel();
+        for plugin in &mut plugins {
+            plugin.pool = InstancePool::new(limits.prewarm_instances, wake.clone());
+        }
+        Some(woken)
+    } else {
+        None
+    };
+    let chain = Arc::new(Chain {
         generation,
         loaded_at: Utc::now(),
         plugins,
-    })
+    });
+    if let Some(woken) = refiller {
+        start_refiller(&chain, woken, prewarm_budget.clone())?;
+    }
+    Ok(chain)
 }

@@ -53,6 +53,13 @@ impl HostState {
     }
 }
 
+impl HostState {
+    /// What is left in a store whose state was taken out (it is never run again).
+    pub(crate) fn taken() -> Self {
+        HostState::new("", 0, false)
+    }
+}
+
 impl PolicyImports for HostState {
     fn log(&mut self, level: LogLevel, message: String) {
         if self.log_count >= MAX_LOG_LINES {

@@ -2,7 +2,8 @@
 //! (`wit/snapgate-policy.wit`).
 //!
 //! [`WasmPolicyEngine`] implements [`snapgate_core::ports::PolicyEngine`]: it evaluates an
-//! ordered chain of WebAssembly components, each in a fresh instance per request, under a
+//! ordered chain of WebAssembly components, each in a fresh instance per request (instantiated
+//! ahead of the request by a background thread when it can, see `pool.rs`), under a
 //! deadline (epoch interruption) and a memory cap (pooling allocator + store limiter). The
 //! chain is swapped atomically by [`WasmPolicyEngine::reload`]. [`check_component`] and
 //! [`eval_once`] serve the `snapgate plugin check|eval` commands.
@@ -20,6 +21,7 @@ mod engine;
 mod error;
 mod host;
 mod plugin;
+mod pool;
 mod runtime;
 mod spec;
 

@@ -12,6 +12,7 @@ use crate::bindings::{Decision as WitDecision, Policy, PolicyPre, Request};
 use crate::cache;
 use crate::error::{EvalError, LoadError};
 use crate::host::{HostState, MemoryCapExceeded};
+use crate::pool::InstancePool;
 use crate::runtime::deadline_ticks;
 use crate::spec::{PluginSpec, PolicyLimits};
 
@@ -78,6 +79,8 @@ pub(crate) struct LoadedPlugin {
     pre: PolicyPre<HostState>,
     deadline: Duration,
     memory_cap: usize,
+    /// Ready instances; disabled until the plugin joins a chain with pools.
+    pub pool: InstancePool,
 }
 
 impl LoadedPlugin {
@@ -131,12 +134,54 @@ impl LoadedPlugin {
             pre,
             deadline: limits.deadline,
             memory_cap: limits.memory_bytes,
+            pool: InstancePool::disabled(),
         })
     }
 
-    /// Runs the plugin once on a fresh instance. `keep_logs` keeps the log lines' text in the
-    /// result (for the CLI); they always go to `tracing`.
+    /// Runs the plugin once on a fresh instance: a pre-instantiated one from the pool if
+    /// there is one, else one instantiated now. `keep_logs` keeps the log lines' text in the
+    /// result (for the CLI; never pooled); they always go to `tracing`.
     pub(crate) fn evaluate(&self, request: &Request, keep_logs: bool) -> Evaluation {
+        let start = Instant::now();
+        let ready = if keep_logs { None } else { self.pool.take() };
+        let from_pool = ready.is_some();
+        let (mut store, instance) = match ready {
+            Some((store, instance)) => (store, Ok(instance)),
+            None => match self.instantiate(keep_logs) {
+                Ok((store, instance)) => (store, Ok(instance)),
+                Err((store, e)) => (store, Err(e)),
+            },
+        };
+        let result = match instance {
+            Err(e) => Err(self.classify(e, true)),
+            Ok(instance) => {
+                // The deadline starts now, at the call: an instance that waited in the pool
+                // still gets its whole budget.
+                store.set_epoch_deadline(deadline_ticks(self.deadline));
+                match instance.call_evaluate(&mut store, request) {
+                    Err(e) => Err(self.classify(e, false)),
+                    Ok(decision) => validate(decision),
+                }
+            }
+        };
+        let elapsed = start.elapsed();
+        let host = std::mem::replace(store.data_mut(), HostState::taken());
+        // Dropping the store resets its memory slot: let the refiller do it.
+        self.pool.retire(store, from_pool);
+        Evaluation {
+            result,
+            elapsed,
+            host,
+        }
+    }
+
+    /// A fresh instance in its own store, with the memory limiter and an empty log buffer.
+    /// Instantiation runs under its own deadline (a component may run code as it starts).
+    /// On error the store comes back too, for what the host state recorded.
+    pub(crate) fn instantiate(
+        &self,
+        keep_logs: bool,
+    ) -> Result<(Store<HostState>, Policy), (Store<HostState>, wasmtime::Error)> {
         let mut store = Store::new(
             &self.engine,
             HostState::new(&self.spec.name, self.memory_cap, keep_logs),
@@ -144,20 +189,9 @@ impl LoadedPlugin {
         store.limiter(|host| host);
         store.set_epoch_deadline(deadline_ticks(self.deadline));
         store.epoch_deadline_trap();
-
-        let start = Instant::now();
-        let result = match self.pre.instantiate(&mut store) {
-            Err(e) => Err(self.classify(e, true)),
-            Ok(instance) => match instance.call_evaluate(&mut store, request) {
-                Err(e) => Err(self.classify(e, false)),
-                Ok(decision) => validate(decision),
-            },
-        };
-        let elapsed = start.elapsed();
-        Evaluation {
-            result,
-            elapsed,
-            host: store.into_data(),
+        match self.pre.instantiate(&mut store) {
+            Ok(instance) => Ok((store, instance)),
+            Err(e) => Err((store, e)),
         }
     }
 

@@ -18,6 +18,10 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// concurrency limit is far below it.
 const MAX_CONCURRENT_INSTANCES: u32 = 256;
 
+/// Of those, at most this many wait pre-instantiated in pools (all chains of the engine, the
+/// old and the new one during a reload): the rest stay free for evaluations in flight.
+pub(crate) const MAX_PREWARMED_INSTANCES: usize = MAX_CONCURRENT_INSTANCES as usize / 2;
+
 /// A Rust guest component holds a handful of core instances (the module plus the shims
 /// `wit-component` adds for lowered imports).
 const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 16;
@@ -30,6 +34,13 @@ pub(crate) fn build_engine(limits: &PolicyLimits) -> Result<Engine, LoadError> {
         return Err(LoadError::BadSpec(format!(
             "memory_bytes {} is below the 1 MiB a Rust guest needs for its stack",
             limits.memory_bytes
+        )));
+    }
+    if limits.prewarm_instances > PolicyLimits::MAX_PREWARM_INSTANCES {
+        return Err(LoadError::BadSpec(format!(
+            "prewarm_instances {} is above the maximum of {}",
+            limits.prewarm_instances,
+            PolicyLimits::MAX_PREWARM_INSTANCES
         )));
     }
     if limits.deadline.is_zero() {

@@ -92,7 +92,8 @@ impl PluginSpec {
 /// plugins, not limits: the pooling allocator is sized from them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyLimits {
-    /// Wall-clock budget of one plugin evaluation (instantiation + call). Enforced with epoch
+    /// Wall-clock budget of one plugin call, counted from the call (a pre-instantiated
+    /// instance gets all of it; an inline instantiation has its own). Enforced with epoch
     /// interruption at a 1 ms tick, so the effective deadline is this rounded up to the next
     /// millisecond plus at most one tick.
     #[serde(with = "duration_ms")]
@@ -101,6 +102,20 @@ pub struct PolicyLimits {
     pub memory_bytes: usize,
     /// Where compiled components are cached; `None` compiles at every load.
     pub cache_dir: Option<PathBuf>,
+    /// Fresh instances kept ready per plugin, instantiated off the request path (each is used
+    /// by one request, then dropped). 0 instantiates every instance on the request path. At
+    /// most [`PolicyLimits::MAX_PREWARM_INSTANCES`].
+    #[serde(default = "default_prewarm_instances")]
+    pub prewarm_instances: usize,
+}
+
+impl PolicyLimits {
+    /// Upper bound of [`PolicyLimits::prewarm_instances`].
+    pub const MAX_PREWARM_INSTANCES: usize = 32;
+}
+
+fn default_prewarm_instances() -> usize {
+    8
 }
 
 impl Default for PolicyLimits {
@@ -109,6 +124,7 @@ impl Default for PolicyLimits {
             deadline: Duration::from_millis(5),
             memory_bytes: 16 << 20,
             cache_dir: None,
+            prewarm_instances: default_prewarm_instances(),
         }
     }
 }

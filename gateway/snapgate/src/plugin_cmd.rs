@@ -59,6 +59,7 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
                 deadline: Duration::from_millis(deadline_ms),
                 memory_bytes: memory_mib << 20,
                 cache_dir: None,
+                ..PolicyLimits::default()
             };
             let report = snapgate_policy::eval_once(&file, &request, &config, limits)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
