@@ -165,6 +165,9 @@ pub struct PolicyConfig {
     pub memory_mib: usize,
     /// Compiled-plugin cache; default `<data_dir>/plugin-cache`.
     pub cache_dir: Option<PathBuf>,
+    /// Fresh instances kept ready per plugin, made off the request path (0 turns it off;
+    /// at most 32). Each is used once, so nothing leaks between requests.
+    pub prewarm_instances: usize,
     /// The chain, in order.
     pub plugins: Vec<snapgate_policy::PluginSpec>,
 }
@@ -175,6 +178,7 @@ impl Default for PolicyConfig {
             deadline_ms: 5,
             memory_mib: 16,
             cache_dir: None,
+            prewarm_instances: 8,
             plugins: Vec::new(),
         }
     }
@@ -319,6 +323,12 @@ impl Config {
             return invalid(
                 "policy",
                 "deadline_ms and memory_mib must be at least 1".into(),
+            );
+        }
+        if self.policy.prewarm_instances > snapgate_policy::PolicyLimits::MAX_PREWARM_INSTANCES {
+            return invalid(
+                "policy.prewarm_instances",
+                "must be between 0 and 32".into(),
             );
         }
         let mut plugin_names = std::collections::HashSet::new();

@@ -176,7 +176,7 @@ fn policy_limits(config: &Config) -> PolicyLimits {
         deadline: Duration::from_millis(config.policy.deadline_ms),
         memory_bytes: config.policy.memory_mib << 20,
         cache_dir: Some(config.plugin_cache_dir()),
-        ..PolicyLimits::default()
+        prewarm_instances: config.policy.prewarm_instances,
     }
 }
 
