@@ -29,8 +29,26 @@ fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The real-VM suite kills libvirtd on purpose in one test, holding this lock exclusively
+/// (tests/src/realvm/daemon.rs); tests that need libvirtd hold it shared, here for the life of
+/// the test process (nextest runs each test in its own process).
+fn hold_libvirtd_outage_lock() {
+    static HELD: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+    HELD.get_or_init(|| {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open("/run/snapgate-libvirtd-outage.lock")
+            .expect("open the libvirtd outage lock");
+        file.lock_shared().expect("lock the libvirtd outage lock");
+        file
+    });
+}
+
 /// Starts libvirtd if needed and connects; panics (fails the test) if that is impossible.
 fn connect_qemu() -> Connect {
+    hold_libvirtd_outage_lock();
     let script = workspace_root().join("scripts/realvm/libvirtd-up.sh");
     let out = Command::new(&script)
         .output()
