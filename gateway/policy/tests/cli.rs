@@ -96,7 +96,7 @@ fn eval_once_reports_failures_as_errors() {
         })
     );
     let report = eval_once(&plugin("test-loop-forever"), &save, "{}", runaway_limits()).unwrap();
-    assert_eq!(report.error, Some(EvalError::Deadline { deadline_ms: 200 }));
+    assert_eq!(report.error, Some(EvalError::Deadline { deadline_ms: 500 }));
     let report = eval_once(&plugin("test-trap"), &save, "{}", limits()).unwrap();
     assert!(
         matches!(report.error, Some(EvalError::Trap { .. })),

@@ -67,7 +67,7 @@ async fn check_failure(bad: &str, on_error: OnError, reason_part: &str) {
 async fn loop_forever_is_stopped_by_the_deadline_and_fails_closed() {
     let started = std::time::Instant::now();
     check_failure("test-loop-forever", OnError::Deny, "deadline").await;
-    // Two runs of a 200 ms deadline, plus loading: the runaway is bounded.
+    // Two runs of a 500 ms deadline, plus loading: the runaway is bounded.
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
 
@@ -81,9 +81,9 @@ async fn deadline_stops_a_runaway_plugin_promptly() {
     let engine = WasmPolicyEngine::load(vec![spec("test-loop-forever")], runaway_limits()).unwrap();
     let out = engine.evaluate(&save_request()).await;
     let latency_ms = out.decisions[0].latency_us / 1000;
-    // 200 ms deadline at a 1 ms tick: stopped at 200 to ~202 ms; allow scheduling noise.
+    // 500 ms deadline at a 1 ms tick: stopped at 500 to ~502 ms; allow scheduling noise.
     assert!(
-        (199..1000).contains(&latency_ms),
+        (499..2000).contains(&latency_ms),
         "stopped after {latency_ms} ms"
     );
 }

@@ -93,7 +93,7 @@ async fn a_failed_reload_keeps_the_old_chain() {
 
 #[tokio::test]
 async fn an_evaluation_keeps_the_chain_it_started_with() {
-    // The loop plugin holds an evaluation for its 200 ms deadline; a reload meanwhile must
+    // The loop plugin holds an evaluation for its 500 ms deadline; a reload meanwhile must
     // not change what that evaluation reports.
     let engine = WasmPolicyEngine::load(vec![spec("test-loop-forever")], runaway_limits()).unwrap();
     let running = {
