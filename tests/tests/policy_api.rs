@@ -32,7 +32,7 @@ fn limits() -> String {
     let cache = repo_root().join("target/plugin-cache-tests");
     format!(
         "[quota.defaults]\nstates = -1\nstate_bytes = -1\nconcurrent_operations = -1\nsaves_per_hour = -1\n\
-         [policy]\ndeadline_ms = 20\nmemory_mib = 16\ncache_dir = \"{}\"\n",
+         [policy]\ndeadline_ms = 500\nmemory_mib = 16\ncache_dir = \"{}\"\n",
         cache.display()
     )
 }
