@@ -44,16 +44,32 @@ if ! command -v libvirtd >/dev/null 2>&1 || ! command -v virtlogd >/dev/null 2>&
 fi
 
 # Test processes start in parallel: one of them starts the daemons, the others wait for it.
+# The daemons must not inherit fd 9: a flock belongs to the open file, so a daemon holding a
+# copy would keep the lock for its whole life and every later caller would wait forever.
+LOCK_SECONDS=$((WAIT_SECONDS * 4))
 exec 9>/run/snapgate-libvirtd-up.lock
-flock 9
-
-if ! pgrep -x virtlogd >/dev/null; then
-    log "starting virtlogd"
-    virtlogd -d
+if ! flock -w "$LOCK_SECONDS" 9; then
+    log "another libvirtd-up.sh held /run/snapgate-libvirtd-up.lock for ${LOCK_SECONDS}s"
+    exit 1
 fi
-if ! pgrep -x libvirtd >/dev/null; then
+
+# A daemon killed with -9 can linger as an unreaped zombie, which `pgrep` still lists:
+# only a live (non-zombie) process counts as running.
+running() {
+    local pid
+    for pid in $(pgrep -x "$1"); do
+        [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] && return 0
+    done
+    return 1
+}
+
+if ! running virtlogd; then
+    log "starting virtlogd"
+    virtlogd -d 9>&-
+fi
+if ! running libvirtd; then
     log "starting libvirtd"
-    libvirtd -d
+    libvirtd -d 9>&-
 fi
 
 deadline=$((SECONDS + WAIT_SECONDS))

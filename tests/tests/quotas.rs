@@ -257,6 +257,9 @@ async fn redis_stopped_mid_run_then_rebuilt_exactly() {
     );
     let app = TestApp::builder().postgres().config(&config).start().await;
     let kept = app.saved(demo::WEB, "kept", &app.member).await;
+    let doomed = app
+        .saved(demo::DB, "deleted while redis is down", &app.member)
+        .await;
     assert_usage_is_truth(&app).await;
 
     redis.stop();
@@ -286,6 +289,23 @@ async fn redis_stopped_mid_run_then_rebuilt_exactly() {
     assert_eq!(a.status, 202, "{}", a.body);
     assert_eq!(
         app.wait(a.body["uuid"].as_str().unwrap(), &app.member)
+            .await["status"],
+        "succeeded"
+    );
+    // The delete's end cannot free its units in Redis: the rebuild below must not count them.
+    let d = app
+        .delete(
+            &format!(
+                "/v1/instances/{}/states/{}",
+                demo::DB,
+                doomed["uuid"].as_str().unwrap()
+            ),
+            &app.member,
+        )
+        .await;
+    assert_eq!(d.status, 202, "{}", d.body);
+    assert_eq!(
+        app.wait(d.body["uuid"].as_str().unwrap(), &app.member)
             .await["status"],
         "succeeded"
     );

@@ -27,6 +27,9 @@ enum Endpoint {
     QuotaPut,
     QuotaDelete,
     Owner,
+    PolicyDecisions,
+    PolicyPlugins,
+    PolicyReload,
 }
 
 /// The status the contract promises.
@@ -40,8 +43,8 @@ fn expected(who: Who, ep: Endpoint, own: bool) -> u16 {
             _ => 200,
         },
         // Anything of another tenant is a 404, whatever the role (admin calls excepted, which
-        // need the admin role before anything is looked up).
-        _ if ep == Owner => 403,
+        // need the admin role before anything is looked up; the policy calls have no tenant).
+        _ if matches!(ep, Owner | PolicyDecisions | PolicyPlugins | PolicyReload) => 403,
         _ if !own => 404,
         Who::Reader => match ep {
             List | Get | Operation | Wait | QuotaGet => 200,
@@ -71,6 +74,9 @@ async fn isolation_matrix() {
         Endpoint::QuotaPut,
         Endpoint::QuotaDelete,
         Endpoint::Owner,
+        Endpoint::PolicyDecisions,
+        Endpoint::PolicyPlugins,
+        Endpoint::PolicyReload,
     ];
     let whos = [
         Who::NoToken,
@@ -148,6 +154,11 @@ async fn isolation_matrix() {
                         format!("/v1/instances/{instance}/owner"),
                         Some(json!({"tenant_id": tenant})),
                     ),
+                    Endpoint::PolicyDecisions => {
+                        ("GET", format!("/v1/policy/decisions?tenant={tenant}"), None)
+                    }
+                    Endpoint::PolicyPlugins => ("GET", "/v1/policy/plugins".to_owned(), None),
+                    Endpoint::PolicyReload => ("POST", "/v1/policy/reload".to_owned(), None),
                 };
                 let r = app.call(method, &path, token.as_deref(), body).await;
                 let want = expected(who, ep, own);
@@ -197,7 +208,7 @@ async fn isolation_matrix() {
             }
         }
     }
-    assert_eq!(cells, 2 * 6 * 11);
+    assert_eq!(cells, 2 * 6 * 14);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -447,21 +447,7 @@ mod tests {
     }
 
     fn b64(s: &str) -> String {
-        use std::fmt::Write;
-        // URL-safe base64 without padding, enough for a test.
-        const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let b = s.as_bytes();
-        let mut out = String::new();
-        for chunk in b.chunks(3) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |acc, (i, &x)| acc | (u32::from(x) << (16 - 8 * i)));
-            for i in 0..=chunk.len() {
-                let _ = out.write_char(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            }
-        }
-        out
+        b64_bytes(s.as_bytes())
     }
 
     #[test]
@@ -504,6 +490,159 @@ mod tests {
             .unwrap();
             assert!(a.verify(&confused).is_err(), "{kind}: key confusion");
         }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The public half of an openssl key as a JWK (`n`/`e` for RSA, `x`/`y` for P-256).
+    fn jwk_of(public_pem: &Path, kind: &str, kid: &str) -> serde_json::Value {
+        let text = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let pem = public_pem.to_str().unwrap();
+        let hex_bytes = |hex: &str| -> Vec<u8> {
+            let digits: Vec<u8> = hex.bytes().filter(u8::is_ascii_hexdigit).collect();
+            digits
+                .chunks(2)
+                .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+                .collect()
+        };
+        match kind {
+            "rsa" => {
+                let modulus = text(&["rsa", "-pubin", "-in", pem, "-noout", "-modulus"]);
+                let n = hex_bytes(modulus.trim().trim_start_matches("Modulus="));
+                json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
+                       "n": b64_bytes(&n), "e": b64_bytes(&[1, 0, 1])})
+            }
+            _ => {
+                // `pub:` is followed by the uncompressed point 04 || x || y, in hex lines.
+                let dump = text(&["pkey", "-pubin", "-in", pem, "-noout", "-text"]);
+                let hex: String = dump
+                    .split("pub:")
+                    .nth(1)
+                    .unwrap()
+                    .lines()
+                    .skip(1)
+                    .take_while(|line| line.starts_with(' '))
+                    .collect();
+                let point = hex_bytes(&hex);
+                assert_eq!((point.len(), point[0]), (65, 4), "uncompressed P-256 point");
+                json!({"kty": "EC", "kid": kid, "use": "sig", "alg": "ES256", "crv": "P-256",
+                       "x": b64_bytes(&point[1..33]), "y": b64_bytes(&point[33..])})
+            }
+        }
+    }
+
+    /// URL-safe base64 without padding, enough for a test.
+    fn b64_bytes(bytes: &[u8]) -> String {
+        const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, &x)| acc | (u32::from(x) << (16 - 8 * i)));
+            for i in 0..=chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn rs256_and_es256_keys_from_a_jwks_file_chosen_by_kid() {
+        let dir = std::env::temp_dir().join(format!("snapgate-jwks-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (rsa_private, rsa_public) = openssl_keys(&dir, "rsa");
+        let (ec_private, ec_public) = openssl_keys(&dir, "ec");
+        let jwks = dir.join("jwks.json");
+        std::fs::write(
+            &jwks,
+            json!({"keys": [jwk_of(&rsa_public, "rsa", "rsa-1"), jwk_of(&ec_public, "ec", "ec-1")]})
+                .to_string(),
+        )
+        .unwrap();
+        let mut cfg = jwt_config();
+        cfg.jwks_file = Some(jwks.clone());
+        let a = auth(cfg);
+        let rsa_key = EncodingKey::from_rsa_pem(&rsa_private).unwrap();
+        let ec_key = EncodingKey::from_ec_pem(&ec_private).unwrap();
+        let header = |alg: Algorithm, kid: Option<&str>| {
+            let mut h = Header::new(alg);
+            h.kid = kid.map(str::to_owned);
+            h
+        };
+
+        let rsa = encode(
+            &header(Algorithm::RS256, Some("rsa-1")),
+            &claims(60),
+            &rsa_key,
+        )
+        .unwrap();
+        assert_eq!(a.verify(&rsa).unwrap().tenant, "p1", "RS256 with its kid");
+        let ec = encode(
+            &header(Algorithm::ES256, Some("ec-1")),
+            &claims(60),
+            &ec_key,
+        )
+        .unwrap();
+        assert_eq!(
+            a.verify(&ec).unwrap().role,
+            Role::Member,
+            "ES256 with its kid"
+        );
+        let no_kid = encode(&header(Algorithm::ES256, None), &claims(60), &ec_key).unwrap();
+        assert!(
+            a.verify(&no_kid).is_ok(),
+            "no kid: every key of the algorithm is tried"
+        );
+
+        let unknown_kid = encode(
+            &header(Algorithm::RS256, Some("rsa-2")),
+            &claims(60),
+            &rsa_key,
+        )
+        .unwrap();
+        assert!(
+            a.verify(&unknown_kid).is_err(),
+            "a kid the set does not hold"
+        );
+        let expired = encode(
+            &header(Algorithm::RS256, Some("rsa-1")),
+            &claims(-60),
+            &rsa_key,
+        )
+        .unwrap();
+        assert!(a.verify(&expired).is_err(), "expired");
+        let (stranger, _) = openssl_keys(&dir, "rsa");
+        let forged = encode(
+            &header(Algorithm::RS256, Some("rsa-1")),
+            &claims(60),
+            &EncodingKey::from_rsa_pem(&stranger).unwrap(),
+        )
+        .unwrap();
+        assert!(a.verify(&forged).is_err(), "signed by a key not in the set");
+
+        std::fs::write(&jwks, "{\"keys\": [{\"kty\": \"RSA\"}]}").unwrap();
+        let mut cfg = jwt_config();
+        cfg.jwks_file = Some(jwks);
+        let error = Authenticator::from_config(&AuthConfig {
+            token_file: None,
+            jwt: Some(cfg),
+        })
+        .unwrap_err();
+        assert!(
+            matches!(error, AuthSetupError::Invalid { .. }),
+            "a malformed JWKS is refused at start: {error}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
