@@ -65,6 +65,14 @@ if command -v rustup >/dev/null 2>&1; then
         log "adding rust target wasm32-wasip2"
         rustup target add wasm32-wasip2
     fi
+    # The test suite checks formatting and lints (a minimal rustup profile lacks both).
+    installed_components=$(rustup component list --installed)
+    for component in rustfmt clippy; do
+        if ! grep -q "^$component" <<<"$installed_components"; then
+            log "adding rust component $component"
+            rustup component add "$component"
+        fi
+    done
 else
     log "rustup not found: install Rust (https://rustup.rs) and rerun for the wasm32-wasip2 target"
     exit 1

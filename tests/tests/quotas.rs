@@ -228,12 +228,14 @@ impl OwnRedis {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server must be installed");
+        let redis = OwnRedis { port, child };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return OwnRedis { port, child };
+                return redis;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        drop(redis);
         panic!("redis-server did not start on {port}");
     }
     fn stop(&mut self) {

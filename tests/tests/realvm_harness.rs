@@ -4,7 +4,7 @@
 //!
 //! Guests run under TCG on a small, often busy machine: timeouts are generous.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use snapgate_tests::realvm::{DiskKind, Guest, RealVmEnv, DEFAULT_MEMORY_MIB};
@@ -30,7 +30,7 @@ fn counter(guest: &Guest) -> u64 {
 }
 
 /// Asserts that libvirt knows no domain `name` and that `dir` is gone.
-fn assert_left_nothing(name: &str, dir: &PathBuf) {
+fn assert_left_nothing(name: &str, dir: &Path) {
     let env = RealVmEnv::ensure().expect("real-VM environment");
     assert!(
         !env.domain_exists(name).expect("listing domains"),

@@ -391,14 +391,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("database.url"));
-        let mut c = Config::default();
-        c.hosts = vec![
-            HostEntry {
-                name: "a".into(),
-                uri: "test:///default".into()
-            };
-            2
-        ];
+        let c = Config {
+            hosts: vec![
+                HostEntry {
+                    name: "a".into(),
+                    uri: "test:///default".into()
+                };
+                2
+            ],
+            ..Config::default()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("hosts"));
         let mut c = Config::default();
         c.quota.defaults.states = -2;

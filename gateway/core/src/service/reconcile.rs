@@ -68,9 +68,7 @@ impl Service {
             .last_quota_rebuild
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        last.map_or(true, |t| {
-            t.elapsed() >= self.settings.quota_rebuild_interval
-        })
+        last.is_none_or(|t| t.elapsed() >= self.settings.quota_rebuild_interval)
     }
 
     fn mark_quota_rebuild_due(&self) {

@@ -56,7 +56,7 @@ pub struct DryRunVerdict {
 /// Either work accepted, or a dry run's verdict.
 #[derive(Debug, Clone)]
 pub enum StateChange {
-    Accepted(Accepted),
+    Accepted(Box<Accepted>),
     DryRun(DryRunVerdict),
 }
 
@@ -202,11 +202,11 @@ impl Service {
             return Err(e.into());
         }
         self.spawn_operation(op.clone(), state.clone());
-        Ok(StateChange::Accepted(Accepted {
+        Ok(StateChange::Accepted(Box::new(Accepted {
             state,
             operation: op,
             warnings: outcome.warnings,
-        }))
+        })))
     }
 
     pub async fn apply(
@@ -295,11 +295,11 @@ impl Service {
         state.status = to;
         state.updated_at = now;
         self.spawn_operation(op.clone(), state.clone());
-        Ok(StateChange::Accepted(Accepted {
+        Ok(StateChange::Accepted(Box::new(Accepted {
             state,
             operation: op,
             warnings: outcome.warnings,
-        }))
+        })))
     }
 
     /// The kind of snapshot a save makes. libvirt cannot mix internal and external snapshots
