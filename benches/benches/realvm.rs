@@ -54,10 +54,15 @@ impl Kind {
 /// takes (memory file, or 0 when the backend cannot tell).
 struct Backend<'a> {
     name: &'static str,
-    save: Box<dyn FnMut(&Guest, Kind, &str) -> Result<u64, BoxError> + 'a>,
-    apply: Box<dyn FnMut(&Guest, &str) -> Result<(), BoxError> + 'a>,
-    delete: Box<dyn FnMut(&Guest, &str) -> Result<(), BoxError> + 'a>,
+    save: SaveStep<'a>,
+    apply: SnapshotStep<'a>,
+    delete: SnapshotStep<'a>,
 }
+
+/// Saves a snapshot of the guest under a name; returns its bytes.
+type SaveStep<'a> = Box<dyn FnMut(&Guest, Kind, &str) -> Result<u64, BoxError> + 'a>;
+/// Applies or deletes the guest's snapshot of that name.
+type SnapshotStep<'a> = Box<dyn FnMut(&Guest, &str) -> Result<(), BoxError> + 'a>;
 
 /// virsh straight on the domain: what libvirt and QEMU cost without any gateway.
 fn virsh_backend<'a>() -> Backend<'a> {

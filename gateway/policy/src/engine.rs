@@ -123,7 +123,7 @@ impl WasmPolicyEngine {
     }
 
     /// Evaluates on the calling thread. CPU work (tens of µs per plugin): async callers use
-    /// the [`PolicyEngine`] impl, which runs this on a blocking thread.
+    /// the [`PolicyEngine`] impl, which keeps it off the async workers.
     pub fn evaluate_blocking(&self, input: &PolicyInput) -> PolicyOutcome {
         self.current().evaluate(input)
     }
@@ -160,16 +160,40 @@ impl PolicyEngine for WasmPolicyEngine {
             // The semaphore is never closed; fail closed rather than panic if it ever is.
             return failed_closed("policy evaluation slots closed".into());
         };
-        let owned = input.clone();
-        match tokio::task::spawn_blocking(move || chain.evaluate(&owned)).await {
+        // The chain is CPU work bounded by each plugin's deadline, but a runaway plugin must
+        // not stall the async workers for that long. On the multi-thread runtime the request's
+        // own thread runs it and hands its worker role to another thread meanwhile
+        // (`block_in_place`): no hop to a parked blocking thread and back on the request path.
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let result = if multi_thread {
+            tokio::task::block_in_place(|| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| chain.evaluate(input)))
+            })
+            .map_err(|panic| panic_message(&*panic))
+        } else {
+            let owned = input.clone();
+            tokio::task::spawn_blocking(move || chain.evaluate(&owned))
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match result {
             Ok(outcome) => outcome,
             Err(e) => {
                 // Only a bug in the host gets here (plugins cannot panic the host): fail closed.
-                tracing::error!(error = %e, "policy evaluation task failed");
+                tracing::error!(error = %e, "policy evaluation failed");
                 failed_closed(format!("policy evaluation failed: {e}"))
             }
         }
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic in the policy host".to_owned())
 }
 
 fn failed_closed(reason: String) -> PolicyOutcome {
