@@ -48,8 +48,10 @@ impl Service {
         caller: &Caller,
         uuid: Uuid,
     ) -> Result<VisibleInstance, ServiceError> {
-        let assigned = self.repo.instance_owner(uuid).await?;
-        let located = self.compute.locate(uuid).await;
+        // The database and the compute host are asked at once: two round trips in parallel.
+        let (assigned, located) =
+            tokio::join!(self.repo.instance_owner(uuid), self.compute.locate(uuid));
+        let assigned = assigned?;
         let (instance, owner) = match located {
             Ok(instance) => {
                 let owner = assigned.or_else(|| instance.owner_tenant.clone());
@@ -90,5 +92,21 @@ impl Service {
             Some(s) if s.instance_uuid == instance && caller.can_see(&s.tenant_id) => Ok(s),
             _ => Err(ServiceError::not_found("state", state)),
         }
+    }
+
+    /// The instance and one of its states, both visible to the caller. Both are looked up at
+    /// once, but judged in order: an instance the caller may not see is a 404 for the instance
+    /// whatever the state lookup found, so the answer tells nothing more than before.
+    pub(super) async fn visible_instance_and_state(
+        &self,
+        caller: &Caller,
+        instance: Uuid,
+        state: Uuid,
+    ) -> Result<(VisibleInstance, State), ServiceError> {
+        let (visible, found) = tokio::join!(
+            self.visible_instance(caller, instance),
+            self.visible_state(caller, instance, state)
+        );
+        Ok((visible?, found?))
     }
 }
