@@ -120,6 +120,9 @@ impl Service {
         }
         let (inst, tenant) = self.visible_instance(caller, instance).await?.live()?;
         require(caller, Role::Member)?;
+        let kind = self
+            .snapshot_kind(&inst, input.mode.unwrap_or(self.settings.save_mode))
+            .await?;
 
         // Microseconds: what both databases keep, so the 202 body equals later reads.
         let now = Utc::now().trunc_subsecs(6);
@@ -133,25 +136,7 @@ impl Service {
             operations: 1,
             saves: 1,
         };
-        // The reservation and the technical check (snapshot kind, then libvirt) are independent
-        // round trips: run them at once. Their verdicts are still taken in the contract's order:
-        // quota, then policy, then the technical check.
-        let kind_and_check = async {
-            let kind = self
-                .snapshot_kind(&inst, input.mode.unwrap_or(self.settings.save_mode))
-                .await?;
-            Ok::<_, ServiceError>((kind, self.compute.check_save(&inst, kind).await))
-        };
-        let (reserved, kind_and_check) =
-            tokio::join!(self.reserve(&reservation, true), kind_and_check);
-        let limits = reserved?;
-        let (kind, technical_check) = match kind_and_check {
-            Ok(found) => found,
-            Err(e) => {
-                self.release_quietly(&tenant, op_id).await;
-                return Err(e);
-            }
-        };
+        let limits = self.reserve(&reservation, true).await?;
 
         let outcome = self
             .evaluate_policy(
@@ -174,7 +159,7 @@ impl Service {
         // The operator's policy speaks first; then the hard technical check, still before any
         // work (a domain that cannot get a memory snapshot is refused with a clear code).
         if outcome.denial.is_none() {
-            if let Err(e) = technical_check {
+            if let Err(e) = self.compute.check_save(&inst, kind).await {
                 self.release_quietly(&tenant, op_id).await;
                 return Err(e.into());
             }
