@@ -424,6 +424,36 @@ fn cli(app: &TestApp, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Runs the CLI on a pseudo-terminal (util-linux `script`), where it draws its spinner, and
+/// returns everything the terminal showed (stdout and stderr together).
+fn cli_on_terminal(app: &TestApp, args: &[&str]) -> String {
+    let command = std::iter::once(snapgate_bin().display().to_string())
+        .chain(args.iter().map(|a| {
+            assert!(
+                a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+                "quote-free arguments only: {a}"
+            );
+            a.to_string()
+        }))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let output = std::process::Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .env("SNAPGATE_URL", &app.url)
+        .env("SNAPGATE_TOKEN", &app.member)
+        .env_remove("SNAPGATE_TOKEN_FILE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running snapgate under script(1)");
+    let shown = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "snapgate {args:?} on a terminal exited with {}: {shown}",
+        output.status
+    );
+    shown
+}
+
 fn cli_json(app: &TestApp, args: &[&str]) -> Value {
     let out = blocking(|| cli(app, args));
     serde_json::from_str(&out)
@@ -463,8 +493,28 @@ async fn cli_saves_lists_loads_and_deletes_a_real_guest() {
         blocking(|| guest.wait_counter_at_least(after_save + RUN_ON_COUNTS, STEP_TIMEOUT))
             .expect("the guest runs on after the save");
     let mark = guest.console_mark().expect("console mark");
-    let loaded = cli_json(&app, &["state-load", &vm, &state_id, "--json"]);
-    assert_eq!(loaded["status"], "succeeded", "{loaded}");
+    // On a terminal, the ~2 s revert shows a spinner with the operation's status and elapsed
+    // time, cleared at the end, then the outcome.
+    let shown = blocking(|| cli_on_terminal(&app, &["state-load", &vm, &state_id]));
+    let spinner_frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+    assert!(
+        shown.contains(spinner_frames) && shown.contains("(running)"),
+        "no spinner with the operation's status: {shown:?}"
+    );
+    // Each frame ends with the elapsed seconds, e.g. `… (running) 1.3s`.
+    assert!(
+        shown
+            .split('\r')
+            .filter_map(|frame| frame.trim_end().strip_suffix('s'))
+            .filter_map(|frame| frame.rsplit(' ').next())
+            .any(|seconds| seconds.parse::<f64>().is_ok()),
+        "no elapsed time: {shown:?}"
+    );
+    assert!(
+        shown.contains("\r\x1b[2K"),
+        "the spinner line is not cleared: {shown:?}"
+    );
+    assert!(shown.contains("applied"), "{shown:?}");
     let resumed = blocking(|| guest.wait_for_rewind(mark, before_load, STEP_TIMEOUT))
         .expect("the counter goes back after state-load");
     assert!(
