@@ -62,11 +62,6 @@ impl LibvirtBackend {
         &self.opts
     }
 
-    /// The snapshot kind the configured default mode gives for `instance`.
-    pub fn kind_for(&self, instance: &Instance) -> SnapshotKind {
-        self.opts.kind_for(instance)
-    }
-
     /// Closes the kept connection of `host`, as a dropped connection would. Tests use it to
     /// prove that the next call reconnects.
     #[doc(hidden)]

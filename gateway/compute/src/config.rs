@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use snapgate_core::{Instance, SaveMode, SnapshotKind};
-
 /// One compute host: a name the service uses and the libvirt URI that reaches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostConfig {
@@ -21,45 +19,20 @@ impl HostConfig {
     }
 }
 
-/// Options shared by every host.
+/// Options shared by every host. Which kind of snapshot a save makes is the service's
+/// decision (`snapshots.mode`); the backend makes the kind it is asked for.
 #[derive(Debug, Clone)]
 pub struct LibvirtOptions {
-    /// How to save when the caller has no preference; see [`LibvirtOptions::kind_for`].
-    pub default_mode: SaveMode,
     /// Root of the per-state directories of external snapshots (`STATE_DIR/<name>/…`). Files
     /// are only ever deleted inside directories this backend made there.
     pub state_dir: PathBuf,
 }
 
 impl LibvirtOptions {
-    pub fn new(default_mode: SaveMode, state_dir: impl Into<PathBuf>) -> Self {
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
         Self {
-            default_mode,
             state_dir: state_dir.into(),
         }
-    }
-
-    /// The snapshot kind `default_mode` gives for this instance: `Auto` picks internal when
-    /// every disk is qcow2 (one file per disk, nothing to clean up), external otherwise.
-    pub fn kind_for(&self, instance: &Instance) -> SnapshotKind {
-        resolve_mode(self.default_mode, instance)
-    }
-}
-
-/// Resolves a [`SaveMode`] for an instance.
-pub fn resolve_mode(mode: SaveMode, instance: &Instance) -> SnapshotKind {
-    match mode {
-        SaveMode::Internal => SnapshotKind::Internal,
-        SaveMode::External => SnapshotKind::External,
-        SaveMode::Auto
-            if instance
-                .disks
-                .iter()
-                .all(|d| d.format.as_deref() == Some("qcow2")) =>
-        {
-            SnapshotKind::Internal
-        }
-        SaveMode::Auto => SnapshotKind::External,
     }
 }
 

@@ -24,4 +24,4 @@ pub mod xml;
 
 pub use backend::LibvirtBackend;
 pub use checks::check_snapshot_support;
-pub use config::{resolve_mode, HostConfig, LibvirtOptions};
+pub use config::{HostConfig, LibvirtOptions};

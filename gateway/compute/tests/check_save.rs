@@ -3,9 +3,8 @@
 mod common;
 
 use common::*;
-use snapgate_compute::resolve_mode;
 use snapgate_core::ports::{ComputeBackend, ComputeError};
-use snapgate_core::{SaveMode, SnapshotKind};
+use snapgate_core::SnapshotKind;
 use uuid::Uuid;
 
 async fn refusal(instance: Uuid, kind: SnapshotKind) -> Option<(&'static str, String)> {
@@ -63,16 +62,9 @@ async fn auto_mode_picks_internal_for_qcow2_and_external_otherwise() {
     let backend = backend(dir.path());
     let web = backend.locate(DEMO_WEB).await.unwrap();
     let raw = backend.locate(RAW_DISK).await.unwrap();
-    assert_eq!(backend.kind_for(&web), SnapshotKind::Internal);
-    assert_eq!(backend.kind_for(&raw), SnapshotKind::External);
-    assert_eq!(
-        resolve_mode(SaveMode::External, &web),
-        SnapshotKind::External
-    );
-    assert_eq!(
-        resolve_mode(SaveMode::Internal, &raw),
-        SnapshotKind::Internal
-    );
+    // The disks as libvirt reports them drive the service's `auto` choice.
+    assert_eq!(web.snapshot_kind_by_disks(), SnapshotKind::Internal);
+    assert_eq!(raw.snapshot_kind_by_disks(), SnapshotKind::External);
 }
 
 #[tokio::test]

@@ -185,6 +185,22 @@ pub struct Instance {
     pub current_snapshot: Option<String>,
 }
 
+impl Instance {
+    /// The kind `auto` mode picks when nothing else decides: internal when every disk is qcow2
+    /// (one file per disk, nothing to clean up), external otherwise.
+    pub fn snapshot_kind_by_disks(&self) -> SnapshotKind {
+        if self
+            .disks
+            .iter()
+            .all(|d| d.format.as_deref() == Some("qcow2"))
+        {
+            SnapshotKind::Internal
+        } else {
+            SnapshotKind::External
+        }
+    }
+}
+
 /// How a state is saved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -75,7 +75,7 @@ pub async fn build(
         .collect();
     let compute = Arc::new(LibvirtBackend::new(
         hosts,
-        LibvirtOptions::new(config.snapshots.mode, config.state_dir()),
+        LibvirtOptions::new(config.state_dir()),
     ));
 
     let quota: Arc<dyn QuotaStore> = match &config.redis {

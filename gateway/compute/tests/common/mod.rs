@@ -7,7 +7,6 @@
 use std::path::PathBuf;
 
 use snapgate_compute::{HostConfig, LibvirtBackend, LibvirtOptions};
-use snapgate_core::SaveMode;
 use uuid::Uuid;
 
 pub const DEFAULT_HOST: &str = "default";
@@ -30,7 +29,7 @@ pub fn demo_node_uri() -> String {
 }
 
 pub fn options(state_dir: &std::path::Path) -> LibvirtOptions {
-    LibvirtOptions::new(SaveMode::Auto, state_dir)
+    LibvirtOptions::new(state_dir)
 }
 
 /// A backend with the default test host and the demo node, in that order.

@@ -317,12 +317,12 @@ impl Service {
             SaveMode::Internal => SnapshotKind::Internal,
             SaveMode::External => SnapshotKind::External,
             // With no snapshot in libvirt there is nothing to match: choose by the disks.
-            SaveMode::Auto if inst.current_snapshot.is_none() => by_disks(inst),
+            SaveMode::Auto if inst.current_snapshot.is_none() => inst.snapshot_kind_by_disks(),
             SaveMode::Auto => {
                 let page = self.repo.list_states(inst.uuid, 20, None).await?;
                 match page.items.iter().find(|s| s.status != StateStatus::Error) {
                     Some(s) => s.snapshot_kind,
-                    None => by_disks(inst),
+                    None => inst.snapshot_kind_by_disks(),
                 }
             }
         })
@@ -456,18 +456,6 @@ impl Service {
 }
 
 /// Internal snapshots need every disk in qcow2; anything else gets external ones.
-fn by_disks(inst: &Instance) -> SnapshotKind {
-    if inst
-        .disks
-        .iter()
-        .all(|d| d.format.as_deref() == Some("qcow2"))
-    {
-        SnapshotKind::Internal
-    } else {
-        SnapshotKind::External
-    }
-}
-
 /// Bytes a save is expected to take: the guest's memory plus, for the disks, nothing until
 /// measured (their growth since the last snapshot is not known in advance). Corrected to the
 /// measured size when the save ends.
