@@ -78,7 +78,12 @@ async fn open_sqlite(url: &str, options: &StoreOptions) -> Result<DatabaseConnec
         .busy_timeout(Duration::from_secs(5))
         .foreign_keys(true)
         // Safe with WAL (a power loss may lose the last commits, never corrupt the file).
-        .synchronous(SqliteSynchronous::Normal);
+        .synchronous(SqliteSynchronous::Normal)
+        // Checkpoints run in the background (`checkpoint.rs`); this is only the backstop.
+        .pragma(
+            "wal_autocheckpoint",
+            crate::checkpoint::AUTOCHECKPOINT_BACKSTOP_PAGES.to_string(),
+        );
     if !in_memory {
         create_parent_dir(connect.get_filename())?;
     }

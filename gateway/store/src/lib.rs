@@ -12,6 +12,7 @@
 //! one-operation-per-instance rule is the primary key of `instance_locks`, so it holds across
 //! replicas. Connection failures are `RepoError::Unavailable` (503 for clients).
 
+mod checkpoint;
 mod connect;
 mod convert;
 pub mod entity;

@@ -20,6 +20,7 @@ use snapgate_core::{Operation, State, StateStatus};
 use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
+use crate::checkpoint::{Checkpointer, WriteCounter};
 use crate::connect::{self, Backend, StoreOptions};
 use crate::errors::db_error;
 
@@ -35,6 +36,9 @@ pub struct SeaRepository {
     /// (a deferred transaction that upgrades to a writer can fail with SQLITE_BUSY at once,
     /// busy timeout or not). `None` on PostgreSQL, whose row locks do the job.
     write_gate: Option<Arc<Mutex<()>>>,
+    /// SQLite writes, for the background WAL checkpointer (`checkpoint.rs`).
+    writes: Arc<WriteCounter>,
+    _checkpointer: Option<Arc<Checkpointer>>,
 }
 
 impl std::fmt::Debug for SeaRepository {
@@ -55,11 +59,17 @@ impl SeaRepository {
     pub async fn connect_with(url: &str, options: &StoreOptions) -> Result<Self, RepoError> {
         let backend = Backend::of_url(url)?;
         let db = connect::open(url, options).await?;
-        let write_gate = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        let sqlite = backend == Backend::Sqlite;
+        let write_gate = sqlite.then(|| Arc::new(Mutex::new(())));
+        let writes = Arc::new(WriteCounter::default());
+        let checkpointer =
+            sqlite.then(|| Arc::new(Checkpointer::start(db.clone(), Arc::clone(&writes))));
         Ok(Self {
             db,
             backend,
             write_gate,
+            writes,
+            _checkpointer: checkpointer,
         })
     }
 
@@ -103,7 +113,10 @@ impl SeaRepository {
     /// Held for the whole of a write transaction on SQLite; a no-op on PostgreSQL.
     async fn write_gate(&self) -> Option<MutexGuard<'_, ()>> {
         match &self.write_gate {
-            Some(gate) => Some(gate.lock().await),
+            Some(gate) => {
+                self.writes.wrote();
+                Some(gate.lock().await)
+            }
             None => None,
         }
     }
