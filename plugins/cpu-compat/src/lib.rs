@@ -5,6 +5,7 @@
 //! - `identical` is always allowed; `superset` only when `allow_superset` (the default);
 //! - `incompatible` is denied (`cpu_incompatible`);
 //! - `unknown` is denied (`cpu_unknown`) unless `allow_unknown`.
+//!
 //! The reason names the saved features the target host lacks.
 
 use serde::Deserialize;
