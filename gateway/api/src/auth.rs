@@ -331,43 +331,39 @@ mod tests {
         .unwrap()
     }
 
-    /// Generates a key pair with the system's openssl (present on every Debian machine).
+    /// Runs the system's openssl (present on every Debian machine); returns its stdout.
+    fn openssl(args: &[&str]) -> String {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Generates a key pair with openssl.
     fn openssl_keys(dir: &Path, kind: &str) -> (Vec<u8>, PathBuf) {
         let private = dir.join(format!("{kind}.key"));
         let public = dir.join(format!("{kind}.pub.pem"));
-        let run = |args: &[&str]| {
-            let out = std::process::Command::new("openssl")
-                .args(args)
-                .output()
-                .expect("openssl");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
         let p = private.to_str().unwrap();
-        match kind {
-            "rsa" => run(&[
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:2048",
-                "-out",
-                p,
-            ]),
-            _ => run(&[
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-                p,
-            ]),
-        }
-        run(&[
+        let (algorithm, option) = match kind {
+            "rsa" => ("RSA", "rsa_keygen_bits:2048"),
+            _ => ("EC", "ec_paramgen_curve:P-256"),
+        };
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            algorithm,
+            "-pkeyopt",
+            option,
+            "-out",
+            p,
+        ]);
+        openssl(&[
             "pkey",
             "-in",
             p,
@@ -495,18 +491,6 @@ mod tests {
 
     /// The public half of an openssl key as a JWK (`n`/`e` for RSA, `x`/`y` for P-256).
     fn jwk_of(public_pem: &Path, kind: &str, kid: &str) -> serde_json::Value {
-        let text = |args: &[&str]| {
-            let out = std::process::Command::new("openssl")
-                .args(args)
-                .output()
-                .expect("openssl");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8(out.stdout).unwrap()
-        };
         let pem = public_pem.to_str().unwrap();
         let hex_bytes = |hex: &str| -> Vec<u8> {
             let digits: Vec<u8> = hex.bytes().filter(u8::is_ascii_hexdigit).collect();
@@ -517,14 +501,14 @@ mod tests {
         };
         match kind {
             "rsa" => {
-                let modulus = text(&["rsa", "-pubin", "-in", pem, "-noout", "-modulus"]);
+                let modulus = openssl(&["rsa", "-pubin", "-in", pem, "-noout", "-modulus"]);
                 let n = hex_bytes(modulus.trim().trim_start_matches("Modulus="));
                 json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
                        "n": b64_bytes(&n), "e": b64_bytes(&[1, 0, 1])})
             }
             _ => {
                 // `pub:` is followed by the uncompressed point 04 || x || y, in hex lines.
-                let dump = text(&["pkey", "-pubin", "-in", pem, "-noout", "-text"]);
+                let dump = openssl(&["pkey", "-pubin", "-in", pem, "-noout", "-text"]);
                 let hex: String = dump
                     .split("pub:")
                     .nth(1)

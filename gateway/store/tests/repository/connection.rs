@@ -57,6 +57,20 @@ async fn unknown_url_scheme_is_refused() {
     assert!(matches!(err, RepoError::Other(_)), "{err:?}");
 }
 
+/// The value of a SQLite pragma on one of the pool's connections.
+async fn pragma<T: sea_orm::TryGetable>(repo: &SeaRepository, name: &str) -> T {
+    let db = repo.connection();
+    db.query_one(Statement::from_string(
+        db.get_database_backend(),
+        format!("PRAGMA {name}"),
+    ))
+    .await
+    .unwrap()
+    .unwrap_or_else(|| panic!("PRAGMA {name} returned no row"))
+    .try_get_by_index::<T>(0)
+    .unwrap()
+}
+
 #[tokio::test]
 async fn sqlite_creates_its_directory_and_uses_wal() {
     let dir = tempfile::tempdir().unwrap();
@@ -65,28 +79,9 @@ async fn sqlite_creates_its_directory_and_uses_wal() {
     assert_eq!(repo.backend(), Backend::Sqlite);
     repo.migrate().await.unwrap();
     assert!(nested.join("snapgate.db").exists());
-    let db = repo.connection();
-    let mode = db
-        .query_one(Statement::from_string(
-            db.get_database_backend(),
-            "PRAGMA journal_mode",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index::<String>(0)
-        .unwrap();
+    let mode: String = pragma(&repo, "journal_mode").await;
     assert_eq!(mode, "wal");
-    let foreign_keys = db
-        .query_one(Statement::from_string(
-            db.get_database_backend(),
-            "PRAGMA foreign_keys",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index::<i32>(0)
-        .unwrap();
+    let foreign_keys: i32 = pragma(&repo, "foreign_keys").await;
     assert_eq!(foreign_keys, 1);
     repo.close().await;
 }
@@ -102,17 +97,7 @@ async fn sqlite_wal_is_checkpointed_in_the_background() {
         .await
         .unwrap();
     repo.migrate().await.unwrap();
-    let db = repo.connection();
-    let backstop = db
-        .query_one(Statement::from_string(
-            db.get_database_backend(),
-            "PRAGMA wal_autocheckpoint",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index::<i64>(0)
-        .unwrap();
+    let backstop: i64 = pragma(&repo, "wal_autocheckpoint").await;
     assert_eq!(
         backstop, 4_096,
         "pages a commit may leave before checkpointing itself"
