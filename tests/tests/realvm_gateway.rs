@@ -30,13 +30,6 @@ fn boot(label: &str, disk: DiskKind) -> Guest {
         .unwrap_or_else(|error| panic!("booting {label}: {error}"))
 }
 
-fn counter(guest: &Guest) -> u64 {
-    guest
-        .counter()
-        .expect("reading the console")
-        .expect("a booted guest has printed a counter")
-}
-
 /// A gateway whose only host is this machine's QEMU, writing external snapshot files into
 /// the guest's directory (QEMU runs as libvirt-qemu and must reach them; the harness removes
 /// them with the guest).
@@ -84,7 +77,7 @@ async fn save_apply_delete(mode: &str) {
     let path = states_path(&guest);
 
     // Save.
-    let before_save = counter(&guest);
+    let before_save = guest.booted_counter();
     let r = app
         .post(
             &path,
@@ -95,7 +88,7 @@ async fn save_apply_delete(mode: &str) {
     assert_eq!(r.status, 202, "save: {}", r.body);
     let state_id = r.body["uuid"].as_str().expect("state uuid").to_owned();
     wait_succeeded(&app, &r.body["operation"], "save").await;
-    let after_save = counter(&guest);
+    let after_save = guest.booted_counter();
 
     let state = app.get(&format!("{path}/{state_id}"), token).await;
     assert_eq!(state.status, 200, "{}", state.body);
@@ -245,7 +238,7 @@ async fn raw_disk_is_refused_before_any_work() {
         "libvirt did nothing"
     );
     // The guest was never paused for a doomed snapshot: it simply keeps counting.
-    let now = counter(&guest);
+    let now = guest.booted_counter();
     blocking(|| guest.wait_counter_at_least(now + 2, STEP_TIMEOUT))
         .expect("the guest keeps counting");
 
@@ -389,7 +382,7 @@ async fn kill_libvirtd_during_save(memory_mib: u32) -> bool {
         "libvirt kept a snapshot of the interrupted save"
     );
     assert_no_files_under(&state_files);
-    let now = counter(&guest);
+    let now = guest.booted_counter();
     blocking(|| guest.wait_counter_at_least(now + 2, STEP_TIMEOUT))
         .expect("the guest keeps counting after libvirtd came back");
 
@@ -467,9 +460,9 @@ async fn cli_saves_lists_loads_and_deletes_a_real_guest() {
     let app = gateway_for(&guest).await;
     let vm = guest.uuid().to_string();
 
-    let before_save = counter(&guest);
+    let before_save = guest.booted_counter();
     let saved = cli_json(&app, &["state-save", &vm, "from the cli", "--json"]);
-    let after_save = counter(&guest);
+    let after_save = guest.booted_counter();
     assert_eq!(saved["operation"]["status"], "succeeded", "{saved}");
     assert_eq!(saved["state"]["status"], "available", "{saved}");
     let state_id = saved["state"]["uuid"]

@@ -22,13 +22,6 @@ fn boot(label: &str, disk: DiskKind) -> Guest {
         .unwrap_or_else(|error| panic!("booting {label}: {error}"))
 }
 
-fn counter(guest: &Guest) -> u64 {
-    guest
-        .counter()
-        .expect("reading the console")
-        .expect("a booted guest has printed a counter")
-}
-
 /// Asserts that libvirt knows no domain `name` and that `dir` is gone.
 fn assert_left_nothing(name: &str, dir: &Path) {
     let env = RealVmEnv::ensure().expect("real-VM environment");
@@ -46,7 +39,7 @@ fn assert_left_nothing(name: &str, dir: &Path) {
 #[test]
 fn guest_boots_counts_and_removal_leaves_nothing() {
     let guest = boot("boot", DiskKind::Qcow2);
-    let first = counter(&guest);
+    let first = guest.booted_counter();
     let later = guest
         .wait_counter_at_least(first + 3, STEP_TIMEOUT)
         .expect("the counter keeps advancing");
@@ -73,11 +66,11 @@ fn a_failing_test_still_leaves_no_domain_and_no_file() {
 #[test]
 fn internal_snapshot_with_memory_brings_ram_back() {
     let guest = boot("internal", DiskKind::Qcow2);
-    let before_save = counter(&guest);
+    let before_save = guest.booted_counter();
     guest
         .snapshot_internal("s1")
         .expect("internal snapshot with memory");
-    let after_save = counter(&guest);
+    let after_save = guest.booted_counter();
     assert_eq!(
         guest.snapshot_names().expect("listing snapshots"),
         vec!["s1".to_owned()]
@@ -112,11 +105,11 @@ fn internal_snapshot_with_memory_brings_ram_back() {
 #[test]
 fn external_snapshot_with_memory_brings_ram_back() {
     let guest = boot("external", DiskKind::Qcow2);
-    let before_save = counter(&guest);
+    let before_save = guest.booted_counter();
     let files = guest
         .snapshot_external("e1")
         .expect("external snapshot with memory");
-    let after_save = counter(&guest);
+    let after_save = guest.booted_counter();
     assert!(
         files.memory.is_file(),
         "memory file {} missing",

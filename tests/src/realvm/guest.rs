@@ -154,6 +154,14 @@ impl Guest {
             .copied())
     }
 
+    /// The last counter of a guest that has booted; panics (fails the test) when the console
+    /// cannot be read or holds no counter yet.
+    pub fn booted_counter(&self) -> u64 {
+        self.counter()
+            .expect("reading the console")
+            .expect("a booted guest has printed a counter")
+    }
+
     /// Waits until the last printed counter is at least `n`, and returns it.
     pub fn wait_counter_at_least(&self, n: u64, timeout: Duration) -> Result<u64, RealVmError> {
         self.poll(&format!("counter >= {n}"), timeout, || {
