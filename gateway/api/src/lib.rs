@@ -18,7 +18,7 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use snapgate_core::service::Service;
 
-pub use auth::{AuthConfig, Authenticator, JwtConfig};
+pub use auth::{AuthConfig, Authenticator, JwtConfig, OperatorClaim};
 pub use error::ApiError;
 
 /// Admin actions that need the gateway's wiring (the policy engine's reload).

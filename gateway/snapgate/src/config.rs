@@ -222,6 +222,54 @@ impl Default for LogConfig {
     }
 }
 
+/// Why a configuration with hosts but no `[auth]` is refused.
+pub const MISSING_AUTH: &str = "[auth] is missing: with [[hosts]] configured, authentication \
+     must be configured too ([auth] token_file and/or [auth.jwt]); demo tokens are made only \
+     in demo mode (no [[hosts]] and no [auth])";
+
+/// What `snapgate config` prints in place of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// `url` with the password of its user part (`scheme://user:password@host`) and any
+/// `password`/`sslpassword` query parameter replaced by [`REDACTED`].
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &base[s + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:{REDACTED}{}",
+                    &base[..s + 3],
+                    &userinfo[..colon],
+                    &base[at..]
+                ),
+                None => base.to_owned(),
+            }
+        }
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _))
+                    if k.eq_ignore_ascii_case("password")
+                        || k.eq_ignore_ascii_case("sslpassword") =>
+                {
+                    format!("{k}={REDACTED}")
+                }
+                _ => kv.to_owned(),
+            })
+            .collect();
+        out = format!("{out}?{}", params.join("&"));
+    }
+    out
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration: {0}")]
@@ -255,8 +303,38 @@ impl Config {
         Ok(config)
     }
 
+    /// The configuration with every secret replaced by [`REDACTED`], for `snapgate config`:
+    /// the HS256 secret and the passwords in the database, Redis and host URLs.
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        if let Some(jwt) = c.auth.jwt.as_mut() {
+            if jwt.hs256_secret.is_some() {
+                jwt.hs256_secret = Some(REDACTED.into());
+            }
+        }
+        if let Some(url) = c.database.url.as_mut() {
+            *url = redact_url(url);
+        }
+        if let Some(r) = c.redis.as_mut() {
+            r.url = redact_url(&r.url);
+        }
+        for h in &mut c.hosts {
+            h.uri = redact_url(&h.uri);
+        }
+        c
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if let Some(jwt) = &self.auth.jwt {
+            match snapgate_api::auth::check_jwt_config(jwt) {
+                Err(snapgate_api::auth::AuthSetupError::InvalidJwt { key, message }) => {
+                    return invalid(key, message)
+                }
+                Err(e) => return invalid("auth.jwt", e.to_string()),
+                Ok(()) => {}
+            }
+        }
         if let Some(url) = &self.database.url {
             if !(url.starts_with("sqlite:")
                 || url.starts_with("postgres://")
@@ -290,6 +368,9 @@ impl Config {
             if !h.uri.contains(":/") {
                 return invalid("hosts", format!("{:?} is not a libvirt URI", h.uri));
             }
+        }
+        if !self.hosts.is_empty() && !self.auth.is_configured() {
+            return invalid("auth", MISSING_AUTH.into());
         }
         for r in snapgate_core::ports::QuotaResource::ALL {
             if self.quota.defaults.get(r) < -1 {
@@ -409,6 +490,86 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("quota.defaults"));
+    }
+
+    fn with_hosts() -> Config {
+        Config {
+            hosts: vec![HostEntry {
+                name: "compute-1".into(),
+                uri: "qemu+ssh://compute-1/system".into(),
+            }],
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn hosts_without_auth_are_refused_naming_the_section() {
+        let error = with_hosts().validate().unwrap_err().to_string();
+        assert!(error.contains("[auth] is missing"), "{error}");
+        let mut c = with_hosts();
+        c.auth.token_file = Some("/etc/snapgate/tokens.toml".into());
+        c.validate().unwrap();
+        // Auth without hosts: the demo cloud behind the configured authentication.
+        let mut c = Config::default();
+        c.auth.token_file = Some("/etc/snapgate/tokens.toml".into());
+        c.validate().unwrap();
+    }
+
+    fn jwt(secret: &str) -> snapgate_api::JwtConfig {
+        toml::from_str(&format!("hs256_secret = {secret:?}")).unwrap()
+    }
+
+    #[test]
+    fn a_short_or_empty_hs256_secret_is_refused() {
+        for secret in ["", "s3cret", &"x".repeat(31)] {
+            let mut c = Config::default();
+            c.auth.jwt = Some(jwt(secret));
+            let error = c.validate().unwrap_err().to_string();
+            assert!(
+                error.contains("auth.jwt.hs256_secret"),
+                "{secret:?}: {error}"
+            );
+        }
+        let mut c = Config::default();
+        c.auth.jwt = Some(jwt(&"x".repeat(32)));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn redacted_hides_every_secret() {
+        let secret = "an-hs256-secret-that-is-long-enough";
+        let mut c = with_hosts();
+        c.auth.jwt = Some(jwt(secret));
+        c.database.url = Some(
+            "postgres://snapgate:pg-pass@db.example/snapgate?sslmode=require&password=pg-pass2"
+                .into(),
+        );
+        c.redis = Some(RedisConfig {
+            url: "rediss://:redis-pass@cache.example:6380/0".into(),
+            key_prefix: "snapgate".into(),
+        });
+        let printed = toml::to_string_pretty(&c.redacted()).unwrap();
+        for leaked in [secret, "pg-pass", "redis-pass"] {
+            assert!(!printed.contains(leaked), "{leaked} in\n{printed}");
+        }
+        assert!(printed.contains("postgres://snapgate:<redacted>@db.example/snapgate?sslmode=require&password=<redacted>"), "{printed}");
+        assert!(
+            printed.contains("rediss://:<redacted>@cache.example:6380/0"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("hs256_secret = \"<redacted>\""),
+            "{printed}"
+        );
+        // What holds no secret is printed as it is.
+        assert_eq!(
+            redact_url("postgres://snapgate@db/x"),
+            "postgres://snapgate@db/x"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/snapgate.db?mode=rwc"),
+            "sqlite://data/snapgate.db?mode=rwc"
+        );
     }
 
     #[test]

@@ -15,32 +15,21 @@ use snapgate_quota::{MemoryQuotaStore, RedisQuotaConfig, RedisQuotaStore};
 use snapgate_store::SeaRepository;
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{redact_url, Config};
 use crate::demo;
 
 /// Opens the database and runs pending migrations.
 pub async fn open_database(config: &Config) -> anyhow::Result<SeaRepository> {
     let url = config.database_url();
     if url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&config.data_dir)
+        demo::create_private_dir(&config.data_dir)
             .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     }
     let repo = SeaRepository::connect(&url)
         .await
-        .with_context(|| format!("cannot open the database at {}", redact(&url)))?;
+        .with_context(|| format!("cannot open the database at {}", redact_url(&url)))?;
     repo.migrate().await.context("database migration failed")?;
     Ok(repo)
-}
-
-fn redact(url: &str) -> String {
-    // Hide a password in `scheme://user:password@host`.
-    match (url.find("://"), url.find('@')) {
-        (Some(s), Some(at)) if url[s + 3..at].contains(':') => {
-            let colon = s + 3 + url[s + 3..at].find(':').unwrap_or(0);
-            format!("{}:***{}", &url[..colon], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// A gateway with everything opened, ready to serve.
@@ -59,10 +48,13 @@ pub async fn build(
     let metrics = crate::telemetry::metrics_handle();
     let repo: Arc<dyn Repository> = Arc::new(open_database(&config).await?);
 
+    // Demo mode is no hosts and no `[auth]`; the configuration's validation refused hosts
+    // without `[auth]`, and demo tokens are never made outside demo mode.
+    let demo_mode = config.hosts.is_empty() && !config.auth.is_configured();
     if config.hosts.is_empty() {
         let uri = demo::demo_host_uri(&config.data_dir)
             .context("cannot write the demo cloud's node file")?;
-        tracing::info!(%uri, "no hosts configured: serving the embedded demo cloud (libvirt test driver)");
+        tracing::info!(%uri, demo_tokens = demo_mode, "no hosts configured: serving the embedded demo cloud (libvirt test driver)");
         config.hosts.push(crate::config::HostEntry {
             name: "demo".into(),
             uri,
@@ -109,11 +101,13 @@ pub async fn build(
     let auth_config = if config.auth.is_configured() {
         config.auth.to_auth_config()
     } else {
+        anyhow::ensure!(demo_mode, "{}", crate::config::MISSING_AUTH);
         let tokens =
             demo::ensure_demo_tokens(&config.data_dir).context("cannot write the demo tokens")?;
         tracing::warn!(
             admin = %tokens.admin_token_path.display(), member = %tokens.member_token_path.display(),
-            "no authentication configured: created demo tokens for tenant {:?}", demo::DEMO_TENANT
+            operator = %tokens.operator_token_path.display(),
+            "demo mode (no hosts, no [auth]): tokens for tenant {:?} and the cloud operator", demo::DEMO_TENANT
         );
         snapgate_api::AuthConfig {
             token_file: Some(tokens.token_file),

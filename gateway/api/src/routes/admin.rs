@@ -1,11 +1,11 @@
-//! Admin calls: instance ownership, policy decisions, the plugin chain and its reload.
+//! Admin calls: instance ownership, policy decisions, the plugin chain and its reload. All are
+//! the cloud operator's, except the decisions of its own tenant, which a tenant's admin reads.
 
 use axum::extract::State as AppStateExt;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use snapgate_core::auth::Role;
 use snapgate_core::ports::repository::{DecisionFilter, DecisionRecord};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -15,16 +15,9 @@ use crate::error::ApiError;
 use crate::extract::{Body, PathParams, QueryParams};
 use crate::AppState;
 
+/// The policy chain is the cloud's: operator scope and the admin role (see `Caller`).
 fn require_admin(caller: &snapgate_core::auth::Caller) -> Result<(), ApiError> {
-    if caller.has(Role::Admin) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this call needs the admin role",
-        ))
-    }
+    Ok(snapgate_core::service::require_cloud_admin(caller)?)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -74,9 +67,10 @@ pub async fn decisions(
     Authenticated(caller): Authenticated,
     QueryParams(q): QueryParams<DecisionQuery>,
 ) -> Result<Json<DecisionList>, ApiError> {
-    require_admin(&caller)?;
+    // The operator reads every tenant's decisions, a tenant's admin its own tenant's.
+    let tenant = snapgate_core::service::decisions_tenant(&caller, q.tenant)?;
     let filter = DecisionFilter {
-        tenant: q.tenant,
+        tenant,
         plugin: q.plugin,
         outcome: q.outcome,
         since: q.since,

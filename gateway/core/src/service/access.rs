@@ -39,10 +39,42 @@ pub(super) fn require(caller: &Caller, role: Role) -> Result<(), ServiceError> {
     }
 }
 
+/// The cloud-wide admin calls (quota limits, instance owners, the policy chain) need operator
+/// scope and the admin role; a tenant's admin is refused like a member.
+pub fn require_cloud_admin(caller: &Caller) -> Result<(), ServiceError> {
+    if caller.is_cloud_admin() {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(
+            "this call needs the cloud operator (operator scope and the admin role)".into(),
+        ))
+    }
+}
+
+/// Whose policy decisions the caller may read: the cloud operator any tenant's (`requested`,
+/// or every tenant's); a tenant's admin its own tenant's only — why its saves were denied —
+/// and another tenant is a 404, as everywhere. Below the admin role: 403 before any lookup.
+pub fn decisions_tenant(
+    caller: &Caller,
+    requested: Option<String>,
+) -> Result<Option<String>, ServiceError> {
+    if let Some(t) = &requested {
+        super::validate::tenant_id(t)?;
+    }
+    if caller.is_cloud_admin() {
+        return Ok(requested);
+    }
+    require(caller, Role::Admin)?;
+    match requested {
+        Some(t) if t != caller.tenant => Err(ServiceError::not_found("tenant", t)),
+        _ => Ok(Some(caller.tenant.clone())),
+    }
+}
+
 impl Service {
     /// Finds an instance and checks the caller may see it. The owner is the tenant set by an
-    /// admin through the API, else the one in the domain's metadata. An instance with no owner
-    /// is visible to admins only.
+    /// operator through the API, else the one in the domain's metadata. An instance with no owner
+    /// is visible to the operator only.
     pub(super) async fn visible_instance(
         &self,
         caller: &Caller,
@@ -72,8 +104,8 @@ impl Service {
         };
         match owner {
             Some(owner) if caller.can_see(&owner) => Ok(VisibleInstance { instance, owner }),
-            // An unowned instance is charged to the admin who acts on it.
-            None if caller.is_admin() => Ok(VisibleInstance {
+            // An unowned instance is charged to the operator who acts on it.
+            None if caller.is_operator() => Ok(VisibleInstance {
                 instance,
                 owner: caller.tenant.clone(),
             }),

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::ports::{ComputeBackend, PolicyEngine, QuotaLimits, QuotaStore, Repository};
 use crate::SaveMode;
 
+pub use access::{decisions_tenant, require_cloud_admin};
 pub use operations::WaitOutcome;
 pub use quotas::QuotaView;
 pub use reconcile::ReconcileReport;
