@@ -23,8 +23,9 @@ pub mod demo {
     pub const NOVA_TENANT: &str = "11111111-1111-1111-1111-111111111111";
 }
 
-/// The HS256 secret every test gateway accepts, for tests that mint their own JWTs.
-pub const JWT_SECRET: &str = "snapgate-test-secret";
+/// The HS256 secret every test gateway accepts, for tests that mint their own JWTs (at least
+/// 32 bytes: a shorter one is refused at start).
+pub const JWT_SECRET: &str = "snapgate-test-secret-of-32-bytes+";
 pub const JWT_ISSUER: &str = "snapgate-tests";
 pub const JWT_AUDIENCE: &str = "snapgate";
 
@@ -110,7 +111,10 @@ impl TestAppBuilder {
 /// A running gateway.
 pub struct TestApp {
     pub url: String,
+    /// The cloud operator (static token with `operator = true`, role admin, tenant demo).
     pub admin: String,
+    /// The demo tenant's admin: no operator scope (kept as a `sha256:` digest in the file).
+    pub tenant_admin: String,
     pub member: String,
     pub reader: String,
     /// Member and reader of the Nova tenant that owns `demo::NOVA_APP`.
@@ -175,12 +179,19 @@ impl TestApp {
         let data_dir = dir.path().join("data");
         std::fs::create_dir_all(&data_dir).unwrap();
         let port = free_port();
-        let (admin, member, reader) = (token(), token(), token());
+        let (admin, tenant_admin, member, reader) = (token(), token(), token(), token());
         let (other_member, other_reader) = (token(), token());
         let token_file = dir.path().join("tokens.toml");
-        let mut tokens = String::new();
+        let mut tokens = format!(
+            "[tokens.\"{admin}\"]\ntenant = \"{}\"\nrole = \"admin\"\noperator = true\n",
+            demo::TENANT
+        );
+        tokens.push_str(&format!(
+            "[tokens.\"sha256:{}\"]\ntenant = \"{}\"\nrole = \"admin\"\n",
+            sha256_hex(&tenant_admin),
+            demo::TENANT
+        ));
         for (t, tenant, role) in [
-            (&admin, demo::TENANT, "admin"),
             (&member, demo::TENANT, "member"),
             (&reader, demo::TENANT, "reader"),
             (&other_member, demo::NOVA_TENANT, "member"),
@@ -205,7 +216,7 @@ impl TestApp {
             ));
         }
         config.push_str(&format!(
-            "[auth]\ntoken_file = \"{}\"\n[auth.jwt]\nhs256_secret = \"{JWT_SECRET}\"\nissuer = \"{JWT_ISSUER}\"\naudience = \"{JWT_AUDIENCE}\"\n",
+            "[auth]\ntoken_file = \"{}\"\n[auth.jwt]\nhs256_secret = \"{JWT_SECRET}\"\nissuer = \"{JWT_ISSUER}\"\naudience = \"{JWT_AUDIENCE}\"\n[auth.jwt.operator]\nclaim = \"/system/all\"\nvalue = \"true\"\n",
             token_file.display()
         ));
         let hosts: Vec<(String, String)> = if hosts.is_empty() {
@@ -223,6 +234,7 @@ impl TestApp {
         let mut app = TestApp {
             url: format!("http://127.0.0.1:{port}"),
             admin,
+            tenant_admin,
             member,
             reader,
             other_member,
@@ -439,6 +451,12 @@ fn token() -> String {
     format!("t_{}", uuid::Uuid::new_v4().simple())
 }
 
+/// The hex SHA-256 of a token, as a token file's `sha256:` key takes it.
+pub fn sha256_hex(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -465,8 +483,21 @@ fn split_extra(extra: &str) -> (String, String) {
 
 /// Mints a JWT for the test gateways' HS256 secret.
 pub fn jwt(tenant: &str, roles: &[&str], expires_in_secs: i64, secret: &str) -> String {
+    sign_jwt(&jwt_claims(tenant, roles, expires_in_secs), secret)
+}
+
+/// A cloud operator's JWT: Keystone's system scope (`"system": {"all": true}`), the claim the
+/// test gateways are configured to take as operator scope.
+pub fn operator_jwt(tenant: &str, roles: &[&str], expires_in_secs: i64) -> String {
+    let mut claims = jwt_claims(tenant, roles, expires_in_secs);
+    claims["system"] = json!({"all": true});
+    sign_jwt(&claims, JWT_SECRET)
+}
+
+/// The claims [`jwt`] signs, for tests that change them.
+pub fn jwt_claims(tenant: &str, roles: &[&str], expires_in_secs: i64) -> Value {
     let now = chrono::Utc::now().timestamp();
-    let claims = json!({
+    json!({
         "sub": format!("user-of-{tenant}"),
         "project_id": tenant,
         "roles": roles,
@@ -474,10 +505,14 @@ pub fn jwt(tenant: &str, roles: &[&str], expires_in_secs: i64, secret: &str) -> 
         "aud": JWT_AUDIENCE,
         "iat": now,
         "exp": now + expires_in_secs,
-    });
+    })
+}
+
+/// Signs `claims` with HS256.
+pub fn sign_jwt(claims: &Value, secret: &str) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
+        claims,
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
     .expect("encode jwt")
