@@ -193,7 +193,10 @@ async fn hosts_without_auth_refuse_to_start_naming_the_section() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
-        &format!("[[hosts]]\nname = \"compute-1\"\nuri = \"{}\"\n", demo_host_uri()),
+        &format!(
+            "[[hosts]]\nname = \"compute-1\"\nuri = \"{}\"\n",
+            demo_host_uri()
+        ),
     );
     match serve(&config, free_port()).await {
         Start::Exited(code, stderr) => {
@@ -222,7 +225,10 @@ async fn a_short_or_empty_hs256_secret_refuses_to_start() {
         match serve(&config, free_port()).await {
             Start::Exited(code, stderr) => {
                 assert_ne!(code, Some(0), "{stderr}");
-                assert!(stderr.contains("auth.jwt.hs256_secret"), "{secret:?}: {stderr}");
+                assert!(
+                    stderr.contains("auth.jwt.hs256_secret"),
+                    "{secret:?}: {stderr}"
+                );
             }
             Start::Served => panic!("served with the HS256 secret {secret:?}"),
         }
@@ -248,7 +254,10 @@ fn config_prints_secrets_redacted() {
     // The environment's secrets too: Redis's password comes from a variable.
     let (code, out, stderr) = config_command(
         &config,
-        &[("SNAPGATE_REDIS__URL", "redis://:redis-password@cache.example:6379")],
+        &[(
+            "SNAPGATE_REDIS__URL",
+            "redis://:redis-password@cache.example:6379",
+        )],
     );
     assert_eq!(code, Some(0), "{stderr}");
     for leaked in [secret, "db-password", "redis-password"] {
@@ -303,7 +312,10 @@ async fn auth_without_hosts_serves_the_demo_cloud_with_no_generated_tokens() {
             break r.status();
         }
         assert!(child.try_wait().unwrap().is_none(), "snapgate exited");
-        assert!(tokio::time::Instant::now() < deadline, "snapgate never served");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "snapgate never served"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(status, 200);
@@ -314,4 +326,78 @@ async fn auth_without_hosts_serves_the_demo_cloud_with_no_generated_tokens() {
     );
     child.start_kill().unwrap();
     child.wait().await.unwrap();
+}
+
+/// One tenant-id rule for every way a tenant id comes in: the quota path, the owner body (and
+/// the JWT claim above, and the token file, refused at start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_ids_follow_one_rule_in_paths_and_bodies() {
+    let app = TestApp::builder().start().await;
+    let limits =
+        json!({"states": 1, "state_bytes": -1, "concurrent_operations": 1, "saves_per_hour": -1});
+    for encoded in ["de%E2%80%8Bmo", "%E2%80%AEomed", "%20demo", "de%0Amo"] {
+        let path = format!("/v1/quotas/{encoded}");
+        for (method, body) in [
+            ("GET", None),
+            ("PUT", Some(limits.clone())),
+            ("DELETE", None),
+        ] {
+            let r = app.call(method, &path, Some(&app.admin), body).await;
+            assert_eq!(
+                (r.status, r.code()),
+                (400, "invalid_tenant"),
+                "{method} {path}: {}",
+                r.text
+            );
+        }
+    }
+    for tenant in ["de\u{200b}mo", "\u{202e}omed", "demo ", &"t".repeat(256)] {
+        let r = app
+            .call(
+                "PUT",
+                &format!("/v1/instances/{}/owner", demo::DB),
+                Some(&app.admin),
+                Some(json!({ "tenant_id": tenant })),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "invalid_tenant"),
+            "{tenant:?}: {}",
+            r.text
+        );
+    }
+    // The longest id the columns hold is accepted everywhere.
+    let longest = "t".repeat(255);
+    let r = app
+        .call(
+            "PUT",
+            &format!("/v1/quotas/{longest}"),
+            Some(&app.admin),
+            Some(limits),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_file_with_a_bad_tenant_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(
+        &tokens,
+        "[tokens.\"some-token\"]\ntenant = \"de\u{200b}mo\"\nrole = \"member\"\n",
+    )
+    .unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!("[auth]\ntoken_file = \"{}\"\n", tokens.display()),
+    );
+    match serve(&config, free_port()).await {
+        Start::Exited(code, stderr) => {
+            assert_ne!(code, Some(0), "{stderr}");
+            assert!(stderr.contains("tenant"), "{stderr}");
+        }
+        Start::Served => panic!("served a token file with an invalid tenant"),
+    }
 }

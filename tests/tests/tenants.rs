@@ -117,9 +117,7 @@ async fn isolation_matrix() {
                 Who::BadSignature => Some(jwt(demo::TENANT, &["admin"], 3600, "not-the-secret")),
                 Who::Reader => Some(jwt(demo::TENANT, &["reader"], 3600, JWT_SECRET)),
                 Who::Member => Some(jwt(demo::TENANT, &["member"], 3600, JWT_SECRET)),
-                Who::TenantAdmin => {
-                    Some(jwt(demo::TENANT, &["admin", "member"], 3600, JWT_SECRET))
-                }
+                Who::TenantAdmin => Some(jwt(demo::TENANT, &["admin", "member"], 3600, JWT_SECRET)),
                 Who::Operator => Some(operator_jwt(demo::TENANT, &["admin"], 3600)),
             };
             for ep in endpoints {
@@ -236,14 +234,29 @@ async fn isolation_matrix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bare_admin_role_is_no_cloud_operator() {
     let app = TestApp::builder().start().await;
-    let jwt_admin = jwt(demo::TENANT, &["admin", "member", "reader"], 3600, JWT_SECRET);
+    let jwt_admin = jwt(
+        demo::TENANT,
+        &["admin", "member", "reader"],
+        3600,
+        JWT_SECRET,
+    );
     let their_quota = format!("/v1/quotas/{}", demo::NOVA_TENANT);
     let limits = json!({"states": 1000, "state_bytes": -1, "concurrent_operations": 50, "saves_per_hour": -1});
     for admin in [&jwt_admin, &app.tenant_admin] {
         let r = app.get(&their_quota, admin).await;
-        assert_eq!((r.status, r.code()), (404, "tenant_not_found"), "{}", r.text);
+        assert_eq!(
+            (r.status, r.code()),
+            (404, "tenant_not_found"),
+            "{}",
+            r.text
+        );
         let r = app.save(demo::NOVA_APP, "not yours", admin).await;
-        assert_eq!((r.status, r.code()), (404, "instance_not_found"), "{}", r.text);
+        assert_eq!(
+            (r.status, r.code()),
+            (404, "instance_not_found"),
+            "{}",
+            r.text
+        );
         let r = app
             .get(&format!("/v1/instances/{}/states", demo::NOVA_APP), admin)
             .await;
@@ -251,7 +264,9 @@ async fn a_bare_admin_role_is_no_cloud_operator() {
         // Its own tenant: reads its quota, saves on its instances, cannot raise its limits or
         // give an instance away.
         assert_eq!(app.get("/v1/quotas/demo", admin).await.status, 200);
-        let r = app.saved(demo::DB, &format!("own-{}", &admin[..8]), admin).await;
+        let r = app
+            .saved(demo::DB, &format!("own-{}", &admin[..8]), admin)
+            .await;
         assert_eq!(r["status"], "available");
         let r = app
             .call("PUT", "/v1/quotas/demo", Some(admin), Some(limits.clone()))
@@ -266,7 +281,9 @@ async fn a_bare_admin_role_is_no_cloud_operator() {
             )
             .await;
         assert_eq!((r.status, r.code()), (403, "forbidden"), "{}", r.text);
-        let r = app.call("POST", "/v1/policy/reload", Some(admin), None).await;
+        let r = app
+            .call("POST", "/v1/policy/reload", Some(admin), None)
+            .await;
         assert_eq!(r.status, 403, "{}", r.text);
     }
     // The operator, by JWT claim and by static token, crosses the wall.
@@ -276,9 +293,12 @@ async fn a_bare_admin_role_is_no_cloud_operator() {
             .call("PUT", &their_quota, Some(operator), Some(limits.clone()))
             .await;
         assert_eq!(r.status, 200, "{}", r.text);
-        let r = app.save(demo::NOVA_APP, &format!("ops-{}", &operator[..8]), operator).await;
+        let r = app
+            .save(demo::NOVA_APP, &format!("ops-{}", &operator[..8]), operator)
+            .await;
         assert_eq!(r.status, 202, "{}", r.text);
-        app.wait(r.body["operation"].as_str().unwrap(), operator).await;
+        app.wait(r.body["operation"].as_str().unwrap(), operator)
+            .await;
     }
     // An operator claim with a reader role reads any tenant but changes nothing.
     let system_reader = operator_jwt(demo::TENANT, &["reader"], 3600);
