@@ -93,7 +93,7 @@ impl OperatorClaim {
                 items.iter().any(|v| v.as_str() == Some(&self.value))
             }
             Some(v @ (serde_json::Value::Bool(_) | serde_json::Value::Number(_))) => {
-                v.to_string() == self.value
+                serde_json::from_str::<serde_json::Value>(&self.value).is_ok_and(|want| want == *v)
             }
             _ => false,
         }
