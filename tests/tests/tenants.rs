@@ -311,6 +311,44 @@ async fn a_bare_admin_role_is_no_cloud_operator() {
     assert_eq!(r.status, 403, "{}", r.text);
 }
 
+/// An instance no tenant owns (no owner metadata, no owner row) is the operator's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unowned_instance_is_the_operators_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let uuid = "0a0a0a0a-0000-4000-8000-000000000001";
+    let node = dir.path().join("unowned.xml");
+    std::fs::write(
+        &node,
+        format!(
+            "<node><cpu><mhz>2400</mhz><model>x86_64</model><active>2</active><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads></cpu><memory>8388608</memory>\
+             <domain type='test'><name>unowned</name><uuid>{uuid}</uuid>\
+             <memory unit='MiB'>256</memory><currentMemory unit='MiB'>256</currentMemory><vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os>\
+             <devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/var/lib/snapgate-test/unowned.qcow2'/><target dev='vda' bus='virtio'/></disk></devices></domain></node>\n"
+        ),
+    )
+    .unwrap();
+    let app = TestApp::builder()
+        .host("unowned", &format!("test://{}", node.display()))
+        .start()
+        .await;
+    let states = format!("/v1/instances/{uuid}/states");
+    for tenant_admin in [
+        &jwt(demo::TENANT, &["admin"], 3600, JWT_SECRET),
+        &app.tenant_admin,
+    ] {
+        let r = app.get(&states, tenant_admin).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (404, "instance_not_found"),
+            "{}",
+            r.text
+        );
+    }
+    assert_eq!(app.get(&states, &app.admin).await.status, 200);
+    let op = operator_jwt(demo::TENANT, &["admin"], 3600);
+    app.saved(uuid, "by the operator", &op).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_tenant_state_is_indistinguishable_from_a_missing_one() {
     let app = TestApp::builder().start().await;
