@@ -320,6 +320,12 @@ impl TestApp {
         }
     }
 
+    /// SIGTERM, a clean exit, and a new process on the same configuration and data.
+    pub async fn restart_gracefully(&mut self) {
+        self.stop().await;
+        self.spawn().await;
+    }
+
     pub async fn restart(&mut self) {
         self.kill9().await;
         self.spawn().await;

@@ -349,6 +349,24 @@ async fn failing_plugins_respect_on_error_and_the_gateway_serves_on() {
         if want == 403 {
             assert_eq!(r.code(), "policy_denied");
         }
+        if file == "test-trap" && want == 403 {
+            // The client learns which plugin failed and how, not wasmtime's trap dump; the
+            // log has the dump, in the request's span.
+            assert_eq!(
+                r.body["error"]["reason"],
+                "policy plugin test-trap failed (trap): the plugin trapped",
+                "{}",
+                r.body
+            );
+            let request_id = r.header("x-request-id").unwrap().to_owned();
+            let log = app.log();
+            assert!(
+                log.lines().any(|l| l.contains("policy plugin failed")
+                    && l.contains(&request_id)
+                    && l.contains("wasm")),
+                "the trap's detail is logged with request id {request_id}:\n{log}"
+            );
+        }
         assert_eq!(app.call("GET", "/healthz", None, None).await.status, 200);
         let d = app
             .get(&format!("/v1/policy/decisions?plugin={file}"), &app.admin)

@@ -67,16 +67,19 @@ async fn wait_all(app: &TestApp, accepted: &[Value]) {
 
 /// Redis usage (through the API) equals what the database keeps, byte for byte.
 async fn assert_usage_is_truth(app: &TestApp) {
+    assert_usage_is_truth_for(app, demo::TENANT, &app.member).await;
+}
+
+/// `tenant`'s usage (read with `token`) equals what the database keeps for it.
+async fn assert_usage_is_truth_for(app: &TestApp, tenant: &str, token: &str) {
     let repo = SeaRepository::connect(&app.shared.db_url).await.unwrap();
     let totals = repo.tenant_totals().await.unwrap();
     let truth = totals
         .iter()
-        .find(|t| t.tenant == demo::TENANT)
+        .find(|t| t.tenant == tenant)
         .map(|t| (t.states, t.bytes))
         .unwrap_or((0, 0));
-    let q = app
-        .get(&format!("/v1/quotas/{}", demo::TENANT), &app.member)
-        .await;
+    let q = app.get(&format!("/v1/quotas/{tenant}"), token).await;
     assert_eq!(q.status, 200, "{}", q.text);
     let u = &q.body["usage"];
     assert_eq!(
@@ -401,4 +404,208 @@ async fn drifted_usage_is_corrected_from_the_database_while_idle() {
     }
     assert!(fixed, "usage was not corrected: {}", app.log());
     assert_usage_is_truth(&app).await;
+}
+
+/// The saves-per-hour usage of the demo tenant, as the API reports it.
+async fn saves_this_hour(app: &TestApp) -> i64 {
+    let q = app
+        .get(&format!("/v1/quotas/{}", demo::TENANT), &app.member)
+        .await;
+    assert_eq!(q.status, 200, "{}", q.text);
+    q.body["usage"]["saves_per_hour"]["in_use"]
+        .as_i64()
+        .unwrap()
+}
+
+const TWO_SAVES_AN_HOUR: &str =
+    r#"{"states": -1, "state_bytes": -1, "concurrent_operations": -1, "saves_per_hour": 2}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_per_hour_survive_a_graceful_restart_on_the_in_process_store() {
+    let mut app = TestApp::builder().start().await;
+    set_limits(&app, TWO_SAVES_AN_HOUR).await;
+    app.saved(demo::WEB, "one", &app.member).await;
+    app.saved(demo::DB, "two", &app.member).await;
+    assert_eq!(saves_this_hour(&app).await, 2);
+
+    app.restart_gracefully().await;
+    // The gateway rebuilds its in-process quotas from the database before it serves.
+    assert_eq!(saves_this_hour(&app).await, 2, "{}", app.log());
+    assert_usage_is_truth(&app).await;
+    let r = app.save(demo::WEB, "three", &app.member).await;
+    assert_eq!((r.status, r.code()), (429, "rate_limited"), "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_per_hour_survive_a_redis_flush() {
+    let app = TestApp::builder()
+        .redis()
+        .config("[snapshots]\nmaintenance_interval_secs = 0.2")
+        .start()
+        .await;
+    set_limits(&app, TWO_SAVES_AN_HOUR).await;
+    app.saved(demo::WEB, "one", &app.member).await;
+    app.saved(demo::DB, "two", &app.member).await;
+    assert_eq!(saves_this_hour(&app).await, 2);
+
+    // Every key of this gateway's prefix goes, as in a flushed or restarted Redis.
+    let prefix = app.shared.redis_prefix.clone().unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "redis-cli -h 127.0.0.1 --scan --pattern '{prefix}:*' | xargs -r redis-cli -h 127.0.0.1 DEL"
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(saves_this_hour(&app).await, 0, "the flush took");
+
+    // The reconciler notices the empty store and rebuilds it; the states come back first
+    // (the same rebuild), then the hour's saves must be there too.
+    let mut rebuilt = false;
+    for _ in 0..100 {
+        let q = app
+            .get(&format!("/v1/quotas/{}", demo::TENANT), &app.member)
+            .await;
+        if q.body["usage"]["states"]["in_use"] == 2 {
+            rebuilt = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(rebuilt, "usage was not rebuilt: {}", app.log());
+    assert_eq!(saves_this_hour(&app).await, 2, "{}", app.log());
+    let r = app.save(demo::WEB, "three", &app.member).await;
+    assert_eq!((r.status, r.code()), (429, "rate_limited"), "{}", r.body);
+}
+
+async fn set_owner(
+    app: &TestApp,
+    instance: &str,
+    tenant: Option<&str>,
+) -> snapgate_tests::app::Resp {
+    app.call(
+        "PUT",
+        &format!("/v1/instances/{instance}/owner"),
+        Some(&app.admin),
+        Some(json!({ "tenant_id": tenant })),
+    )
+    .await
+}
+
+/// Both tenants' usage equals the database's after an ownership change, in both directions;
+/// the states go with the instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ownership_change_moves_the_states_and_their_usage() {
+    for redis in [false, true] {
+        let builder = TestApp::builder().postgres();
+        let app = if redis { builder.redis() } else { builder }.start().await;
+        app.saved(demo::DB, "one", &app.member).await;
+        app.saved(demo::DB, "two", &app.member).await;
+        app.saved(demo::WEB, "stays", &app.member).await;
+        assert_usage_is_truth(&app).await;
+
+        // demo-db goes to the Nova tenant: its two states (and their bytes) go with it.
+        let r = set_owner(&app, demo::DB, Some(demo::NOVA_TENANT)).await;
+        assert_eq!(r.status, 204, "{}", r.text);
+        assert_usage_is_truth_for(&app, demo::TENANT, &app.member).await;
+        assert_usage_is_truth_for(&app, demo::NOVA_TENANT, &app.other_member).await;
+        let q = app
+            .get(
+                &format!("/v1/quotas/{}", demo::NOVA_TENANT),
+                &app.other_member,
+            )
+            .await;
+        assert_eq!(q.body["usage"]["states"]["in_use"], 2, "{}", q.body);
+        let list = app
+            .get(
+                &format!("/v1/instances/{}/states", demo::DB),
+                &app.other_member,
+            )
+            .await;
+        assert_eq!(
+            list.body["values"].as_array().unwrap().len(),
+            2,
+            "{}",
+            list.body
+        );
+
+        // And back to the domain's metadata (the demo tenant).
+        let r = set_owner(&app, demo::DB, None).await;
+        assert_eq!(r.status, 204, "{}", r.text);
+        assert_usage_is_truth_for(&app, demo::TENANT, &app.member).await;
+        assert_usage_is_truth_for(&app, demo::NOVA_TENANT, &app.other_member).await;
+        let q = app
+            .get(&format!("/v1/quotas/{}", demo::TENANT), &app.member)
+            .await;
+        assert_eq!(q.body["usage"]["states"]["in_use"], 3, "{}", q.body);
+        let list = app
+            .get(&format!("/v1/instances/{}/states", demo::DB), &app.member)
+            .await;
+        assert_eq!(
+            list.body["values"].as_array().unwrap().len(),
+            2,
+            "{}",
+            list.body
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ownership_change_waits_for_the_operation_in_flight() {
+    let app = TestApp::builder().postgres().start().await;
+    let kept = app.saved(demo::DB, "kept", &app.member).await;
+    // An operation in flight on the instance, as another gateway would hold it: a delete
+    // recorded and holding the instance's lock.
+    let repo = SeaRepository::connect(&app.shared.db_url).await.unwrap();
+    let state = repo
+        .get_state(kept["uuid"].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let now = chrono::Utc::now();
+    let op = snapgate_core::Operation {
+        uuid: uuid::Uuid::now_v7(),
+        kind: snapgate_core::OperationKind::Delete,
+        status: snapgate_core::OperationStatus::Running,
+        instance_uuid: state.instance_uuid,
+        state_uuid: state.uuid,
+        tenant_id: state.tenant_id.clone(),
+        host: state.host.clone(),
+        error: None,
+        created_at: now,
+        updated_at: now,
+        started_at: Some(now),
+        finished_at: None,
+        reserved_bytes: 0,
+    };
+    repo.begin_state_operation(
+        &op,
+        &[snapgate_core::StateStatus::Available],
+        snapgate_core::StateStatus::Deleting,
+    )
+    .await
+    .unwrap();
+
+    let r = set_owner(&app, demo::DB, Some(demo::NOVA_TENANT)).await;
+    assert_eq!((r.status, r.code()), (409, "instance_busy"), "{}", r.text);
+    assert_eq!(r.body["error"]["operation"], op.uuid.to_string());
+    // Nothing moved.
+    let list = app
+        .get(&format!("/v1/instances/{}/states", demo::DB), &app.member)
+        .await;
+    assert_eq!(list.status, 200);
+    assert_usage_is_truth(&app).await;
+
+    // Once the operation ends (here: it gives up), the move goes through.
+    let mut ended = op.clone();
+    ended.status = snapgate_core::OperationStatus::Failed;
+    ended.finished_at = Some(chrono::Utc::now());
+    let mut back = state.clone();
+    back.status = snapgate_core::StateStatus::Available;
+    repo.finish_operation(&ended, Some(&back)).await.unwrap();
+    let r = set_owner(&app, demo::DB, Some(demo::NOVA_TENANT)).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_usage_is_truth_for(&app, demo::TENANT, &app.member).await;
+    assert_usage_is_truth_for(&app, demo::NOVA_TENANT, &app.other_member).await;
 }

@@ -457,3 +457,99 @@ async fn admin_assigns_ownership() {
         404
     );
 }
+
+/// Everything of a response but what differs per request by design (its id and the date).
+fn comparable(r: &snapgate_tests::app::Resp) -> (u16, Vec<(String, String)>, String) {
+    let mut headers: Vec<(String, String)> = r
+        .headers
+        .iter()
+        .filter(|(name, _)| !matches!(name.as_str(), "x-request-id" | "date"))
+        .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or("").to_owned()))
+        .collect();
+    headers.sort();
+    (r.status, headers, r.text.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_yours_and_missing_answer_the_same_bytes_on_every_endpoint() {
+    let app = TestApp::builder().start().await;
+    let theirs = app
+        .saved(demo::NOVA_APP, "their state", &app.other_member)
+        .await;
+    let their_state = theirs["uuid"].as_str().unwrap().to_owned();
+    let their_save = app
+        .save(demo::NOVA_APP, "their second", &app.other_member)
+        .await;
+    let their_op = their_save.body["operation"].as_str().unwrap().to_owned();
+    app.wait(&their_op, &app.other_member).await;
+    let missing = uuid::Uuid::new_v4().to_string();
+
+    // (method, path for the other tenant's thing, path for a missing one, body)
+    let instance_calls = |i: &str, s: &str| {
+        vec![
+            ("GET", format!("/v1/instances/{i}/states"), None),
+            ("GET", format!("/v1/instances/{i}/states/{s}"), None),
+            (
+                "POST",
+                format!("/v1/instances/{i}/states"),
+                Some(json!({"name": "n"})),
+            ),
+            (
+                "POST",
+                format!("/v1/instances/{i}/states?dry_run=true"),
+                Some(json!({"name": "n"})),
+            ),
+            (
+                "POST",
+                format!("/v1/instances/{i}/states/apply"),
+                Some(json!({"uuid": s})),
+            ),
+            ("DELETE", format!("/v1/instances/{i}/states/{s}"), None),
+        ]
+    };
+    let mut pairs = Vec::new();
+    // Their instance (with their state) against an instance that does not exist.
+    for (a, b) in instance_calls(demo::NOVA_APP, &their_state)
+        .into_iter()
+        .zip(instance_calls(&missing, &missing))
+    {
+        pairs.push((a, b));
+    }
+    // Our instance with their state against our instance with a state that does not exist.
+    for (a, b) in instance_calls(demo::WEB, &their_state)
+        .into_iter()
+        .zip(instance_calls(demo::WEB, &missing))
+        .filter(|((_, path, body), _)| {
+            path.contains(&their_state)
+                || body
+                    .as_ref()
+                    .is_some_and(|b| b.to_string().contains(&their_state))
+        })
+    {
+        pairs.push((a, b));
+    }
+    // Their operation against one that does not exist.
+    for suffix in ["", "/wait?timeout=0"] {
+        pairs.push((
+            ("GET", format!("/v1/operations/{their_op}{suffix}"), None),
+            ("GET", format!("/v1/operations/{missing}{suffix}"), None),
+        ));
+    }
+    assert_eq!(pairs.len(), 6 + 3 + 2);
+    for token in [&app.member, &app.reader] {
+        for ((method, theirs_path, body), (_, missing_path, _)) in &pairs {
+            let a = app
+                .call(method, theirs_path, Some(token), body.clone())
+                .await;
+            let b = app
+                .call(method, missing_path, Some(token), body.clone())
+                .await;
+            assert_eq!(a.status, 404, "{method} {theirs_path}: {}", a.text);
+            assert_eq!(
+                comparable(&a),
+                comparable(&b),
+                "{method} {theirs_path} vs {missing_path}"
+            );
+        }
+    }
+}

@@ -17,9 +17,10 @@ pub enum ServiceError {
     /// The caller's role does not allow the call on a resource it can see (403).
     #[error("{0}")]
     Forbidden(String),
-    /// Unknown instance, state or operation, or one of another tenant (404).
-    #[error("{what} {id} not found")]
-    NotFound { what: &'static str, id: String },
+    /// Unknown instance, state or operation, or one of another tenant (404). The message is
+    /// the same bytes whichever it was and whatever the id: the id asked for goes to the logs.
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
     /// A state with this name already exists for the instance (409).
     #[error("a state named {0:?} already exists for this instance")]
     DuplicateName(String),
@@ -83,11 +84,9 @@ impl ServiceError {
         }
     }
 
-    pub fn not_found(what: &'static str, id: impl ToString) -> Self {
-        ServiceError::NotFound {
-            what,
-            id: id.to_string(),
-        }
+    pub fn not_found(what: &'static str, id: impl std::fmt::Display) -> Self {
+        tracing::debug!(what, %id, "not found, or not visible to the caller");
+        ServiceError::NotFound { what }
     }
 
     /// HTTP status of the variant.
@@ -189,10 +188,7 @@ impl From<RepoError> for ServiceError {
             RepoError::DuplicateName(n) => ServiceError::DuplicateName(n),
             RepoError::InstanceBusy(op) => ServiceError::InstanceBusy(op),
             RepoError::WrongStatus(s) => ServiceError::StateNotAvailable(s.to_string()),
-            RepoError::NotFound => ServiceError::NotFound {
-                what: "resource",
-                id: String::new(),
-            },
+            RepoError::NotFound => ServiceError::NotFound { what: "resource" },
             RepoError::Unavailable(m) => {
                 tracing::error!(error = %m, "database unavailable");
                 ServiceError::Unavailable {
@@ -241,21 +237,22 @@ impl From<ComputeError> for ServiceError {
     fn from(e: ComputeError) -> Self {
         match e {
             ComputeError::InstanceNotFound(id) => ServiceError::not_found("instance", id),
+            // Built by snapgate from the client's own instance (its disks, its state), never
+            // libvirt's text.
             ComputeError::Unsupported { code, message } => {
                 ServiceError::Unsupported { code, message }
             }
-            ComputeError::HostUnreachable { ref host, .. } => {
-                tracing::warn!(error = %e, "compute host unreachable");
-                ServiceError::Unavailable {
-                    code: "compute_unavailable",
-                    message: format!("compute host {host} unreachable"),
-                }
-            }
+            // The client gets the code's fixed message; the cause (host, libvirt's words) is
+            // logged here, inside the request's span (its request id).
             other => {
-                tracing::error!(error = %other, "compute backend error");
+                tracing::warn!(error = %other, code = other.code(), "compute backend error");
+                let code = match other {
+                    ComputeError::HostUnreachable { .. } => "compute_unavailable",
+                    _ => "compute_error",
+                };
                 ServiceError::Unavailable {
-                    code: "compute_error",
-                    message: "compute backend error".into(),
+                    code,
+                    message: other.client_message().into(),
                 }
             }
         }

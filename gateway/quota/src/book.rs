@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use snapgate_core::ports::{
-    QuotaError, QuotaLimits, QuotaReservation, QuotaResource, TenantTotals,
+    QuotaError, QuotaLimits, QuotaReservation, QuotaResource, RecentSave, TenantTotals,
 };
 use uuid::Uuid;
 
@@ -66,10 +66,27 @@ impl TenantBook {
             expires_ms,
         };
         self.leases.insert(op, lease);
+        if want.saves > 0 {
+            // Saves are keyed by operation (in Redis: members "<op>#<n>"): a save already in
+            // the window for this operation (put back by a rebuild) moves to now, as ZADD
+            // moves a member, rather than counting twice.
+            self.saves.retain(|(_, o)| *o != op);
+        }
         let at = self.saves.partition_point(|(when, _)| *when <= now_ms);
         for _ in 0..want.saves {
             self.saves.insert(at, (now_ms, op));
         }
+    }
+
+    /// Puts a committed save back in the window at `at_ms`, unless the window holds it already
+    /// (saves are keyed by operation) or it is older than an hour.
+    fn restore_save(&mut self, op: Uuid, at_ms: i64, now_ms: i64) -> bool {
+        if at_ms <= now_ms - HOUR_MS || self.saves.iter().any(|(_, o)| *o == op) {
+            return false;
+        }
+        let at = self.saves.partition_point(|(when, _)| *when <= at_ms);
+        self.saves.insert(at, (at_ms, op));
+        true
     }
 
     fn drop_lease(&mut self, op: Uuid) -> Option<Lease> {
@@ -284,10 +301,12 @@ impl QuotaBook {
 
     /// In-use becomes `totals` (zero for tenants absent from it); reservations become exactly
     /// `live`: live leases already held are kept as they are, others are dropped, missing ones
-    /// are recreated with `lease_ms` (unless the operation already ended here).
+    /// are recreated with `lease_ms` (unless the operation already ended here). The committed
+    /// `saves` missing from the hourly window are put back at their start time.
     pub fn rebuild(
         &mut self,
         totals: &[TenantTotals],
+        saves: &[RecentSave],
         live: &[QuotaReservation],
         lease_ms: i64,
         now_ms: i64,
@@ -296,12 +315,17 @@ impl QuotaBook {
         for r in live {
             wanted.entry(r.tenant.as_str()).or_default().push(r);
         }
+        let mut committed: HashMap<&str, Vec<&RecentSave>> = HashMap::new();
+        for s in saves {
+            committed.entry(s.tenant.as_str()).or_default().push(s);
+        }
         let by_tenant: HashMap<&str, &TenantTotals> =
             totals.iter().map(|t| (t.tenant.as_str(), t)).collect();
         for name in totals
             .iter()
             .map(|t| &t.tenant)
             .chain(live.iter().map(|r| &r.tenant))
+            .chain(saves.iter().map(|s| &s.tenant))
         {
             self.tenant(name);
         }
@@ -325,6 +349,13 @@ impl QuotaBook {
                 }
                 t.add_lease(r.operation, Want::of(r), now_ms + lease_ms, now_ms);
                 report.recreated += 1;
+            }
+            // After the leases: a save the database shows succeeded whose lease was just
+            // dropped (its commit here lags) goes back in as committed.
+            for s in committed.get(name.as_str()).map_or(&[][..], Vec::as_slice) {
+                if t.restore_save(s.operation, s.at.timestamp_millis(), now_ms) {
+                    report.restored_saves += 1;
+                }
             }
             let (states, bytes) = by_tenant
                 .get(name.as_str())

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use snapgate_core::ports::{
-    QuotaError, QuotaLimits, QuotaReservation, QuotaStore, QuotaUsage, TenantTotals,
+    QuotaError, QuotaLimits, QuotaReservation, QuotaStore, QuotaUsage, RecentSave, TenantTotals,
 };
 use uuid::Uuid;
 
@@ -94,11 +94,13 @@ impl MemoryQuotaStore {
     pub fn rebuild_report(
         &self,
         totals: &[TenantTotals],
+        saves: &[RecentSave],
         live: &[QuotaReservation],
         lease: Duration,
     ) -> RebuildReport {
         let now = self.clock.now_ms();
-        self.book().rebuild(totals, live, duration_ms(lease), now)
+        self.book()
+            .rebuild(totals, saves, live, duration_ms(lease), now)
     }
 }
 
@@ -171,14 +173,16 @@ impl QuotaStore for MemoryQuotaStore {
     async fn rebuild(
         &self,
         totals: &[TenantTotals],
+        saves: &[RecentSave],
         live: &[QuotaReservation],
         lease: Duration,
     ) -> Result<(), QuotaError> {
-        let report = self.rebuild_report(totals, live, lease);
+        let report = self.rebuild_report(totals, saves, live, lease);
         tracing::info!(
             tenants = totals.len(),
             dropped = report.dropped,
             recreated = report.recreated,
+            restored_saves = report.restored_saves,
             "in-process quotas rebuilt"
         );
         Ok(())

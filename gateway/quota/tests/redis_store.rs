@@ -52,6 +52,14 @@ async fn rebuild_sets_truth_and_primes() {
     scenarios::rebuild_sets_truth_and_primes(fx.store.as_ref()).await;
 }
 
+/// A flushed Redis, rebuilt from the database, keeps the hour's saves.
+#[tokio::test]
+async fn rebuild_after_a_flush_restores_the_hourly_window() {
+    let fx = RedisFixture::new().await;
+    fx.flush();
+    scenarios::rebuild_restores_the_hourly_window(fx.store.as_ref()).await;
+}
+
 #[tokio::test]
 async fn a_flushed_redis_is_detected_and_rebuilt() {
     let fx = RedisFixture::new().await;
@@ -65,7 +73,7 @@ async fn a_flushed_redis_is_detected_and_rebuilt() {
         bytes: 400,
     }];
     fx.store
-        .rebuild(&totals, std::slice::from_ref(&running), LONG_LEASE)
+        .rebuild(&totals, &[], std::slice::from_ref(&running), LONG_LEASE)
         .await
         .unwrap();
     assert!(fx.store.is_primed().await.unwrap());
@@ -79,7 +87,7 @@ async fn a_flushed_redis_is_detected_and_rebuilt() {
     assert_eq!(fx.store.usage(&t, &lim).await.unwrap().states.in_use, 0);
 
     fx.store
-        .rebuild(&totals, std::slice::from_ref(&running), LONG_LEASE)
+        .rebuild(&totals, &[], std::slice::from_ref(&running), LONG_LEASE)
         .await
         .unwrap();
     assert!(fx.store.is_primed().await.unwrap());
@@ -107,7 +115,7 @@ async fn every_key_of_a_tenant_shares_its_hash_tag() {
         .free(awkward, uuid::Uuid::new_v4(), 1, 1)
         .await
         .unwrap();
-    fx.store.rebuild(&[], &[], LONG_LEASE).await.unwrap();
+    fx.store.rebuild(&[], &[], &[], LONG_LEASE).await.unwrap();
 
     let tag = format!("{{{}}}", tenant_key_part(awkward));
     let mut tenant_keys = 0;

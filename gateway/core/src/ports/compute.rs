@@ -27,6 +27,25 @@ pub enum ComputeError {
 }
 
 impl ComputeError {
+    /// What a client is told: a fixed sentence per code. The variant's fields (host names,
+    /// libvirt's own words, file paths) are for the logs only. `Unsupported` messages are
+    /// snapgate's own, about the client's instance, and are shown as they are.
+    pub fn client_message(&self) -> &str {
+        match self {
+            ComputeError::InstanceNotFound(_) => "instance not found",
+            ComputeError::UnknownHost(_) => "the instance's compute host is not configured",
+            ComputeError::Unsupported { message, .. } => message,
+            ComputeError::SnapshotNotFound(_) => "the state's snapshot is missing on the host",
+            ComputeError::HostUnreachable { .. } => "the compute host is unreachable",
+            ComputeError::Backend { .. } => "the compute host failed the operation",
+        }
+    }
+
+    /// What a failed operation records for its client: the code and [`Self::client_message`].
+    pub fn client_info(&self) -> crate::ErrorInfo {
+        crate::ErrorInfo::new(self.code(), self.client_message())
+    }
+
     /// The stable error code given to clients and stored on failed operations.
     pub fn code(&self) -> &'static str {
         match self {

@@ -12,4 +12,4 @@ pub use policy::{Decision, PolicyEngine, PolicyInput, PolicyOutcome, PolicyState
 pub use quota::{
     QuotaError, QuotaLimits, QuotaReservation, QuotaResource, QuotaStore, QuotaUsage, ResourceUsage,
 };
-pub use repository::{ListPage, RepoError, Repository, TenantTotals};
+pub use repository::{ListPage, RecentSave, RepoError, Repository, TenantTotals};

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::repository::TenantTotals;
+use super::repository::{RecentSave, TenantTotals};
 
 /// A quota resource, named as clients see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -161,9 +161,13 @@ pub trait QuotaStore: Send + Sync + 'static {
     /// database shows unfinished, each with what it reserved (a reservation already present
     /// for one of them is kept as it is; reservations of operations not in `live` are
     /// dropped; missing ones, e.g. after Redis lost its data, are recreated with `lease`).
+    /// Every save of `saves` (the succeeded saves of the last hour) is in its tenant's hourly
+    /// window afterwards, at its start time: the window survives a restart or a flush. Saves
+    /// the window already holds are kept as they are (keyed by operation, never counted twice).
     async fn rebuild(
         &self,
         totals: &[TenantTotals],
+        saves: &[RecentSave],
         live: &[QuotaReservation],
         lease: Duration,
     ) -> Result<(), QuotaError>;

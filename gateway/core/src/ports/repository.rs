@@ -49,6 +49,15 @@ pub struct TenantTotals {
     pub bytes: i64,
 }
 
+/// A save that succeeded, as the saves-per-hour window counts it: the operation that made it
+/// and when it started (when its reservation entered the window).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentSave {
+    pub tenant: String,
+    pub operation: Uuid,
+    pub at: DateTime<Utc>,
+}
+
 /// A recorded policy decision with its request context.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DecisionRecord {
@@ -132,17 +141,27 @@ pub trait Repository: Send + Sync + 'static {
     /// Kept states and bytes per tenant.
     async fn tenant_totals(&self) -> Result<Vec<TenantTotals>, RepoError>;
 
+    /// Save operations that succeeded and started at or after `since`, oldest first: the
+    /// committed part of every tenant's saves-per-hour window.
+    async fn saves_since(&self, since: DateTime<Utc>) -> Result<Vec<RecentSave>, RepoError>;
+
     /// States recorded for an instance on a host (for the reconciler's orphan search).
     async fn states_of_instance(&self, instance: Uuid) -> Result<Vec<State>, RepoError>;
 
     // ---- tenants ------------------------------------------------------------------------
 
     async fn instance_owner(&self, instance: Uuid) -> Result<Option<String>, RepoError>;
+    /// Sets (`Some`) or removes (`None`) the owner assigned to an instance and, in the same
+    /// transaction, gives every state of the instance to `states_to` when given (states follow
+    /// their instance, so no tenant keeps usage it cannot see). Refused with `InstanceBusy`
+    /// while an operation holds the instance. Returns, per former tenant, the kept states and
+    /// bytes that moved (the quota usage to move with them).
     async fn set_instance_owner(
         &self,
         instance: Uuid,
-        tenant: Option<&str>,
-    ) -> Result<(), RepoError>;
+        owner: Option<&str>,
+        states_to: Option<&str>,
+    ) -> Result<Vec<TenantTotals>, RepoError>;
 
     async fn quota_limits(&self, tenant: &str) -> Result<Option<QuotaLimits>, RepoError>;
     async fn set_quota_limits(

@@ -4,6 +4,7 @@
 
 mod access;
 mod operations;
+mod ownership;
 mod quotas;
 mod reconcile;
 mod runner;

@@ -68,7 +68,8 @@ impl Service {
     }
 
     /// Sets (or, with `None`, clears) the tenant that owns an instance, overriding the domain's
-    /// metadata. The cloud operator only: it moves an instance between tenants.
+    /// metadata. The cloud operator only. The instance's states, and their quota usage, move to the new
+    /// owner (see `ownership.rs`); refused with 409 while an operation runs on the instance.
     pub async fn set_instance_owner(
         &self,
         caller: &Caller,
@@ -79,8 +80,7 @@ impl Service {
         if let Some(t) = tenant {
             validate::tenant_id(t)?;
         }
-        self.visible_instance(caller, instance).await?;
-        self.repo.set_instance_owner(instance, tenant).await?;
-        Ok(())
+        let visible = self.visible_instance(caller, instance).await?;
+        self.move_instance(instance, tenant, visible).await
     }
 }

@@ -71,7 +71,7 @@ impl Service {
         last.is_none_or(|t| t.elapsed() >= self.settings.quota_rebuild_interval)
     }
 
-    fn mark_quota_rebuild_due(&self) {
+    pub(super) fn mark_quota_rebuild_due(&self) {
         *self
             .last_quota_rebuild
             .lock()
@@ -85,6 +85,12 @@ impl Service {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
         let totals = self.repo.tenant_totals().await?;
+        // Succeeded saves of the last hour: without them a restarted in-process store or a
+        // flushed Redis would forget the hourly window.
+        let saves = self
+            .repo
+            .saves_since(Utc::now() - chrono::Duration::hours(1))
+            .await?;
         let live: Vec<QuotaReservation> = self
             .repo
             .unfinished_operations()
@@ -100,11 +106,12 @@ impl Service {
             })
             .collect();
         self.quota
-            .rebuild(&totals, &live, self.settings.quota_lease)
+            .rebuild(&totals, &saves, &live, self.settings.quota_lease)
             .await?;
         tracing::info!(
             tenants = totals.len(),
             live = live.len(),
+            recent_saves = saves.len(),
             "quota usage rebuilt from the database"
         );
         metrics::counter!("snapgate_quota_rebuilds_total").increment(1);

@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use super::Service;
 use crate::ports::{ComputeError, SaveRequest};
-use crate::{ErrorInfo, Operation, OperationKind, OperationStatus, State, StateStatus};
+use crate::{Operation, OperationKind, OperationStatus, State, StateStatus};
 
 impl Service {
     pub(super) fn spawn_operation(self: &Arc<Self>, op: Operation, state: State) {
@@ -81,7 +81,9 @@ impl Service {
                 self.repo.finish_operation(&op, None).await
             }
             (Err(e), kind) => {
-                let info = ErrorInfo::new(e.code(), e.to_string());
+                // The record (which clients read) gets the code's fixed message; the detail
+                // goes to the log, in this operation's span (its operation id).
+                let info = e.client_info();
                 tracing::warn!(error = %e, code = e.code(), "operation failed");
                 op.status = OperationStatus::Failed;
                 op.error = Some(info.clone());

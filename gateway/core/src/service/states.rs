@@ -114,10 +114,14 @@ impl Service {
         instance: Uuid,
         input: SaveInput,
     ) -> Result<StateChange, ServiceError> {
-        validate::state_name(&input.name)?;
-        if let Some(d) = &input.description {
-            validate::description(d)?;
-        }
+        // Stored as validated: NFC, so names that differ only in normalisation collide (409).
+        let mut input = input;
+        input.name = validate::state_name(&input.name)?;
+        input.description = input
+            .description
+            .as_deref()
+            .map(validate::description)
+            .transpose()?;
         let (inst, tenant) = self.visible_instance(caller, instance).await?.live()?;
         require(caller, Role::Member)?;
         let kind = self

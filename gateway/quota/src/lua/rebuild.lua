@@ -1,19 +1,24 @@
 -- Sets one tenant's in-use to the database's totals and makes its reservations exactly the
 -- live operations the database shows for it: a live lease already held is kept as it is,
 -- others are dropped (with their saves, as a release would), missing ones are recreated.
+-- Then the committed saves of the last hour the database shows are put back in the window at
+-- their start time, unless the window holds them already.
 -- KEYS: inuse, resv, saves, then the op-marker of each live operation (same order as ARGV)
--- ARGV: states, bytes, lease_ms, then per live operation 5 values: op, states, bytes, operations, saves
--- Reply: {dropped, recreated}
+-- ARGV: states, bytes, lease_ms, n_live, then per live operation 5 values: op, states, bytes,
+--       operations, saves; then per committed save 2 values: op, started_at_ms
+-- Reply: {dropped, recreated, restored_saves}
 local now = now_ms()
 local lease_ms = tonumber(ARGV[3])
+local n_live = tonumber(ARGV[4])
+local first_save = 5 + 5 * n_live
 local wanted = {}
 local order = {}
-for i = 4, #ARGV, 5 do
+for i = 5, first_save - 1, 5 do
   local op = ARGV[i]
   wanted[op] = {
     states = tonumber(ARGV[i + 1]), bytes = tonumber(ARGV[i + 2]),
     ops = tonumber(ARGV[i + 3]), saves = tonumber(ARGV[i + 4]),
-    marker = KEYS[3 + (i - 4) / 5 + 1],
+    marker = KEYS[3 + (i - 5) / 5 + 1],
   }
   order[#order + 1] = op
 end
@@ -46,5 +51,19 @@ for _, op in ipairs(order) do
   end
 end
 
+-- After the leases: a save the database shows succeeded whose lease was just dropped (its
+-- commit here lags) goes back in as committed. A save is one entry "<op>#1"; NX keeps an entry
+-- already there at its own time.
+local restored = 0
+for i = first_save, #ARGV, 2 do
+  local at = tonumber(ARGV[i + 1])
+  if at > now - HOUR_MS and redis.call('ZADD', KEYS[3], 'NX', at, ARGV[i] .. '#1') == 1 then
+    restored = restored + 1
+  end
+end
+if restored > 0 then
+  redis.call('PEXPIRE', KEYS[3], HOUR_MS + 60000)
+end
+
 redis.call('HSET', KEYS[1], 'states', ARGV[1], 'bytes', ARGV[2])
-return { dropped, recreated }
+return { dropped, recreated, restored }

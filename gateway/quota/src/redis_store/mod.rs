@@ -17,7 +17,8 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, Script};
 use snapgate_core::ports::{
-    QuotaError, QuotaLimits, QuotaReservation, QuotaResource, QuotaStore, QuotaUsage, TenantTotals,
+    QuotaError, QuotaLimits, QuotaReservation, QuotaResource, QuotaStore, QuotaUsage, RecentSave,
+    TenantTotals,
 };
 use tokio::sync::OnceCell;
 use uuid::Uuid;
@@ -356,30 +357,39 @@ impl RedisQuotaStore {
     pub async fn rebuild_report(
         &self,
         totals: &[TenantTotals],
+        saves: &[RecentSave],
         live: &[QuotaReservation],
         lease: Duration,
     ) -> Result<RebuildReport, QuotaError> {
-        let mut tenants: BTreeMap<String, (i64, i64, Vec<&QuotaReservation>)> = BTreeMap::new();
+        let mut tenants: BTreeMap<String, TenantTruth> = BTreeMap::new();
         for tenant in self.known_tenants().await? {
             tenants.entry(tenant).or_default();
         }
         for t in totals {
             let entry = tenants.entry(t.tenant.clone()).or_default();
-            entry.0 = t.states.max(0);
-            entry.1 = t.bytes.max(0);
+            entry.states = t.states.max(0);
+            entry.bytes = t.bytes.max(0);
         }
         let mut seen = HashSet::new();
         for r in live.iter().filter(|r| seen.insert(r.operation)) {
-            tenants.entry(r.tenant.clone()).or_default().2.push(r);
+            tenants.entry(r.tenant.clone()).or_default().live.push(r);
+        }
+        for s in saves {
+            tenants.entry(s.tenant.clone()).or_default().saves.push(s);
         }
 
         let lease_ms = duration_ms(lease).to_string();
         let mut report = RebuildReport::default();
-        for (tenant, (states, bytes, mine)) in &tenants {
+        for (tenant, truth) in &tenants {
             let k = self.keys(tenant);
             let mut keys = vec![k.in_use(), k.reservations(), k.saves()];
-            let mut args = vec![states.to_string(), bytes.to_string(), lease_ms.clone()];
-            for r in mine {
+            let mut args = vec![
+                truth.states.to_string(),
+                truth.bytes.to_string(),
+                lease_ms.clone(),
+                truth.live.len().to_string(),
+            ];
+            for r in &truth.live {
                 let want = Want::of(r);
                 keys.push(k.ended(r.operation));
                 args.extend([
@@ -390,16 +400,20 @@ impl RedisQuotaStore {
                     want.saves.to_string(),
                 ]);
             }
+            for s in &truth.saves {
+                args.extend([s.operation.to_string(), s.at.timestamp_millis().to_string()]);
+            }
             let reply: Vec<i64> = self
                 .run("rebuild", &self.scripts.rebuild, &keys, &args)
                 .await?;
-            let [dropped, recreated] = reply[..] else {
+            let [dropped, recreated, restored_saves] = reply[..] else {
                 return Err(QuotaError::Unavailable(format!(
                     "redis rebuild: unexpected reply {reply:?}"
                 )));
             };
             report.dropped += dropped;
             report.recreated += recreated;
+            report.restored_saves += restored_saves;
         }
 
         let registry = keys::tenants(&self.config.key_prefix);
@@ -495,13 +509,15 @@ impl QuotaStore for RedisQuotaStore {
     async fn rebuild(
         &self,
         totals: &[TenantTotals],
+        saves: &[RecentSave],
         live: &[QuotaReservation],
         lease: Duration,
     ) -> Result<(), QuotaError> {
-        let report = self.rebuild_report(totals, live, lease).await?;
+        let report = self.rebuild_report(totals, saves, live, lease).await?;
         tracing::info!(
             dropped = report.dropped,
             recreated = report.recreated,
+            restored_saves = report.restored_saves,
             "redis quotas rebuilt"
         );
         Ok(())
@@ -518,6 +534,15 @@ impl QuotaStore for RedisQuotaStore {
         })
         .await
     }
+}
+
+/// What the database says of one tenant, for its rebuild script.
+#[derive(Default)]
+struct TenantTruth<'a> {
+    states: i64,
+    bytes: i64,
+    live: Vec<&'a QuotaReservation>,
+    saves: Vec<&'a RecentSave>,
 }
 
 fn decode_reserve(reply: &[i64]) -> Result<ReserveOutcome, QuotaError> {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use snapgate_core::ports::{
-    QuotaError, QuotaLimits, QuotaResource, QuotaStore, ResourceUsage, TenantTotals,
+    QuotaError, QuotaLimits, QuotaResource, QuotaStore, RecentSave, ResourceUsage, TenantTotals,
 };
 use uuid::Uuid;
 
@@ -323,7 +323,10 @@ pub async fn rebuild_sets_truth_and_primes(store: &dyn QuotaStore) {
         states: 3,
         bytes: 300,
     }];
-    store.rebuild(&totals, &live, LONG_LEASE).await.unwrap();
+    store
+        .rebuild(&totals, &[], &live, LONG_LEASE)
+        .await
+        .unwrap();
     assert!(store.is_primed().await.unwrap());
 
     let ua = store.usage(&a, &lim).await.unwrap();
@@ -364,9 +367,56 @@ pub async fn rebuild_sets_truth_and_primes(store: &dyn QuotaStore) {
     );
 
     // Rebuilding again with the same truth changes nothing (b's truth was set, a still holds).
-    store.rebuild(&totals, &live, LONG_LEASE).await.unwrap();
+    store
+        .rebuild(&totals, &[], &live, LONG_LEASE)
+        .await
+        .unwrap();
     let ua2 = store.usage(&a, &lim).await.unwrap();
     assert_eq!(ua2, ua);
+}
+
+/// After a restart (a fresh in-process store) or a flush (Redis), the succeeded saves of the
+/// last hour that the database shows are the hourly window again: the rate stays enforced,
+/// and the `Retry-After` counts from the oldest of them.
+pub async fn rebuild_restores_the_hourly_window(store: &dyn QuotaStore) {
+    let t = tenant();
+    let lim = limits(-1, -1, -1, 3);
+    let now = chrono::Utc::now();
+    let recent = |minutes_ago: i64| RecentSave {
+        tenant: t.clone(),
+        operation: Uuid::now_v7(),
+        at: now - chrono::Duration::minutes(minutes_ago),
+    };
+    // The third is older than an hour: out of the window.
+    let saves = [recent(50), recent(10), recent(61)];
+    store.rebuild(&[], &saves, &[], LONG_LEASE).await.unwrap();
+    let u = store.usage(&t, &lim).await.unwrap();
+    assert_eq!(u.saves_per_hour, usage_of(2, 0, 3));
+
+    // A save committed here and also listed by the database counts once; a rebuild again
+    // changes nothing.
+    let c = save(&t, 1);
+    store.reserve(&c, &lim, LONG_LEASE).await.unwrap();
+    store.commit(&t, c.operation, None).await.unwrap();
+    let mut with_c = saves.to_vec();
+    with_c.push(RecentSave {
+        tenant: t.clone(),
+        operation: c.operation,
+        at: chrono::Utc::now(),
+    });
+    store.rebuild(&[], &with_c, &[], LONG_LEASE).await.unwrap();
+    store.rebuild(&[], &with_c, &[], LONG_LEASE).await.unwrap();
+    let u = store.usage(&t, &lim).await.unwrap();
+    assert_eq!(u.saves_per_hour, usage_of(3, 0, 3));
+
+    // The limit is reached: the next save waits until the oldest (50 minutes ago) leaves.
+    match store.reserve(&save(&t, 1), &lim, LONG_LEASE).await {
+        Err(QuotaError::RateLimited { retry_after_secs }) => assert!(
+            (9 * 60..=10 * 60 + 1).contains(&retry_after_secs),
+            "retry after {retry_after_secs} s"
+        ),
+        other => panic!("expected a rate limit, got {other:?}"),
+    }
 }
 
 /// 200 reserves at once, limit 10 states: exactly 10 pass, across every store given (several

@@ -15,7 +15,9 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, Statement, TransactionTrait,
 };
 use snapgate_core::ports::repository::{DecisionFilter, DecisionRecord};
-use snapgate_core::ports::{ListPage, QuotaLimits, RepoError, Repository, TenantTotals};
+use snapgate_core::ports::{
+    ListPage, QuotaLimits, RecentSave, RepoError, Repository, TenantTotals,
+};
 use snapgate_core::{Operation, State, StateStatus};
 use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
@@ -217,6 +219,10 @@ impl Repository for SeaRepository {
         reads::tenant_totals(&self.db).await
     }
 
+    async fn saves_since(&self, since: DateTime<Utc>) -> Result<Vec<RecentSave>, RepoError> {
+        reads::saves_since(&self.db, since).await
+    }
+
     async fn states_of_instance(&self, instance: Uuid) -> Result<Vec<State>, RepoError> {
         reads::states_of_instance(&self.db, instance).await
     }
@@ -228,10 +234,11 @@ impl Repository for SeaRepository {
     async fn set_instance_owner(
         &self,
         instance: Uuid,
-        tenant: Option<&str>,
-    ) -> Result<(), RepoError> {
+        owner: Option<&str>,
+        states_to: Option<&str>,
+    ) -> Result<Vec<TenantTotals>, RepoError> {
         let _gate = self.write_gate().await;
-        tenants::set_instance_owner(&self.db, instance, tenant).await
+        tenants::set_instance_owner(&self.db, instance, owner, states_to).await
     }
 
     async fn quota_limits(&self, tenant: &str) -> Result<Option<QuotaLimits>, RepoError> {
