@@ -1,11 +1,11 @@
-//! Admin calls: instance ownership, policy decisions, the plugin chain and its reload.
+//! Admin calls: instance ownership, policy decisions, the plugin chain and its reload. The
+//! service authorizes each of them; nothing here checks a role.
 
 use axum::extract::State as AppStateExt;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use snapgate_core::auth::Role;
 use snapgate_core::ports::repository::{DecisionFilter, DecisionRecord};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -14,18 +14,6 @@ use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::extract::{Body, PathParams, QueryParams};
 use crate::AppState;
-
-fn require_admin(caller: &snapgate_core::auth::Caller) -> Result<(), ApiError> {
-    if caller.has(Role::Admin) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this call needs the admin role",
-        ))
-    }
-}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -74,21 +62,15 @@ pub async fn decisions(
     Authenticated(caller): Authenticated,
     QueryParams(q): QueryParams<DecisionQuery>,
 ) -> Result<Json<DecisionList>, ApiError> {
-    require_admin(&caller)?;
     let filter = DecisionFilter {
         tenant: q.tenant,
         plugin: q.plugin,
         outcome: q.outcome,
         since: q.since,
         until: q.until,
-        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        limit: q.limit.unwrap_or(100),
     };
-    let values = app
-        .service
-        .repo()
-        .list_decisions(&filter)
-        .await
-        .map_err(snapgate_core::ServiceError::from)?;
+    let values = app.service.list_decisions(&caller, filter).await?;
     Ok(Json(DecisionList { values }))
 }
 
@@ -98,25 +80,17 @@ pub async fn plugins(
     AppStateExt(app): AppStateExt<AppState>,
     Authenticated(caller): Authenticated,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_admin(&caller)?;
-    Ok(Json(app.admin.policy_chain()))
+    Ok(Json(app.service.policy_chain(&caller)?))
 }
 
 /// Rebuilds the plugin chain from the configuration, off the request path, and swaps it in.
 /// A plugin that fails to load is refused and the old chain keeps serving.
 #[utoipa::path(post, path = "/v1/policy/reload", tag = "admin",
-    responses((status = 200, description = "the new chain"), (status = 422, body = snapgate_core::ErrorBody)))]
+    responses((status = 200, description = "the new chain"), (status = 403, body = snapgate_core::ErrorBody),
+        (status = 422, body = snapgate_core::ErrorBody)))]
 pub async fn reload(
     AppStateExt(app): AppStateExt<AppState>,
     Authenticated(caller): Authenticated,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_admin(&caller)?;
-    match app.admin.reload_policy().await {
-        Ok(chain) => Ok(Json(chain)),
-        Err(message) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "policy_reload_failed",
-            message,
-        )),
-    }
+    Ok(Json(app.service.reload_policy(&caller).await?))
 }

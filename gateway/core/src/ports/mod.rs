@@ -12,4 +12,7 @@ pub use policy::{Decision, PolicyEngine, PolicyInput, PolicyOutcome, PolicyState
 pub use quota::{
     QuotaError, QuotaLimits, QuotaReservation, QuotaResource, QuotaStore, QuotaUsage, ResourceUsage,
 };
-pub use repository::{ListPage, RepoError, Repository, TenantTotals};
+pub use policy::{NoPolicyAdmin, PolicyAdmin};
+pub use repository::{
+    ListPage, OperationEnd, OperationEndFeed, RepoError, Repository, TenantTotals,
+};
