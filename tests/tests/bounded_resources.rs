@@ -173,13 +173,21 @@ async fn unknown_methods_and_paths_do_not_grow_the_metrics() {
         assert!(matches!(status, 404 | 405), "{status}");
     }
     for i in 0..20 {
-        app.call("GET", &format!("/nowhere/{i}/{}", Uuid::new_v4()), None, None)
-            .await;
+        app.call(
+            "GET",
+            &format!("/nowhere/{i}/{}", Uuid::new_v4()),
+            None,
+            None,
+        )
+        .await;
     }
 
     let after = app.metrics().await;
     assert!(!after.contains("QQQQ"), "a client's method became a label");
-    assert!(!after.contains("/nowhere"), "a client's path became a label");
+    assert!(
+        !after.contains("/nowhere"),
+        "a client's path became a label"
+    );
     assert!(after.contains("method=\"other\""), "{after}");
     assert!(after.contains("route=\"unmatched\""), "{after}");
     // Unknown method × {unmatched 404, the quota route's 405}: two new series at most, plus a
@@ -248,10 +256,7 @@ async fn requests_beyond_the_in_flight_limit_are_refused_with_503() {
         waits_in_progress(&app).await == 3.0
     })
     .await;
-    assert_eq!(
-        app.metric("snapgate_http_requests_in_flight").await,
-        3.0
-    );
+    assert_eq!(app.metric("snapgate_http_requests_in_flight").await, 3.0);
 
     let r = app
         .get(&format!("/v1/quotas/{}", demo::TENANT), &app.member)
@@ -308,7 +313,10 @@ async fn a_request_stuck_past_the_timeout_answers_504_and_waits_are_exempt() {
     // A wait longer than the request timeout is bounded by its own timeout instead.
     let (_, op) = foreign_running_save(&repo, demo::WEB, Duration::ZERO).await;
     let r = app
-        .get(&format!("/v1/operations/{}/wait?timeout=2", op.uuid), &app.member)
+        .get(
+            &format!("/v1/operations/{}/wait?timeout=2", op.uuid),
+            &app.member,
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["status"], "running");
@@ -338,19 +346,17 @@ async fn a_waiter_on_one_gateway_wakes_when_another_gateway_ends_the_operation()
     .await;
 
     // A starts; its start-up reconciliation ends the dead gateway's save.
-    let _a = TestApp::start_with(
-        shared.clone(),
-        "[snapshots]\nstale_after_secs = 1",
-        &hosts,
-    )
-    .await;
+    let _a = TestApp::start_with(shared.clone(), "[snapshots]\nstale_after_secs = 1", &hosts).await;
     let r = wait.await.unwrap();
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["status"], "failed", "{}", r.body);
     assert_eq!(r.body["error"]["code"], "interrupted");
     let m = b.metrics().await;
     assert_eq!(
-        metric_value(&m, "snapgate_wait_database_reads_total{reason=\"shared_poll\"}"),
+        metric_value(
+            &m,
+            "snapgate_wait_database_reads_total{reason=\"shared_poll\"}"
+        ),
         0.0,
         "PostgreSQL gateways listen, they do not poll"
     );
@@ -400,7 +406,10 @@ async fn each_tenant_holds_a_bounded_number_of_waits() {
     })
     .await;
     let r = app
-        .get(&format!("/v1/operations/{}/wait?timeout=1", op.uuid), &app.reader)
+        .get(
+            &format!("/v1/operations/{}/wait?timeout=1", op.uuid),
+            &app.reader,
+        )
         .await;
     assert_eq!((r.status, r.code()), (429, "too_many_waits"), "{}", r.text);
     assert_eq!(r.header("retry-after"), Some("1"));
@@ -419,7 +428,10 @@ async fn each_tenant_holds_a_bounded_number_of_waits() {
         assert_eq!(w.await.unwrap().body["status"], "failed");
     }
     let r = app
-        .get(&format!("/v1/operations/{}/wait?timeout=1", op.uuid), &app.reader)
+        .get(
+            &format!("/v1/operations/{}/wait?timeout=1", op.uuid),
+            &app.reader,
+        )
         .await;
     assert_eq!(r.status, 200, "the slots came back: {}", r.text);
 }
@@ -466,7 +478,11 @@ async fn a_hundred_concurrent_dry_runs_all_get_their_verdict_and_reserve_nothing
             assert_eq!(r.body["dry_run"], true);
             assert_eq!(r.body["allowed"], true, "{}", r.body);
         }
-        assert_eq!(usage(&app).await, before, "redis={redis}: dry runs changed usage");
+        assert_eq!(
+            usage(&app).await,
+            before,
+            "redis={redis}: dry runs changed usage"
+        );
 
         // A refusal by quota is the verdict of a dry run, not an error; the real call is refused.
         let r = app
@@ -487,7 +503,11 @@ async fn a_hundred_concurrent_dry_runs_all_get_their_verdict_and_reserve_nothing
             .await;
         assert_eq!(r.status, 200, "{}", r.text);
         assert_eq!(
-            (&r.body["allowed"], &r.body["denied_by"], &r.body["denial_code"]),
+            (
+                &r.body["allowed"],
+                &r.body["denied_by"],
+                &r.body["denial_code"]
+            ),
             (&json!(false), &json!("quota"), &json!("quota_exceeded")),
             "{}",
             r.body

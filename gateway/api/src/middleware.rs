@@ -136,12 +136,14 @@ struct Bounds {
 }
 
 /// A request being served; counted in `snapgate_http_requests_in_flight` until its work ends.
-struct InFlight(#[allow(dead_code)] OwnedSemaphorePermit);
+struct InFlight {
+    _permit: OwnedSemaphorePermit,
+}
 
 impl InFlight {
     fn new(permit: OwnedSemaphorePermit) -> Self {
         metrics::gauge!("snapgate_http_requests_in_flight").increment(1.0);
-        Self(permit)
+        Self { _permit: permit }
     }
 }
 

@@ -356,7 +356,10 @@ impl Config {
             );
         }
         if self.policy.decision_retention_secs == 0 {
-            return invalid("policy.decision_retention_secs", "must be at least 1".into());
+            return invalid(
+                "policy.decision_retention_secs",
+                "must be at least 1".into(),
+            );
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format", "must be text or json".into());

@@ -50,7 +50,10 @@ impl OperationEndFeed for PgOperationEndFeed {
                 None => return Ok(OperationEnd::Gap),
                 Some(n) => match Uuid::parse_str(n.payload()) {
                     Ok(id) => return Ok(OperationEnd::Ended(id)),
-                    Err(_) => tracing::warn!(payload = n.payload(), "ignoring a malformed operation-end notification"),
+                    Err(_) => tracing::warn!(
+                        payload = n.payload(),
+                        "ignoring a malformed operation-end notification"
+                    ),
                 },
             }
         }

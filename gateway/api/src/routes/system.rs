@@ -51,9 +51,8 @@ pub async fn metrics(AppStateExt(app): AppStateExt<AppState>) -> Response {
             handle.render(),
         )
             .into_response(),
-        None => {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "metrics are disabled").into_response()
-        }
+        None => ApiError::new(StatusCode::NOT_FOUND, "not_found", "metrics are disabled")
+            .into_response(),
     }
 }
 

@@ -42,8 +42,9 @@ pub struct Readiness {
 }
 
 impl Service {
-    /// Asks the database, the hosts and the quota store at once. A probe, not a tenant's call: it needs no caller, and
-    /// what it returns is for the operator (the HTTP layer decides who sees the detail).
+    /// Asks the database, the hosts and the quota store at once. A probe, not a tenant's
+    /// call: it needs no caller, and what it returns is for the operator (the HTTP layer
+    /// decides who sees the detail).
     pub async fn readiness(&self) -> Readiness {
         let database = async { Check::of(self.repo.ping().await) };
         let hosts = async {

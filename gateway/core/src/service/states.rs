@@ -142,7 +142,15 @@ impl Service {
         if input.dry_run {
             let (limits, quota_denial) = self.check_quota(&reservation, true).await?;
             let outcome = self
-                .evaluate_policy(caller, &tenant, &limits, &inst, OperationKind::Save, None, true)
+                .evaluate_policy(
+                    caller,
+                    &tenant,
+                    &limits,
+                    &inst,
+                    OperationKind::Save,
+                    None,
+                    true,
+                )
                 .await?;
             if quota_denial.is_none() && outcome.denial.is_none() {
                 self.compute.check_save(&inst, kind).await?;
@@ -407,17 +415,19 @@ impl Service {
     /// Dry runs cost the gateway work (libvirt, the policy chain) and change nothing, so a
     /// tenant gets a budget of them (`dry_runs_per_minute`).
     fn take_dry_run(&self, caller: &Caller) -> Result<(), ServiceError> {
-        self.dry_runs.take(&caller.tenant).map_err(|retry_after_secs| {
-            metrics::counter!("snapgate_dry_runs_refused_total").increment(1);
-            ServiceError::Throttled {
-                code: "dry_run_rate_limited",
-                message: format!(
-                    "at most {} dry runs per minute per tenant",
-                    self.settings.dry_runs_per_minute
-                ),
-                retry_after_secs,
-            }
-        })
+        self.dry_runs
+            .take(&caller.tenant)
+            .map_err(|retry_after_secs| {
+                metrics::counter!("snapgate_dry_runs_refused_total").increment(1);
+                ServiceError::Throttled {
+                    code: "dry_run_rate_limited",
+                    message: format!(
+                        "at most {} dry runs per minute per tenant",
+                        self.settings.dry_runs_per_minute
+                    ),
+                    retry_after_secs,
+                }
+            })
     }
 
     pub(super) async fn release_quietly(&self, tenant: &str, op: Uuid) {

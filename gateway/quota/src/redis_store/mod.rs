@@ -263,9 +263,7 @@ impl RedisQuotaStore {
             limits.concurrent_operations.to_string(),
             limits.saves_per_hour.to_string(),
         ];
-        let reply: Vec<i64> = self
-            .run("check", &self.scripts.check, &keys, &args)
-            .await?;
+        let reply: Vec<i64> = self.run("check", &self.scripts.check, &keys, &args).await?;
         decode_reserve(&reply).map(|_| ())
     }
 

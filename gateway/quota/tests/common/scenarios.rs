@@ -415,11 +415,7 @@ pub async fn check_answers_like_reserve_and_changes_nothing(store: &dyn QuotaSto
     }
     let u = store.usage(&t, &lim).await.unwrap();
     assert_eq!(
-        (
-            u.states,
-            u.concurrent_operations,
-            u.saves_per_hour
-        ),
+        (u.states, u.concurrent_operations, u.saves_per_hour),
         (usage_of(0, 0, 3), usage_of(0, 0, 3), usage_of(0, 0, 2)),
         "checks reserved something"
     );
@@ -428,14 +424,21 @@ pub async fn check_answers_like_reserve_and_changes_nothing(store: &dyn QuotaSto
     let kept = save(&t, 10);
     store.reserve(&kept, &lim, LONG_LEASE).await.unwrap();
     store.commit(&t, kept.operation, None).await.unwrap();
-    store.reserve(&save(&t, 10), &lim, LONG_LEASE).await.unwrap();
+    store
+        .reserve(&save(&t, 10), &lim, LONG_LEASE)
+        .await
+        .unwrap();
     let before = store.usage(&t, &lim).await.unwrap();
     let checked = store.check(&save(&t, 10), &lim).await;
     let reserved = store.reserve(&save(&t, 10), &lim, LONG_LEASE).await;
     match (&checked, &reserved) {
         (
-            Err(QuotaError::RateLimited { retry_after_secs: a }),
-            Err(QuotaError::RateLimited { retry_after_secs: b }),
+            Err(QuotaError::RateLimited {
+                retry_after_secs: a,
+            }),
+            Err(QuotaError::RateLimited {
+                retry_after_secs: b,
+            }),
         ) => assert!(a.abs_diff(*b) <= 1, "{a} vs {b}"),
         other => panic!("expected both rate limited, got {other:?}"),
     }
