@@ -111,6 +111,8 @@ impl TestAppBuilder {
 /// A running gateway.
 pub struct TestApp {
     pub url: String,
+    /// The operator's listener (`api.admin_listen`): `/metrics`, readiness detail.
+    pub admin_url: String,
     /// The cloud operator (static token with `operator = true`, role admin, tenant demo).
     pub admin: String,
     /// The demo tenant's admin: no operator scope (kept as a `sha256:` digest in the file).
@@ -179,6 +181,7 @@ impl TestApp {
         let data_dir = dir.path().join("data");
         std::fs::create_dir_all(&data_dir).unwrap();
         let port = free_port();
+        let admin_port = free_port();
         let (admin, tenant_admin, member, reader) = (token(), token(), token(), token());
         let (other_member, other_reader) = (token(), token());
         let token_file = dir.path().join("tokens.toml");
@@ -227,12 +230,20 @@ impl TestApp {
         for (name, uri) in hosts {
             config.push_str(&format!("[[hosts]]\nname = \"{name}\"\nuri = \"{uri}\"\n"));
         }
-        config.push_str(&sections);
+        // Every test gateway has an operator listener; a test's own [api] keys join it.
+        let admin_listen = format!("admin_listen = \"127.0.0.1:{admin_port}\"\n");
+        if sections.contains("[api]\n") {
+            config.push_str(&sections.replacen("[api]\n", &format!("[api]\n{admin_listen}"), 1));
+        } else {
+            config.push_str(&sections);
+            config.push_str(&format!("[api]\n{admin_listen}"));
+        }
         let config_path = dir.path().join("snapgate.toml");
         std::fs::write(&config_path, &config).unwrap();
 
         let mut app = TestApp {
             url: format!("http://127.0.0.1:{port}"),
+            admin_url: format!("http://127.0.0.1:{admin_port}"),
             admin,
             tenant_admin,
             member,
@@ -356,6 +367,30 @@ impl TestApp {
         Resp::read(r).await
     }
 
+    /// A GET on the operator's listener (`/metrics`, `/readyz` with detail).
+    pub async fn operator_get(&self, path: &str) -> Resp {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.admin_url))
+            .send()
+            .await
+            .expect("request reaches the operator listener");
+        Resp::read(r).await
+    }
+
+    /// `/metrics` from the operator's listener.
+    pub async fn metrics(&self) -> String {
+        let r = self.operator_get("/metrics").await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.text
+    }
+
+    /// The value of one metric series (the sum over series whose line starts with `series`,
+    /// e.g. `snapgate_waits_in_progress` or `name{label="x"}`), 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric_value(&self.metrics().await, series)
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Resp {
         self.call("GET", path, Some(token), None).await
     }
@@ -451,6 +486,18 @@ impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+}
+
+/// Sums the samples of the series of `text` whose name (and labels) start with `series`.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(series)
+                .is_some_and(|rest| rest.starts_with([' ', '{', ',', '}']) || series.ends_with('}'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 fn token() -> String {

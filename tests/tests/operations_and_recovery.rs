@@ -249,11 +249,13 @@ async fn health_readiness_metrics_openapi() {
     assert_eq!(r.status, 200);
     let r = app.call("GET", "/readyz", None, None).await;
     assert_eq!(r.status, 200, "{}", r.body);
+    let r = app.operator_get("/readyz").await;
+    assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["checks"]["database"]["ok"], true);
     assert_eq!(r.body["checks"]["hosts"]["demo"]["ok"], true);
 
     app.saved(demo::WEB, "for metrics", &app.member).await;
-    let r = app.call("GET", "/metrics", None, None).await;
+    let r = app.operator_get("/metrics").await;
     assert_eq!(r.status, 200);
     assert!(
         r.text.contains("snapgate_http_requests_total"),
@@ -327,6 +329,8 @@ async fn unhealthy_database_makes_readyz_503() {
         String::from_utf8_lossy(&out.stderr)
     );
     let r = app.call("GET", "/readyz", None, None).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    let r = app.operator_get("/readyz").await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.body["checks"]["database"]["ok"], false);
     // A request that needs the database gets a 503 in the API's shape, not a 500.

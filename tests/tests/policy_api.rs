@@ -165,7 +165,7 @@ async fn example_plugins_allow_and_deny() {
         403,
         "admins only"
     );
-    let metrics = app.call("GET", "/metrics", None, None).await.text;
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("snapgate_policy_decisions_total"),
         "{metrics}"
@@ -373,7 +373,7 @@ async fn failing_plugins_respect_on_error_and_the_gateway_serves_on() {
             .await;
         assert_eq!(d.body["values"][0]["outcome"], "error", "{}", d.body);
         if on_error == "allow" {
-            let m = app.call("GET", "/metrics", None, None).await.text;
+            let m = app.metrics().await;
             assert!(
                 m.contains("snapgate_policy_fail_open_total"),
                 "fail-open is counted"

@@ -230,6 +230,20 @@ mod tests {
                 "rate_limited",
             ),
             (
+                ServiceError::Throttled {
+                    code: "too_many_waits",
+                    message: "x".into(),
+                    retry_after_secs: 1,
+                },
+                429,
+                "too_many_waits",
+            ),
+            (
+                ServiceError::PolicyReloadFailed("x".into()),
+                422,
+                "policy_reload_failed",
+            ),
+            (
                 ServiceError::PolicyDenied {
                     plugin: "p".into(),
                     code: "c".into(),

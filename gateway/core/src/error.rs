@@ -44,6 +44,16 @@ pub enum ServiceError {
     },
     #[error("save rate limit reached")]
     RateLimited { retry_after_secs: u64 },
+    /// A per-tenant bound on the gateway's own resources (concurrent waits, dry runs) (429).
+    #[error("{message}")]
+    Throttled {
+        code: &'static str,
+        message: String,
+        retry_after_secs: u64,
+    },
+    /// The new policy chain could not be loaded; the old one keeps serving (422).
+    #[error("{0}")]
+    PolicyReloadFailed(String),
     #[error("denied by policy {plugin}: {reason}")]
     PolicyDenied {
         plugin: String,
@@ -99,9 +109,9 @@ impl ServiceError {
             | ServiceError::InstanceBusy(_)
             | ServiceError::StateNotAvailable(_) => 409,
             ServiceError::Unsupported { code, .. } if *code == "instance_not_running" => 409,
-            ServiceError::Unsupported { .. } => 422,
+            ServiceError::Unsupported { .. } | ServiceError::PolicyReloadFailed(_) => 422,
             ServiceError::QuotaExceeded { .. } | ServiceError::PolicyDenied { .. } => 403,
-            ServiceError::RateLimited { .. } => 429,
+            ServiceError::RateLimited { .. } | ServiceError::Throttled { .. } => 429,
             ServiceError::QuotaUnavailable { .. } | ServiceError::Unavailable { .. } => 503,
             ServiceError::Internal => 500,
         }
@@ -125,6 +135,8 @@ impl ServiceError {
             ServiceError::Unsupported { code, .. } => code,
             ServiceError::QuotaExceeded { .. } => "quota_exceeded",
             ServiceError::RateLimited { .. } => "rate_limited",
+            ServiceError::Throttled { code, .. } => code,
+            ServiceError::PolicyReloadFailed(_) => "policy_reload_failed",
             ServiceError::PolicyDenied { .. } => "policy_denied",
             ServiceError::QuotaUnavailable { .. } => "quota_backend_unavailable",
             ServiceError::Unavailable { code, .. } => code,
@@ -136,6 +148,9 @@ impl ServiceError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             ServiceError::RateLimited { retry_after_secs }
+            | ServiceError::Throttled {
+                retry_after_secs, ..
+            }
             | ServiceError::QuotaUnavailable { retry_after_secs } => Some(*retry_after_secs),
             ServiceError::Unavailable { .. } => Some(5),
             _ => None,
@@ -164,6 +179,9 @@ impl ServiceError {
                 "plugin": plugin, "policy_code": code, "reason": reason, "warnings": warnings,
             }),
             ServiceError::RateLimited { retry_after_secs }
+            | ServiceError::Throttled {
+                retry_after_secs, ..
+            }
             | ServiceError::QuotaUnavailable { retry_after_secs } => {
                 json!({ "retry_after": retry_after_secs })
             }

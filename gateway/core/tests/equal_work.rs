@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use snapgate_compute::{HostConfig, LibvirtBackend, LibvirtOptions};
 use snapgate_core::auth::{Caller, Role};
-use snapgate_core::ports::policy::AllowAll;
+use snapgate_core::ports::policy::{AllowAll, NoPolicyAdmin};
 use snapgate_core::ports::repository::{DecisionFilter, DecisionRecord};
+use snapgate_core::ports::OperationEndFeed;
 use snapgate_core::ports::{
     ComputeBackend, ComputeError, ListPage, QuotaLimits, RecentSave, RepoError, Repository,
     SaveRequest, SavedSnapshot, SnapshotProbe, TenantTotals,
@@ -117,6 +118,18 @@ impl Repository for CountingRepo {
     async fn states_of_instance(&self, instance: Uuid) -> Result<Vec<State>, RepoError> {
         self.note("repo.states_of_instance");
         self.inner.states_of_instance(instance).await
+    }
+    async fn finished_operations(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, RepoError> {
+        self.note("repo.finished_operations");
+        self.inner.finished_operations(ids).await
+    }
+    async fn operation_end_feed(&self) -> Result<Option<Box<dyn OperationEndFeed>>, RepoError> {
+        self.note("repo.operation_end_feed");
+        self.inner.operation_end_feed().await
+    }
+    async fn purge_decisions(&self, before: DateTime<Utc>, batch: u64) -> Result<u64, RepoError> {
+        self.note("repo.purge_decisions");
+        self.inner.purge_decisions(before, batch).await
     }
     async fn instance_owner(&self, instance: Uuid) -> Result<Option<String>, RepoError> {
         self.note("repo.instance_owner");
@@ -268,6 +281,7 @@ impl Fixture {
                 }),
                 quota: Arc::new(MemoryQuotaStore::new()),
                 policy: Arc::new(AllowAll),
+                policy_admin: Arc::new(NoPolicyAdmin),
             },
             ServiceSettings {
                 default_limits: QuotaLimits::UNLIMITED,

@@ -152,65 +152,25 @@ impl QuotaBook {
         if t.leases.contains_key(&r.operation) {
             return Ok(ReserveOutcome::AlreadyReserved);
         }
-        let tally = t.tally();
-
-        // Only what the operation asks for is checked (see reserve.lua).
-        let checks = [
-            (
-                QuotaResource::States,
-                tally.states,
-                tally.reserved_states,
-                want.states,
-            ),
-            (
-                QuotaResource::StateBytes,
-                tally.bytes,
-                tally.reserved_bytes,
-                want.bytes,
-            ),
-            (
-                QuotaResource::ConcurrentOperations,
-                0,
-                tally.reserved_operations,
-                want.operations,
-            ),
-        ];
-        for (resource, in_use, reserved, requested) in checks {
-            let limit = limits.get(resource);
-            if requested > 0 && limit >= 0 && in_use + reserved + requested > limit {
-                return Err(QuotaError::Exceeded {
-                    resource,
-                    limit,
-                    in_use,
-                    reserved,
-                    requested,
-                });
-            }
-        }
-
-        let limit = limits.saves_per_hour;
-        if want.saves > 0 && limit >= 0 {
-            if want.saves > limit {
-                return Err(QuotaError::Exceeded {
-                    resource: QuotaResource::SavesPerHour,
-                    limit,
-                    in_use: tally.window - tally.reserved_saves,
-                    reserved: tally.reserved_saves,
-                    requested: want.saves,
-                });
-            }
-            let must_leave = tally.window + want.saves - limit;
-            if must_leave > 0 {
-                let (at, _) = t.saves[(must_leave - 1) as usize];
-                let millis = at + HOUR_MS - now_ms;
-                return Err(QuotaError::RateLimited {
-                    retry_after_secs: ceil_secs(millis),
-                });
-            }
-        }
-
+        judge(t, want, limits, now_ms)?;
         t.add_lease(r.operation, want, now_ms + lease_ms, now_ms);
         Ok(ReserveOutcome::Reserved)
+    }
+
+    /// Whether `reserve` would accept `r` now, changing nothing: lapsed leases and old saves
+    /// are left in place but not counted, as `reserve` would drop them first.
+    pub fn check(
+        &self,
+        r: &QuotaReservation,
+        limits: &QuotaLimits,
+        now_ms: i64,
+    ) -> Result<(), QuotaError> {
+        let empty = TenantBook::default();
+        let t = self.tenants.get(&r.tenant).unwrap_or(&empty);
+        if t.leases.contains_key(&r.operation) {
+            return Ok(());
+        }
+        judge(t, Want::of(r), limits, now_ms)
     }
 
     pub fn renew(
@@ -370,6 +330,87 @@ impl QuotaBook {
     pub fn is_primed(&self) -> bool {
         self.primed
     }
+}
+
+/// The reserve decision over a tenant's book, read-only: leases lapsed at `now_ms` and saves
+/// older than the hour are not counted (whether or not they were dropped yet). Only what the
+/// operation asks for is checked (see reserve.lua).
+fn judge(t: &TenantBook, want: Want, limits: &QuotaLimits, now_ms: i64) -> Result<(), QuotaError> {
+    let live = |op: &Uuid| t.leases.get(op).is_some_and(|l| l.expires_ms > now_ms);
+    let mut tally = Tally {
+        states: t.states,
+        bytes: t.bytes,
+        ..Tally::default()
+    };
+    for (_, l) in t.leases.iter().filter(|(op, _)| live(op)) {
+        tally.reserved_states += l.states;
+        tally.reserved_bytes += l.bytes;
+        tally.reserved_operations += l.operations;
+        tally.reserved_saves += l.saves;
+    }
+    // Saves of the window, oldest first: committed ones (no lease) and those of live leases.
+    let cutoff = now_ms - HOUR_MS;
+    let window: Vec<i64> = t
+        .saves
+        .iter()
+        .filter(|(at, op)| *at > cutoff && (!t.leases.contains_key(op) || live(op)))
+        .map(|(at, _)| *at)
+        .collect();
+    tally.window = window.len() as i64;
+
+    let checks = [
+        (
+            QuotaResource::States,
+            tally.states,
+            tally.reserved_states,
+            want.states,
+        ),
+        (
+            QuotaResource::StateBytes,
+            tally.bytes,
+            tally.reserved_bytes,
+            want.bytes,
+        ),
+        (
+            QuotaResource::ConcurrentOperations,
+            0,
+            tally.reserved_operations,
+            want.operations,
+        ),
+    ];
+    for (resource, in_use, reserved, requested) in checks {
+        let limit = limits.get(resource);
+        if requested > 0 && limit >= 0 && in_use + reserved + requested > limit {
+            return Err(QuotaError::Exceeded {
+                resource,
+                limit,
+                in_use,
+                reserved,
+                requested,
+            });
+        }
+    }
+
+    let limit = limits.saves_per_hour;
+    if want.saves > 0 && limit >= 0 {
+        if want.saves > limit {
+            return Err(QuotaError::Exceeded {
+                resource: QuotaResource::SavesPerHour,
+                limit,
+                in_use: tally.window - tally.reserved_saves,
+                reserved: tally.reserved_saves,
+                requested: want.saves,
+            });
+        }
+        let must_leave = tally.window + want.saves - limit;
+        if must_leave > 0 {
+            let at = window[(must_leave - 1) as usize];
+            return Err(QuotaError::RateLimited {
+                retry_after_secs: ceil_secs(at + HOUR_MS - now_ms),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A reservation with negative amounts clamped to zero: a negative request would free units.

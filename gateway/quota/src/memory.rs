@@ -115,6 +115,11 @@ impl QuotaStore for MemoryQuotaStore {
         self.reserve_outcome(r, limits, lease).map(|_| ())
     }
 
+    async fn check(&self, r: &QuotaReservation, limits: &QuotaLimits) -> Result<(), QuotaError> {
+        let now = self.clock.now_ms();
+        self.book().check(r, limits, now)
+    }
+
     async fn renew(
         &self,
         tenant: &str,

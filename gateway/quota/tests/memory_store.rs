@@ -69,3 +69,8 @@ async fn race_200_reserves_limit_10() {
     let store: Arc<dyn QuotaStore> = Arc::new(MemoryQuotaStore::new());
     scenarios::race_exactly_limit(&[store]).await;
 }
+
+#[tokio::test]
+async fn check_answers_like_reserve_and_changes_nothing() {
+    scenarios::check_answers_like_reserve_and_changes_nothing(&MemoryQuotaStore::new()).await;
+}

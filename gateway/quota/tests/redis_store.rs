@@ -175,3 +175,50 @@ async fn bad_configuration_is_refused() {
     assert!(RedisQuotaStore::new(RedisQuotaConfig::new(common::REDIS_URL, "")).is_err());
     assert!(RedisQuotaStore::new(RedisQuotaConfig::new("not a url", "p")).is_err());
 }
+
+#[tokio::test]
+async fn check_answers_like_reserve_and_changes_nothing() {
+    let fx = RedisFixture::new().await;
+    scenarios::check_answers_like_reserve_and_changes_nothing(fx.store.as_ref()).await;
+}
+
+/// The check script runs read-only (Redis's `no-writes` flag): a lapsed lease it skips is
+/// still in Redis afterwards, where a reserve would have dropped it.
+#[tokio::test]
+async fn check_writes_nothing_even_over_lapsed_leases() {
+    let fx = RedisFixture::new().await;
+    let t = common::tenant();
+    let lim = common::limits(1, -1, -1, -1);
+    fx.store
+        .reserve(&common::save(&t, 10), &lim, Duration::from_millis(1))
+        .await
+        .unwrap();
+    let resv = format!("{}:{{{}}}:resv", fx.prefix, tenant_key_part(&t));
+    let saves = format!("{}:{{{}}}:saves", fx.prefix, tenant_key_part(&t));
+    let raw = || {
+        let mut con = redis::Client::open(common::REDIS_URL)
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let leases: Vec<String> = redis::cmd("HKEYS").arg(&resv).query(&mut con).unwrap();
+        let window: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&saves)
+            .arg(0)
+            .arg(-1)
+            .query(&mut con)
+            .unwrap();
+        (leases, window)
+    };
+    let held = raw();
+    assert_eq!((held.0.len(), held.1.len()), (1, 1), "{held:?}");
+    // The lease lapses on Redis's clock; the check answers "fits" once it has.
+    while fx.store.check(&common::save(&t, 10), &lim).await.is_err() {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(raw(), held, "check changed Redis");
+    fx.store
+        .reserve(&common::save(&t, 10), &lim, LONG_LEASE)
+        .await
+        .unwrap();
+    assert_ne!(raw().0, held.0, "reserve drops the lapsed lease");
+}

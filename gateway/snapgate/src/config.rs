@@ -118,6 +118,9 @@ pub struct QuotaConfig {
     pub fail_open: bool,
     /// How often usage is recomputed from the database while no operation runs.
     pub rebuild_interval_secs: u64,
+    /// Dry runs (`?dry_run=true`) one tenant may make per minute on one gateway; more answer
+    /// 429 `dry_run_rate_limited`. 0 turns dry runs off.
+    pub dry_runs_per_minute: u32,
 }
 
 impl Default for QuotaConfig {
@@ -132,6 +135,7 @@ impl Default for QuotaConfig {
             lease_secs: 15 * 60,
             fail_open: false,
             rebuild_interval_secs: 300,
+            dry_runs_per_minute: 60,
         }
     }
 }
@@ -168,6 +172,8 @@ pub struct PolicyConfig {
     /// Fresh instances kept ready per plugin, made off the request path (0 turns it off;
     /// at most 32). Each is used once, so nothing leaks between requests.
     pub prewarm_instances: usize,
+    /// Recorded decisions older than this are purged by the maintenance loop.
+    pub decision_retention_secs: u64,
     /// The chain, in order.
     pub plugins: Vec<snapgate_policy::PluginSpec>,
 }
@@ -179,6 +185,7 @@ impl Default for PolicyConfig {
             memory_mib: 16,
             cache_dir: None,
             prewarm_instances: 8,
+            decision_retention_secs: 30 * 24 * 3600,
             plugins: Vec::new(),
         }
     }
@@ -191,6 +198,19 @@ pub struct ApiConfig {
     pub max_wait_secs: u64,
     pub default_page_size: u64,
     pub max_page_size: u64,
+    /// The operator's listener: `/metrics`, `/readyz` with each check's detail, `/healthz`.
+    /// No token: keep it on loopback or a management network. Unset: no metrics are served
+    /// and readiness answers with its status only.
+    pub admin_listen: Option<SocketAddr>,
+    /// Requests served at once on the public listener (`/healthz` aside); more answer 503
+    /// `overloaded` with `Retry-After`.
+    pub max_requests_in_flight: usize,
+    /// A request not answered within this answers 504 `request_timeout` (its work still
+    /// finishes). `/wait` gets `max_wait_secs` on top.
+    pub request_timeout_secs: f64,
+    /// Waits (`/v1/operations/{id}/wait`) one tenant may hold open at once on one gateway;
+    /// more answer 429 `too_many_waits`.
+    pub max_waits_per_tenant: usize,
 }
 
 impl Default for ApiConfig {
@@ -200,6 +220,10 @@ impl Default for ApiConfig {
             max_wait_secs: 300,
             default_page_size: 50,
             max_page_size: 500,
+            admin_listen: None,
+            max_requests_in_flight: 1024,
+            request_timeout_secs: 30.0,
+            max_waits_per_tenant: 64,
         }
     }
 }
@@ -397,6 +421,27 @@ impl Config {
                 "must be between 1 and api.max_page_size".into(),
             );
         }
+        if self.api.max_requests_in_flight == 0 {
+            return invalid("api.max_requests_in_flight", "must be at least 1".into());
+        }
+        if !(self.api.request_timeout_secs > 0.0 && self.api.request_timeout_secs.is_finite()) {
+            return invalid("api.request_timeout_secs", "must be positive".into());
+        }
+        if self.api.max_waits_per_tenant == 0 {
+            return invalid("api.max_waits_per_tenant", "must be at least 1".into());
+        }
+        if self.api.admin_listen == Some(self.listen) {
+            return invalid(
+                "api.admin_listen",
+                "must differ from listen (it serves what the public side must not)".into(),
+            );
+        }
+        if self.policy.decision_retention_secs == 0 {
+            return invalid(
+                "policy.decision_retention_secs",
+                "must be at least 1".into(),
+            );
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format", "must be text or json".into());
         }
@@ -490,6 +535,20 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("quota.defaults"));
+        let mut c = Config::default();
+        c.api.admin_listen = Some(c.listen);
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("api.admin_listen"));
+        let mut c = Config::default();
+        c.api.max_requests_in_flight = 0;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("api.max_requests_in_flight"));
     }
 
     fn with_hosts() -> Config {

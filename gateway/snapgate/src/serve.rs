@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use snapgate_api::{AdminHooks, ApiLimits, AppState, Authenticator, NoAdminHooks};
+use snapgate_api::{ApiLimits, AppState, Authenticator};
 use snapgate_compute::{HostConfig, LibvirtBackend, LibvirtOptions};
 use snapgate_core::ports::policy::AllowAll;
-use snapgate_core::ports::{PolicyEngine, QuotaStore, Repository};
+use snapgate_core::ports::{NoPolicyAdmin, PolicyAdmin, PolicyEngine, QuotaStore, Repository};
 use snapgate_core::service::{Backends, Service, ServiceSettings};
 use snapgate_policy::{PolicyLimits, WasmPolicyEngine};
 use snapgate_quota::{MemoryQuotaStore, RedisQuotaConfig, RedisQuotaStore};
@@ -37,7 +37,9 @@ pub struct Gateway {
     pub config: Config,
     pub service: Arc<Service>,
     pub state: AppState,
-    policy: Option<Arc<WasmPolicyEngine>>,
+    /// Also reloaded on SIGHUP (the operator's signal, not an API call).
+    policy_admin: Arc<dyn PolicyAdmin>,
+    has_policy: bool,
 }
 
 /// `config_path` is re-read on a policy reload, so an operator can change the chain in place.
@@ -128,6 +130,17 @@ pub async fn build(
         quota_rebuild_interval: Duration::from_secs(config.quota.rebuild_interval_secs),
         default_page_size: config.api.default_page_size,
         max_page_size: config.api.max_page_size,
+        max_waits_per_tenant: config.api.max_waits_per_tenant,
+        dry_runs_per_minute: config.quota.dry_runs_per_minute,
+        decision_retention: Duration::from_secs(config.policy.decision_retention_secs),
+    };
+    let policy_admin: Arc<dyn PolicyAdmin> = match &policy_engine {
+        Some(engine) => Arc::new(ChainAdmin {
+            engine: engine.clone(),
+            config: config.clone(),
+            config_path,
+        }),
+        None => Arc::new(NoPolicyAdmin),
     };
     let service = Service::new(
         Backends {
@@ -135,25 +148,19 @@ pub async fn build(
             compute,
             quota,
             policy,
+            policy_admin: policy_admin.clone(),
         },
         settings,
     );
-    let admin: Arc<dyn AdminHooks> = match &policy_engine {
-        Some(engine) => Arc::new(PolicyAdmin {
-            engine: engine.clone(),
-            config: config.clone(),
-            config_path,
-        }),
-        None => Arc::new(NoAdminHooks),
-    };
     let limits = ApiLimits {
         max_body_bytes: config.api.max_body_bytes,
         max_wait_secs: config.api.max_wait_secs,
+        max_requests_in_flight: config.api.max_requests_in_flight,
+        request_timeout: Duration::from_secs_f64(config.api.request_timeout_secs),
     };
     let state = AppState {
         service: service.clone(),
         auth,
-        admin,
         metrics: Some(metrics),
         limits,
     };
@@ -161,7 +168,8 @@ pub async fn build(
         config,
         service,
         state,
-        policy: policy_engine,
+        policy_admin,
+        has_policy: policy_engine.is_some(),
     })
 }
 
@@ -176,21 +184,15 @@ fn policy_limits(config: &Config) -> PolicyLimits {
 
 /// Reload from the configuration file the gateway started with (re-read, so an operator can
 /// change the chain and send SIGHUP).
-struct PolicyAdmin {
+struct ChainAdmin {
     engine: Arc<WasmPolicyEngine>,
     config: Config,
     config_path: Option<std::path::PathBuf>,
 }
 
-impl PolicyAdmin {
-    fn chain(&self) -> serde_json::Value {
-        serde_json::to_value(self.engine.chain_info()).unwrap_or_default()
-    }
-}
-
 #[async_trait]
-impl AdminHooks for PolicyAdmin {
-    async fn reload_policy(&self) -> Result<serde_json::Value, String> {
+impl PolicyAdmin for ChainAdmin {
+    async fn reload(&self) -> Result<serde_json::Value, String> {
         let plugins = match &self.config_path {
             Some(path) => {
                 Config::load(Some(path))
@@ -210,8 +212,8 @@ impl AdminHooks for PolicyAdmin {
         Ok(self.chain())
     }
 
-    fn policy_chain(&self) -> serde_json::Value {
-        self.chain()
+    fn chain(&self) -> serde_json::Value {
+        serde_json::to_value(self.engine.chain_info()).unwrap_or_default()
     }
 }
 
@@ -227,7 +229,9 @@ impl Gateway {
         let maintenance = self.service.spawn_maintenance(Duration::from_secs_f64(
             self.config.snapshots.maintenance_interval_secs,
         ));
+        let watcher = self.service.spawn_operation_watcher();
         let hup = self.spawn_reload_on_sighup();
+        let (stop_admin, admin) = self.spawn_admin_listener().await?;
 
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "snapgate listening");
@@ -250,13 +254,50 @@ impl Gateway {
             tracing::warn!("operations still running at shutdown; the next start reconciles them");
         }
         maintenance.abort();
+        watcher.abort();
         hup.abort();
+        // The operator's listener stays up through the drain, so it can be watched.
+        let _ = stop_admin.send(true);
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         Ok(())
     }
 
+    /// Serves `/metrics` and readiness detail on `api.admin_listen`, when configured, until
+    /// the returned sender says stop.
+    async fn spawn_admin_listener(
+        &self,
+    ) -> anyhow::Result<(
+        tokio::sync::watch::Sender<bool>,
+        Option<tokio::task::JoinHandle<()>>,
+    )> {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let Some(addr) = self.config.api.admin_listen else {
+            return Ok((stop, None));
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on api.admin_listen {addr}"))?;
+        tracing::info!(%addr, "operator listener (metrics, readiness detail)");
+        let app = snapgate_api::admin_router(self.state.clone());
+        let handle = tokio::spawn(async move {
+            let until_stopped = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(until_stopped)
+                .await
+            {
+                tracing::error!(error = %e, "operator listener failed");
+            }
+        });
+        Ok((stop, Some(handle)))
+    }
+
     fn spawn_reload_on_sighup(&self) -> tokio::task::JoinHandle<()> {
-        let admin = self.state.admin.clone();
-        let has_policy = self.policy.is_some();
+        let admin = self.policy_admin.clone();
+        let has_policy = self.has_policy;
         tokio::spawn(async move {
             let Ok(mut hup) =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -268,7 +309,7 @@ impl Gateway {
                     tracing::info!("SIGHUP: no policy chain configured");
                     continue;
                 }
-                match admin.reload_policy().await {
+                match admin.reload().await {
                     Ok(_) => tracing::info!("SIGHUP: policy chain reloaded"),
                     Err(e) => {
                         tracing::error!(error = %e, "SIGHUP: reload refused; the old chain keeps serving")

@@ -1,5 +1,5 @@
-//! Admin calls: instance ownership, policy decisions, the plugin chain and its reload. All are
-//! the cloud operator's, except the decisions of its own tenant, which a tenant's admin reads.
+//! Admin calls: instance ownership, policy decisions, the plugin chain and its reload. The
+//! service authorizes each of them; nothing here checks a role.
 
 use axum::extract::State as AppStateExt;
 use axum::http::StatusCode;
@@ -14,11 +14,6 @@ use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::extract::{Body, PathParams, QueryParams};
 use crate::AppState;
-
-/// The policy chain is the cloud's: operator scope and the admin role (see `Caller`).
-fn require_admin(caller: &snapgate_core::auth::Caller) -> Result<(), ApiError> {
-    Ok(snapgate_core::service::require_cloud_admin(caller)?)
-}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -67,22 +62,15 @@ pub async fn decisions(
     Authenticated(caller): Authenticated,
     QueryParams(q): QueryParams<DecisionQuery>,
 ) -> Result<Json<DecisionList>, ApiError> {
-    // The operator reads every tenant's decisions, a tenant's admin its own tenant's.
-    let tenant = snapgate_core::service::decisions_tenant(&caller, q.tenant)?;
     let filter = DecisionFilter {
-        tenant,
+        tenant: q.tenant,
         plugin: q.plugin,
         outcome: q.outcome,
         since: q.since,
         until: q.until,
-        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        limit: q.limit.unwrap_or(100),
     };
-    let values = app
-        .service
-        .repo()
-        .list_decisions(&filter)
-        .await
-        .map_err(snapgate_core::ServiceError::from)?;
+    let values = app.service.list_decisions(&caller, filter).await?;
     Ok(Json(DecisionList { values }))
 }
 
@@ -92,25 +80,17 @@ pub async fn plugins(
     AppStateExt(app): AppStateExt<AppState>,
     Authenticated(caller): Authenticated,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_admin(&caller)?;
-    Ok(Json(app.admin.policy_chain()))
+    Ok(Json(app.service.policy_chain(&caller)?))
 }
 
 /// Rebuilds the plugin chain from the configuration, off the request path, and swaps it in.
 /// A plugin that fails to load is refused and the old chain keeps serving.
 #[utoipa::path(post, path = "/v1/policy/reload", tag = "admin",
-    responses((status = 200, description = "the new chain"), (status = 422, body = snapgate_core::ErrorBody)))]
+    responses((status = 200, description = "the new chain"), (status = 403, body = snapgate_core::ErrorBody),
+        (status = 422, body = snapgate_core::ErrorBody)))]
 pub async fn reload(
     AppStateExt(app): AppStateExt<AppState>,
     Authenticated(caller): Authenticated,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_admin(&caller)?;
-    match app.admin.reload_policy().await {
-        Ok(chain) => Ok(Json(chain)),
-        Err(message) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "policy_reload_failed",
-            message,
-        )),
-    }
+    Ok(Json(app.service.reload_policy(&caller).await?))
 }

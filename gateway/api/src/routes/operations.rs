@@ -35,7 +35,8 @@ pub async fn get(
 /// Returns when the operation ends or the timeout passes (then with the operation as it is).
 #[utoipa::path(get, path = "/v1/operations/{operation_uuid}/wait", tag = "operations",
     params(("operation_uuid" = Uuid, Path), WaitQuery),
-    responses((status = 200, body = Operation), (status = 404, body = snapgate_core::ErrorBody)))]
+    responses((status = 200, body = Operation), (status = 404, body = snapgate_core::ErrorBody),
+        (status = 429, description = "the tenant holds `api.max_waits_per_tenant` waits already (`too_many_waits`, `Retry-After`)", body = snapgate_core::ErrorBody)))]
 pub async fn wait(
     AppStateExt(app): AppStateExt<AppState>,
     Authenticated(caller): Authenticated,

@@ -164,7 +164,9 @@ pub async fn save(
 #[utoipa::path(delete, path = "/v1/instances/{instance_uuid}/states/{state_uuid}", tag = "states",
     params(("instance_uuid" = Uuid, Path), ("state_uuid" = Uuid, Path), DryRunQuery),
     responses((status = 202, body = OperationResponse, headers(("Location" = String))),
-        (status = 404, body = snapgate_core::ErrorBody), (status = 409, body = snapgate_core::ErrorBody)))]
+        (status = 200, description = "dry run verdict", body = snapgate_core::service::DryRunVerdict),
+        (status = 404, body = snapgate_core::ErrorBody), (status = 409, body = snapgate_core::ErrorBody),
+        (status = 429, description = "dry runs over `quota.dry_runs_per_minute` (`dry_run_rate_limited`, `Retry-After`)", body = snapgate_core::ErrorBody)))]
 pub async fn delete(
     AppStateExt(app): AppStateExt<AppState>,
     Authenticated(caller): Authenticated,
@@ -181,8 +183,10 @@ pub async fn delete(
 #[utoipa::path(post, path = "/v1/instances/{instance_uuid}/states/apply", tag = "states",
     params(("instance_uuid" = Uuid, Path), DryRunQuery), request_body = ApplyBody,
     responses((status = 202, body = OperationResponse, headers(("Location" = String))),
+        (status = 200, description = "dry run verdict", body = snapgate_core::service::DryRunVerdict),
         (status = 403, body = snapgate_core::ErrorBody),
-        (status = 404, body = snapgate_core::ErrorBody), (status = 409, body = snapgate_core::ErrorBody)))]
+        (status = 404, body = snapgate_core::ErrorBody), (status = 409, body = snapgate_core::ErrorBody),
+        (status = 429, description = "dry runs over `quota.dry_runs_per_minute` (`dry_run_rate_limited`, `Retry-After`)", body = snapgate_core::ErrorBody)))]
 pub async fn apply(
     AppStateExt(app): AppStateExt<AppState>,
     Authenticated(caller): Authenticated,

@@ -9,7 +9,10 @@ pub mod repository;
 
 pub use compute::{ComputeBackend, ComputeError, SaveRequest, SavedSnapshot, SnapshotProbe};
 pub use policy::{Decision, PolicyEngine, PolicyInput, PolicyOutcome, PolicyState, QuotaUsageView};
+pub use policy::{NoPolicyAdmin, PolicyAdmin};
 pub use quota::{
     QuotaError, QuotaLimits, QuotaReservation, QuotaResource, QuotaStore, QuotaUsage, ResourceUsage,
 };
-pub use repository::{ListPage, RecentSave, RepoError, Repository, TenantTotals};
+pub use repository::{
+    ListPage, OperationEnd, OperationEndFeed, RecentSave, RepoError, Repository, TenantTotals,
+};

@@ -127,6 +127,10 @@ pub trait QuotaStore: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<(), QuotaError>;
 
+    /// Whether `reserve` would accept `r` now, answered without reserving or changing anything
+    /// (dry runs). The same decision as `reserve`, with the same errors.
+    async fn check(&self, r: &QuotaReservation, limits: &QuotaLimits) -> Result<(), QuotaError>;
+
     /// Extends the lease of a reservation still running.
     async fn renew(&self, tenant: &str, operation: Uuid, lease: Duration)
         -> Result<(), QuotaError>;

@@ -82,6 +82,24 @@ pub struct DecisionFilter {
     pub limit: u64,
 }
 
+/// What the shared feed of operation ends delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationEnd {
+    /// This operation ended (on any gateway sharing the database).
+    Ended(Uuid),
+    /// The feed was interrupted and is back: announcements may have been lost meanwhile, so
+    /// anything awaited may have ended.
+    Gap,
+}
+
+/// Announcements of operation ends by every gateway sharing the database (PostgreSQL
+/// `LISTEN`). One feed serves every waiter of a gateway.
+#[async_trait]
+pub trait OperationEndFeed: Send + 'static {
+    /// The next announcement. An error means the feed is broken; the caller opens a new one.
+    async fn next(&mut self) -> Result<OperationEnd, RepoError>;
+}
+
 #[async_trait]
 pub trait Repository: Send + Sync + 'static {
     /// Health check.
@@ -138,6 +156,16 @@ pub trait Repository: Send + Sync + 'static {
     /// Deletes finished operations that ended before `before`; returns how many.
     async fn purge_operations(&self, before: DateTime<Utc>) -> Result<u64, RepoError>;
 
+    /// Which of `ids` have finished (one query for all of them: the shared check behind
+    /// every waiter of a gateway, never a query per waiter).
+    async fn finished_operations(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, RepoError>;
+
+    /// A feed of the operation ends every gateway announces, when the database has one
+    /// (PostgreSQL `LISTEN/NOTIFY`; `finish_operation` announces in its transaction).
+    /// `None` where it has none (SQLite: one process, or a few on one host, poll
+    /// [`Repository::finished_operations`] once for all their waiters).
+    async fn operation_end_feed(&self) -> Result<Option<Box<dyn OperationEndFeed>>, RepoError>;
+
     /// Kept states and bytes per tenant.
     async fn tenant_totals(&self) -> Result<Vec<TenantTotals>, RepoError>;
 
@@ -177,4 +205,8 @@ pub trait Repository: Send + Sync + 'static {
         &self,
         filter: &DecisionFilter,
     ) -> Result<Vec<DecisionRecord>, RepoError>;
+
+    /// Deletes at most `batch` decisions recorded before `before`, oldest first; returns how
+    /// many. Callers repeat it while it returns `batch`, so no statement holds a long lock.
+    async fn purge_decisions(&self, before: DateTime<Utc>, batch: u64) -> Result<u64, RepoError>;
 }

@@ -3,27 +3,31 @@
 //! persists, in that order, and undoes what it did when a later step fails.
 
 mod access;
+mod admin;
 mod operations;
 mod ownership;
 mod quotas;
+mod readiness;
 mod reconcile;
 mod runner;
 mod states;
+mod throttle;
 pub mod validate;
+mod waits;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast;
-use uuid::Uuid;
-
-use crate::ports::{ComputeBackend, PolicyEngine, QuotaLimits, QuotaStore, Repository};
+use crate::ports::{
+    ComputeBackend, PolicyAdmin, PolicyEngine, QuotaLimits, QuotaStore, Repository,
+};
 use crate::SaveMode;
 
 pub use access::{decisions_tenant, require_cloud_admin};
 pub use operations::WaitOutcome;
 pub use quotas::QuotaView;
+pub use readiness::{Check, Readiness};
 pub use reconcile::ReconcileReport;
 pub use states::{Accepted, DryRunVerdict, SaveInput, StateChange};
 
@@ -50,6 +54,14 @@ pub struct ServiceSettings {
     pub quota_rebuild_interval: Duration,
     pub default_page_size: u64,
     pub max_page_size: u64,
+    /// Waits (`GET /v1/operations/{id}/wait`) one tenant may hold open at once on this
+    /// gateway; more answer 429 `too_many_waits`.
+    pub max_waits_per_tenant: usize,
+    /// Dry runs one tenant may make per minute on this gateway (a burst of as many, refilled
+    /// evenly); more answer 429 `dry_run_rate_limited`. 0 turns dry runs off.
+    pub dry_runs_per_minute: u32,
+    /// Recorded policy decisions older than this are purged by the maintenance loop.
+    pub decision_retention: Duration,
 }
 
 impl Default for ServiceSettings {
@@ -70,6 +82,9 @@ impl Default for ServiceSettings {
             quota_rebuild_interval: Duration::from_secs(300),
             default_page_size: 50,
             max_page_size: 500,
+            max_waits_per_tenant: 64,
+            dry_runs_per_minute: 60,
+            decision_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -81,6 +96,8 @@ pub struct Backends {
     pub compute: Arc<dyn ComputeBackend>,
     pub quota: Arc<dyn QuotaStore>,
     pub policy: Arc<dyn PolicyEngine>,
+    /// Reload and listing of the policy chain ([`crate::ports::NoPolicyAdmin`] without one).
+    pub policy_admin: Arc<dyn PolicyAdmin>,
 }
 
 pub struct Service {
@@ -88,10 +105,12 @@ pub struct Service {
     compute: Arc<dyn ComputeBackend>,
     quota: Arc<dyn QuotaStore>,
     policy: Arc<dyn PolicyEngine>,
+    policy_admin: Arc<dyn PolicyAdmin>,
     settings: ServiceSettings,
-    /// Announces operation ids as they finish, so waiters on this gateway wake at once
-    /// (waiters on other replicas poll the database).
-    finished: broadcast::Sender<Uuid>,
+    /// Who waits for which operation, and the one channel that wakes them (see `waits.rs`).
+    waits: waits::Waits,
+    /// Per-tenant budget of dry runs.
+    dry_runs: throttle::TenantBuckets,
     /// Background work in flight, so shutdown can wait for it.
     tasks: tokio_util_lite::TaskCounter,
     /// When quota usage was last rebuilt from the database.
@@ -108,14 +127,15 @@ impl std::fmt::Debug for Service {
 
 impl Service {
     pub fn new(backends: Backends, settings: ServiceSettings) -> Arc<Self> {
-        let (finished, _) = broadcast::channel(1024);
         Arc::new(Self {
             repo: backends.repo,
             compute: backends.compute,
             quota: backends.quota,
             policy: backends.policy,
+            policy_admin: backends.policy_admin,
+            waits: waits::Waits::new(settings.max_waits_per_tenant),
+            dry_runs: throttle::TenantBuckets::per_minute(settings.dry_runs_per_minute),
             settings,
-            finished,
             tasks: tokio_util_lite::TaskCounter::default(),
             last_quota_rebuild: std::sync::Mutex::new(None),
         })
@@ -123,18 +143,6 @@ impl Service {
 
     pub fn settings(&self) -> &ServiceSettings {
         &self.settings
-    }
-
-    pub fn repo(&self) -> &Arc<dyn Repository> {
-        &self.repo
-    }
-
-    pub fn compute(&self) -> &Arc<dyn ComputeBackend> {
-        &self.compute
-    }
-
-    pub fn quota_store(&self) -> &Arc<dyn QuotaStore> {
-        &self.quota
     }
 
     /// Operations this gateway is still running.

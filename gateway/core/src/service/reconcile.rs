@@ -24,7 +24,14 @@ pub struct ReconcileReport {
     pub operations_pending: usize,
     pub quota_rebuilt: bool,
     pub operations_purged: u64,
+    pub decisions_purged: u64,
 }
+
+/// Policy decisions deleted per statement, and statements per maintenance pass: a backlog
+/// (a lowered retention, a long outage) is worked off over several passes, in short
+/// transactions, instead of one long delete.
+pub const DECISION_PURGE_BATCH: u64 = 1000;
+const DECISION_PURGE_BATCHES_PER_PASS: u32 = 20;
 
 impl Service {
     /// One full pass: stale operations, quota (when `force_quota` or the store is empty), purge.
@@ -60,7 +67,31 @@ impl Service {
             - chrono::Duration::from_std(self.settings.operation_retention)
                 .unwrap_or(chrono::Duration::days(7));
         report.operations_purged = self.repo.purge_operations(before).await?;
+        report.decisions_purged = self.purge_decisions().await?;
         Ok(report)
+    }
+
+    /// Deletes decisions older than `decision_retention`, in bounded batches.
+    async fn purge_decisions(&self) -> Result<u64, ServiceError> {
+        let before = Utc::now()
+            - chrono::Duration::from_std(self.settings.decision_retention)
+                .unwrap_or(chrono::Duration::days(30));
+        let mut purged = 0;
+        for _ in 0..DECISION_PURGE_BATCHES_PER_PASS {
+            let n = self
+                .repo
+                .purge_decisions(before, DECISION_PURGE_BATCH)
+                .await?;
+            purged += n;
+            if n < DECISION_PURGE_BATCH {
+                break;
+            }
+        }
+        if purged > 0 {
+            tracing::info!(purged, "policy decisions past their retention purged");
+            metrics::counter!("snapgate_policy_decisions_purged_total").increment(purged);
+        }
+        Ok(purged)
     }
 
     fn quota_rebuild_due(&self) -> bool {
@@ -209,7 +240,7 @@ impl Service {
         self.settle_quota(&op, &state, was_kept, kept_bytes).await;
         metrics::counter!("snapgate_operations_reconciled_total", "kind" => op.kind.as_str())
             .increment(1);
-        let _ = self.finished.send(op.uuid);
+        self.waits.announce(op.uuid);
         Ok(())
     }
 

@@ -116,7 +116,7 @@ impl Service {
         metrics::histogram!("snapgate_operation_duration_seconds", "kind" => op.kind.as_str(), "result" => result_label)
             .record(started.elapsed().as_secs_f64());
         tracing::info!(status = %op.status, elapsed_ms = started.elapsed().as_millis() as u64, "operation ended");
-        let _ = self.finished.send(op.uuid);
+        self.waits.announce(op.uuid);
     }
 
     /// The libvirt part of an operation.

@@ -245,6 +245,29 @@ impl RedisQuotaStore {
         decode_reserve(&reply)
     }
 
+    /// `QuotaStore::check`: the reserve decision, read-only on the server.
+    pub async fn check_outcome(
+        &self,
+        r: &QuotaReservation,
+        limits: &QuotaLimits,
+    ) -> Result<(), QuotaError> {
+        let k = self.keys(&r.tenant);
+        let want = Want::of(r);
+        let keys = [k.in_use(), k.reservations(), k.saves()];
+        let args = [
+            want.states.to_string(),
+            want.bytes.to_string(),
+            want.operations.to_string(),
+            want.saves.to_string(),
+            limits.states.to_string(),
+            limits.state_bytes.to_string(),
+            limits.concurrent_operations.to_string(),
+            limits.saves_per_hour.to_string(),
+        ];
+        let reply: Vec<i64> = self.run("check", &self.scripts.check, &keys, &args).await?;
+        decode_reserve(&reply).map(|_| ())
+    }
+
     pub async fn renew_outcome(
         &self,
         tenant: &str,
@@ -446,6 +469,10 @@ impl QuotaStore for RedisQuotaStore {
         lease: Duration,
     ) -> Result<(), QuotaError> {
         self.reserve_outcome(r, limits, lease).await.map(|_| ())
+    }
+
+    async fn check(&self, r: &QuotaReservation, limits: &QuotaLimits) -> Result<(), QuotaError> {
+        self.check_outcome(r, limits).await
     }
 
     async fn renew(

@@ -18,6 +18,8 @@ pub(crate) struct Scripts {
     pub free: Script,
     pub usage: Script,
     pub rebuild: Script,
+    /// Read-only: runs with Redis's `no-writes` flag.
+    pub check: Script,
 }
 
 impl Scripts {
@@ -31,10 +33,15 @@ impl Scripts {
             free: with_common(include_str!("../lua/free.lua")),
             usage: with_common(include_str!("../lua/usage.lua")),
             rebuild: with_common(include_str!("../lua/rebuild.lua")),
+            // The shebang must be the script's first line; Redis 7 then refuses any write.
+            check: Script::new(&format!(
+                "#!lua flags=no-writes\n{COMMON}\n{}",
+                include_str!("../lua/check.lua")
+            )),
         }
     }
 
-    pub fn all(&self) -> [&Script; 7] {
+    pub fn all(&self) -> [&Script; 8] {
         [
             &self.reserve,
             &self.renew,
@@ -43,6 +50,7 @@ impl Scripts {
             &self.free,
             &self.usage,
             &self.rebuild,
+            &self.check,
         ]
     }
 }

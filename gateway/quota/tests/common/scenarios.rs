@@ -453,3 +453,74 @@ pub async fn elapsed<T>(work: impl std::future::Future<Output = T>) -> (T, Durat
     let out = work.await;
     (out, start.elapsed())
 }
+
+/// `check` gives the answer `reserve` would give, and changes nothing: not the usage, not the
+/// hourly window, however often it is asked (dry runs).
+pub async fn check_answers_like_reserve_and_changes_nothing(store: &dyn QuotaStore) {
+    let t = tenant();
+    let lim = limits(3, -1, 3, 2);
+    // Nothing held: everything fits, and a hundred checks reserve nothing.
+    for _ in 0..100 {
+        store.check(&save(&t, 10), &lim).await.unwrap();
+    }
+    let u = store.usage(&t, &lim).await.unwrap();
+    assert_eq!(
+        (u.states, u.concurrent_operations, u.saves_per_hour),
+        (usage_of(0, 0, 3), usage_of(0, 0, 3), usage_of(0, 0, 2)),
+        "checks reserved something"
+    );
+
+    // One kept state and one running save: the hourly rate is reached.
+    let kept = save(&t, 10);
+    store.reserve(&kept, &lim, LONG_LEASE).await.unwrap();
+    store.commit(&t, kept.operation, None).await.unwrap();
+    store
+        .reserve(&save(&t, 10), &lim, LONG_LEASE)
+        .await
+        .unwrap();
+    let before = store.usage(&t, &lim).await.unwrap();
+    let checked = store.check(&save(&t, 10), &lim).await;
+    let reserved = store.reserve(&save(&t, 10), &lim, LONG_LEASE).await;
+    match (&checked, &reserved) {
+        (
+            Err(QuotaError::RateLimited {
+                retry_after_secs: a,
+            }),
+            Err(QuotaError::RateLimited {
+                retry_after_secs: b,
+            }),
+        ) => assert!(a.abs_diff(*b) <= 1, "{a} vs {b}"),
+        other => panic!("expected both rate limited, got {other:?}"),
+    }
+    // States are full too (1 in use + 1 reserved of 2) once the rate no longer binds.
+    let no_rate = limits(2, -1, 3, -1);
+    for r in [
+        store.check(&save(&t, 10), &no_rate).await,
+        store.reserve(&save(&t, 10), &no_rate, LONG_LEASE).await,
+    ] {
+        match r {
+            Err(QuotaError::Exceeded {
+                resource: QuotaResource::States,
+                in_use: 1,
+                reserved: 1,
+                ..
+            }) => {}
+            other => panic!("expected states exceeded, got {other:?}"),
+        }
+    }
+    // A slot-only operation still fits, by check and by reserve alike.
+    store.check(&slot_only(&t), &lim).await.unwrap();
+    assert_eq!(store.usage(&t, &lim).await.unwrap(), before);
+    store
+        .reserve(&slot_only(&t), &lim, LONG_LEASE)
+        .await
+        .unwrap();
+    // The last slot of three is taken: check refuses like reserve.
+    match store.check(&slot_only(&t), &limits(2, -1, 2, 2)).await {
+        Err(QuotaError::Exceeded {
+            resource: QuotaResource::ConcurrentOperations,
+            ..
+        }) => {}
+        other => panic!("expected concurrent_operations exceeded, got {other:?}"),
+    }
+}

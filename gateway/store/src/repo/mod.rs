@@ -16,7 +16,7 @@ use sea_orm::{
 };
 use snapgate_core::ports::repository::{DecisionFilter, DecisionRecord};
 use snapgate_core::ports::{
-    ListPage, QuotaLimits, RecentSave, RepoError, Repository, TenantTotals,
+    ListPage, OperationEndFeed, QuotaLimits, RecentSave, RepoError, Repository, TenantTotals,
 };
 use snapgate_core::{Operation, State, StateStatus};
 use tokio::sync::{Mutex, MutexGuard};
@@ -215,6 +215,20 @@ impl Repository for SeaRepository {
         reads::purge_operations(&self.db, before).await
     }
 
+    async fn finished_operations(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, RepoError> {
+        reads::finished_operations(&self.db, ids).await
+    }
+
+    async fn operation_end_feed(&self) -> Result<Option<Box<dyn OperationEndFeed>>, RepoError> {
+        match self.backend {
+            Backend::Postgres => {
+                let feed = crate::notify::PgOperationEndFeed::listen(&self.db).await?;
+                Ok(Some(Box::new(feed)))
+            }
+            Backend::Sqlite => Ok(None),
+        }
+    }
+
     async fn tenant_totals(&self) -> Result<Vec<TenantTotals>, RepoError> {
         reads::tenant_totals(&self.db).await
     }
@@ -264,5 +278,10 @@ impl Repository for SeaRepository {
         filter: &DecisionFilter,
     ) -> Result<Vec<DecisionRecord>, RepoError> {
         decisions::list(&self.db, filter).await
+    }
+
+    async fn purge_decisions(&self, before: DateTime<Utc>, batch: u64) -> Result<u64, RepoError> {
+        let _gate = self.write_gate().await;
+        decisions::purge(&self.db, before, batch).await
     }
 }

@@ -182,6 +182,28 @@ pub(super) async fn purge_operations(
     Ok(deleted.rows_affected)
 }
 
+/// Which of `ids` are finished, in one query.
+pub(super) async fn finished_operations(
+    db: &DatabaseConnection,
+    ids: &[Uuid],
+) -> Result<Vec<Uuid>, RepoError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    operations::Entity::find()
+        .select_only()
+        .column(O::Uuid)
+        .filter(O::Uuid.is_in(ids.iter().copied()))
+        .filter(O::Status.is_in([
+            OperationStatus::Succeeded.as_str(),
+            OperationStatus::Failed.as_str(),
+        ]))
+        .into_tuple::<Uuid>()
+        .all(db)
+        .await
+        .map_err(db_error)
+}
+
 pub(super) async fn tenant_totals(db: &DatabaseConnection) -> Result<Vec<TenantTotals>, RepoError> {
     let rows: Vec<(String, i64, i64)> = instance_states::Entity::find()
         .select_only()
