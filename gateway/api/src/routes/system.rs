@@ -9,13 +9,16 @@ use serde_json::json;
 use crate::AppState;
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200)))]
+#[utoipa::path(get, path = "/healthz", tag = "system", operation_id = "healthz",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Object)))]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// Ready when the database and every configured compute host answer.
-#[utoipa::path(get, path = "/readyz", tag = "system", responses((status = 200), (status = 503)))]
+#[utoipa::path(get, path = "/readyz", tag = "system", operation_id = "readyz",
+    responses((status = 200, description = "ready, with each check", body = Object),
+        (status = 503, description = "not ready, with each check", body = Object)))]
 pub async fn readyz(AppStateExt(app): AppStateExt<AppState>) -> Response {
     let mut checks = serde_json::Map::new();
     let mut ready = true;
@@ -60,6 +63,9 @@ fn check_json(r: Result<(), String>) -> serde_json::Value {
 }
 
 /// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "system", operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 404, description = "metrics are disabled", body = String, content_type = "text/plain")))]
 pub async fn metrics(AppStateExt(app): AppStateExt<AppState>) -> Response {
     match &app.metrics {
         Some(handle) => (
@@ -71,6 +77,9 @@ pub async fn metrics(AppStateExt(app): AppStateExt<AppState>) -> Response {
     }
 }
 
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "system", operation_id = "openapi",
+    responses((status = 200, description = "the OpenAPI 3.1 document", body = Object)))]
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(crate::openapi::document())
 }

@@ -26,6 +26,8 @@ impl Service {
         tenant: &str,
     ) -> Result<QuotaView, ServiceError> {
         require(caller, Role::Reader)?;
+        // The same rule as for setting a quota: an id no tenant can have is a bad request.
+        validate_tenant_id(tenant)?;
         if !caller.can_see(tenant) {
             return Err(ServiceError::not_found("tenant", tenant));
         }
@@ -83,7 +85,9 @@ impl Service {
 }
 
 fn validate_tenant_id(tenant: &str) -> Result<(), ServiceError> {
-    if tenant.is_empty() || tenant.len() > 255 || tenant.chars().any(char::is_control) {
+    // Characters, not bytes: PostgreSQL's varchar(255) counts characters.
+    if tenant.is_empty() || tenant.chars().count() > 255 || tenant.chars().any(char::is_control)
+    {
         return Err(ServiceError::bad_request(
             "invalid_tenant",
             "tenant id must be 1–255 printable characters",
