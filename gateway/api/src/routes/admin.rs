@@ -55,9 +55,13 @@ pub async fn set_owner(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionQuery {
+    /// Filters are text without control characters (PostgreSQL refuses a NUL in text).
+    #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub tenant: Option<String>,
+    #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub plugin: Option<String>,
     /// `allow`, `deny` or `error`.
+    #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub outcome: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
@@ -80,6 +84,14 @@ pub async fn decisions(
     QueryParams(q): QueryParams<DecisionQuery>,
 ) -> Result<Json<DecisionList>, ApiError> {
     require_admin(&caller)?;
+    for (name, value) in [("tenant", &q.tenant), ("plugin", &q.plugin), ("outcome", &q.outcome)] {
+        if value.as_deref().is_some_and(|v| v.chars().any(char::is_control)) {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("{name} must not contain control characters"),
+            ));
+        }
+    }
     let limit = match q.limit {
         None => 100,
         Some(n) if n >= 0 => n.clamp(1, 1000) as u64,
