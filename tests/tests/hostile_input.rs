@@ -21,7 +21,10 @@ fn tail(text: &str, lines: usize) -> String {
 /// The number right after `label` in the report (`Selected: 18/18` gives 18).
 fn number_after(report: &str, label: &str) -> Option<u32> {
     let rest = &report[report.find(label)? + label.len()..];
-    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,8 +62,8 @@ async fn generated_requests_find_no_fault() {
         .output()
         .await
         .expect("run schemathesis");
-    let report = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
 
     // The gateway survived: same process, still healthy.
     assert_eq!(app.pid(), Some(pid));
@@ -131,11 +134,21 @@ async fn quota_tenant_ids_follow_the_documented_rule_on_every_method() {
     let accented = "é".repeat(200);
     let limits = serde_json::json!({"states": 1, "state_bytes": -1, "concurrent_operations": 1, "saves_per_hour": -1});
     let r = app
-        .call("PUT", &format!("/v1/quotas/{accented}"), Some(&app.admin), Some(limits))
+        .call(
+            "PUT",
+            &format!("/v1/quotas/{accented}"),
+            Some(&app.admin),
+            Some(limits),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let r = app.get(&format!("/v1/quotas/{accented}"), &app.admin).await;
-    assert_eq!((r.status, r.body["custom"].as_bool()), (200, Some(true)), "{}", r.text);
+    assert_eq!(
+        (r.status, r.body["custom"].as_bool()),
+        (200, Some(true)),
+        "{}",
+        r.text
+    );
 }
 
 /// Found by the fuzz run: JSON Schema's `integer`, which the document declares for quota
@@ -164,14 +177,22 @@ async fn page_sizes_outside_the_documented_range_are_refused() {
         (format!("{states}?limit=9223372036854775808"), false),
         (format!("{states}?limit=9223372036854775807"), true),
         ("/v1/policy/decisions?limit=-1".to_owned(), false),
-        ("/v1/policy/decisions?limit=16413226326029389824".to_owned(), false),
+        (
+            "/v1/policy/decisions?limit=16413226326029389824".to_owned(),
+            false,
+        ),
         ("/v1/policy/decisions?limit=0".to_owned(), true),
     ] {
         let r = app.get(&path, &app.admin).await;
         if ok {
             assert_eq!(r.status, 200, "{path}: {}", r.text);
         } else {
-            assert_eq!((r.status, r.code()), (400, "invalid_parameter"), "{path}: {}", r.text);
+            assert_eq!(
+                (r.status, r.code()),
+                (400, "invalid_parameter"),
+                "{path}: {}",
+                r.text
+            );
         }
     }
 }

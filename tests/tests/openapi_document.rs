@@ -132,12 +132,8 @@ async fn operation_ids_are_unique_and_security_is_declared_per_operation() {
 async fn every_route_is_documented_and_every_documented_route_is_served() {
     let app = TestApp::builder().start().await;
     let doc = document(&app).await;
-    let documented_paths: BTreeSet<String> = doc["paths"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect();
+    let documented_paths: BTreeSet<String> =
+        doc["paths"].as_object().unwrap().keys().cloned().collect();
     let routed_paths: BTreeSet<String> = snapgate_api::route_paths()
         .into_iter()
         .map(str::to_owned)
@@ -224,12 +220,21 @@ async fn every_status_of_the_shared_layers_is_documented() {
             let r = app
                 .call(&m, &concrete(&template, true), Some(&app.admin), None)
                 .await;
-            assert_eq!((r.status, r.code()), (400, "invalid_path"), "{m} {template}");
+            assert_eq!(
+                (r.status, r.code()),
+                (400, "invalid_path"),
+                "{m} {template}"
+            );
             assert!(documented(&op, 400), "{m} {template}: 400 undocumented");
         }
         if params.iter().any(|p| p["in"] == "query") {
             let r = app
-                .call(&m, &format!("{path}?no_such_parameter=1"), Some(&app.admin), None)
+                .call(
+                    &m,
+                    &format!("{path}?no_such_parameter=1"),
+                    Some(&app.admin),
+                    None,
+                )
                 .await;
             assert_eq!(
                 (r.status, r.code()),

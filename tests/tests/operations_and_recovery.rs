@@ -239,7 +239,10 @@ async fn kill_during_saves(n: usize) -> bool {
     if interrupted.is_empty() {
         return false;
     }
-    eprintln!("{} of {n} saves were running at the kill", interrupted.len());
+    eprintln!(
+        "{} of {n} saves were running at the kill",
+        interrupted.len()
+    );
 
     app.restart().await;
     for op in &ops {

@@ -359,7 +359,11 @@ fn held_reservations(app: &TestApp) -> Vec<String> {
         .arg(format!("{prefix}:{{{}}}:resv", demo::TENANT))
         .output()
         .expect("redis-cli");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.is_empty())
@@ -382,12 +386,17 @@ async fn kill_holding_reservations(n: usize) -> bool {
     app.restart().await;
     for op in &ops {
         let ended = app.wait(op, &app.member).await;
-        assert!(ended["status"] == "succeeded" || ended["status"] == "failed", "{ended}");
+        assert!(
+            ended["status"] == "succeeded" || ended["status"] == "failed",
+            "{ended}"
+        );
     }
     assert_usage_is_truth(&app).await;
     assert!(held_reservations(&app).is_empty());
     // The units came back: room for exactly one more state than the ones kept.
-    let q = app.get(&format!("/v1/quotas/{}", demo::TENANT), &app.member).await;
+    let q = app
+        .get(&format!("/v1/quotas/{}", demo::TENANT), &app.member)
+        .await;
     let kept = q.body["usage"]["states"]["in_use"].as_i64().unwrap();
     set_limits(
         &app,
@@ -398,7 +407,11 @@ async fn kill_holding_reservations(n: usize) -> bool {
     assert_eq!(one_more.status, 202, "{}", one_more.text);
     let two_more = app.save(&many_uuid(1), "does not fit", &app.member).await;
     assert_eq!(
-        (two_more.status, two_more.code(), two_more.body["error"]["resource"].as_str()),
+        (
+            two_more.status,
+            two_more.code(),
+            two_more.body["error"]["resource"].as_str()
+        ),
         (403, "quota_exceeded", Some("states")),
         "{}",
         two_more.text

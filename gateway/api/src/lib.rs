@@ -106,7 +106,10 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ),
         ("/v1/instances/{instance_uuid}/owner", put(admin::set_owner)),
         ("/v1/operations/{operation_uuid}", get(operations::get)),
-        ("/v1/operations/{operation_uuid}/wait", get(operations::wait)),
+        (
+            "/v1/operations/{operation_uuid}/wait",
+            get(operations::wait),
+        ),
         (
             "/v1/quotas/{tenant_id}",
             get(quotas::get).put(quotas::put).delete(quotas::delete),

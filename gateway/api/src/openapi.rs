@@ -100,9 +100,10 @@ impl utoipa::Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         for (name, status, description) in SHARED {
-            components
-                .responses
-                .insert(name.to_owned(), RefOr::T(error_response(status, description)));
+            components.responses.insert(
+                name.to_owned(),
+                RefOr::T(error_response(status, description)),
+            );
         }
         for item in openapi.paths.paths.values_mut() {
             for op in operations_mut(item) {

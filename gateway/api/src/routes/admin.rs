@@ -31,7 +31,11 @@ fn require_admin(caller: &snapgate_core::auth::Caller) -> Result<(), ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct OwnerBody {
     /// The tenant that owns the instance; `null` returns to the domain's metadata.
-    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+    )]
     pub tenant_id: Option<String>,
 }
 
@@ -84,8 +88,15 @@ pub async fn decisions(
     QueryParams(q): QueryParams<DecisionQuery>,
 ) -> Result<Json<DecisionList>, ApiError> {
     require_admin(&caller)?;
-    for (name, value) in [("tenant", &q.tenant), ("plugin", &q.plugin), ("outcome", &q.outcome)] {
-        if value.as_deref().is_some_and(|v| v.chars().any(char::is_control)) {
+    for (name, value) in [
+        ("tenant", &q.tenant),
+        ("plugin", &q.plugin),
+        ("outcome", &q.outcome),
+    ] {
+        if value
+            .as_deref()
+            .is_some_and(|v| v.chars().any(char::is_control))
+        {
             return Err(ApiError::bad_request(
                 "invalid_parameter",
                 format!("{name} must not contain control characters"),

@@ -20,11 +20,17 @@ use crate::AppState;
 pub struct SaveBody {
     /// 1–255 printable characters (no control characters), not only spaces; unique per
     /// instance.
-    #[schema(min_length = 1, max_length = 255,
-        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: String,
     /// At most 1024 characters; no control characters but newline and tab.
-    #[schema(max_length = 1024, pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$")]
+    #[schema(
+        max_length = 1024,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub description: Option<String>,
     /// `internal`, `external` or `auto`; the gateway's configured mode when absent.
     pub mode: Option<SaveMode>,

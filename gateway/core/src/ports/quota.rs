@@ -231,11 +231,23 @@ mod tests {
         let parse = |json: &str| serde_json::from_str::<QuotaLimits>(json);
         let l = parse(r#"{"states": 3.0, "state_bytes": -1, "concurrent_operations": 2, "saves_per_hour": 0.0}"#)
             .expect("integral numbers are integers");
-        assert_eq!((l.states, l.state_bytes, l.concurrent_operations, l.saves_per_hour), (3, -1, 2, 0));
+        assert_eq!(
+            (
+                l.states,
+                l.state_bytes,
+                l.concurrent_operations,
+                l.saves_per_hour
+            ),
+            (3, -1, 2, 0)
+        );
         // Found by the fuzz run: a long integral number read back a half off.
         let l = parse(r#"{"states": 1, "state_bytes": -1, "concurrent_operations": 2, "saves_per_hour": 3629712833381478.0}"#)
             .expect("a long integral number");
-        assert!((l.saves_per_hour - 3_629_712_833_381_478).abs() <= 1, "{}", l.saves_per_hour);
+        assert!(
+            (l.saves_per_hour - 3_629_712_833_381_478).abs() <= 1,
+            "{}",
+            l.saves_per_hour
+        );
         for bad in [
             r#"{"states": 3.5, "state_bytes": -1, "concurrent_operations": 2, "saves_per_hour": 0}"#,
             r#"{"states": 0.5, "state_bytes": -1, "concurrent_operations": 2, "saves_per_hour": 0}"#,

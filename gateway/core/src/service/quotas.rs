@@ -86,8 +86,7 @@ impl Service {
 
 fn validate_tenant_id(tenant: &str) -> Result<(), ServiceError> {
     // Characters, not bytes: PostgreSQL's varchar(255) counts characters.
-    if tenant.is_empty() || tenant.chars().count() > 255 || tenant.chars().any(char::is_control)
-    {
+    if tenant.is_empty() || tenant.chars().count() > 255 || tenant.chars().any(char::is_control) {
         return Err(ServiceError::bad_request(
             "invalid_tenant",
             "tenant id must be 1–255 printable characters",
