@@ -15,8 +15,8 @@ BACKPORTS_PACKAGES=(
     libvirt-dev libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu
     qemu-system-x86 qemu-utils
 )
-# From the default suites.
-PLAIN_PACKAGES=(pkg-config wrk cpio)
+# From the default suites. python3-venv: the test suite's Python tools live in a venv (below).
+PLAIN_PACKAGES=(pkg-config wrk cpio python3 python3-venv)
 
 log() { echo "install-deps: $*" >&2; }
 
@@ -76,4 +76,22 @@ if command -v rustup >/dev/null 2>&1; then
 else
     log "rustup not found: install Rust (https://rustup.rs) and rerun for the wasm32-wasip2 target"
     exit 1
+fi
+
+# The test suite's Python tools (schemathesis, openapi-spec-validator), pinned in
+# tests/fuzz/requirements.txt, in a venv at .venv/ made with Debian's python3. Rebuilt only when
+# the requirements change (their hash is kept beside the venv).
+REPO_ROOT=$(cd "$(dirname "$0")/.." && pwd)
+VENV=$REPO_ROOT/.venv
+REQUIREMENTS=$REPO_ROOT/tests/fuzz/requirements.txt
+wanted=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
+if [[ ! -x $VENV/bin/st || $(cat "$VENV/requirements.sha256" 2>/dev/null) != "$wanted" ]]; then
+    log "installing the Python test tools into $VENV"
+    rm -rf "$VENV"
+    /usr/bin/python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check --require-virtualenv \
+        -r "$REQUIREMENTS"
+    echo "$wanted" > "$VENV/requirements.sha256"
+else
+    log "Python test tools present ($VENV)"
 fi

@@ -3,4 +3,5 @@
 //! [`realvm`] boots a real QEMU guest.
 
 pub mod app;
+pub mod faults;
 pub mod realvm;

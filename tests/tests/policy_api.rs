@@ -427,19 +427,26 @@ async fn hot_reload_under_load_loses_no_request() {
         )
     );
     std::fs::write(&config_path, &extended).unwrap();
+    // The reload starts once some of the load has been answered, so it lands amid the rest.
+    let answered = std::sync::atomic::AtomicUsize::new(0);
     let load = (0..60).map(|i| {
-        let app = &app;
+        let (app, answered) = (&app, &answered);
         async move {
-            app.post(
-                &format!("/v1/instances/{}/states?dry_run=true", demo::WEB),
-                &app.member,
-                json!({"name": format!("n{i}")}),
-            )
-            .await
+            let r = app
+                .post(
+                    &format!("/v1/instances/{}/states?dry_run=true", demo::WEB),
+                    &app.member,
+                    json!({"name": format!("n{i}")}),
+                )
+                .await;
+            answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            r
         }
     });
     let reload = async {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        while answered.load(std::sync::atomic::Ordering::SeqCst) < 5 {
+            tokio::task::yield_now().await;
+        }
         app.post("/v1/policy/reload", &app.admin, json!({})).await
     };
     let (results, reloaded) = tokio::join!(join_all(load), reload);

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use snapgate_core::ports::Repository;
 use snapgate_store::SeaRepository;
 use snapgate_tests::app::{demo, free_port, many_instances_node, many_uuid, Db, Shared, TestApp};
+use snapgate_tests::faults::{gateway_with_instances, saves_then_kill, SAVES_AT_ONCE};
 
 const UNLIMITED_BUT_STATES_10: &str =
     r#"{"states": 10, "state_bytes": -1, "concurrent_operations": -1, "saves_per_hour": -1}"#;
@@ -338,31 +339,87 @@ async fn redis_stopped_mid_run_then_rebuilt_exactly() {
     );
 }
 
+/// `kill -9` while saves hold reservations: Redis still holds some after the kill (so the kill
+/// landed mid-work), and after a restart every held unit comes back: usage equals the database,
+/// nothing stays reserved, and a limit of exactly what is kept plus one lets one more save in.
+/// When every save had ended before the kill, nothing was proven: more saves at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_killed_holding_a_reservation_gives_the_units_back() {
-    let mut app = TestApp::builder()
-        .postgres()
-        .redis()
-        .config("[snapshots]\nstale_after_secs = 0.5\nmaintenance_interval_secs = 0.2")
-        .start()
+    for n in SAVES_AT_ONCE {
+        if kill_holding_reservations(n).await {
+            return;
+        }
+        eprintln!("all {n} saves ended before the kill; retrying with more");
+    }
+    panic!("every save ended before the gateway was killed ({SAVES_AT_ONCE:?} at once): no reservation was held");
+}
+
+/// The operations holding a reservation of the demo tenant in Redis.
+fn held_reservations(app: &TestApp) -> Vec<String> {
+    let prefix = app.shared.redis_prefix.clone().expect("a Redis prefix");
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "--raw", "HKEYS"])
+        .arg(format!("{prefix}:{{{}}}:resv", demo::TENANT))
+        .output()
+        .expect("redis-cli");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// One attempt; false when no reservation was held at the kill.
+async fn kill_holding_reservations(n: usize) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = gateway_with_instances(dir.path(), n, true).await;
+    let ops = saves_then_kill(&mut app, n).await;
+    let held = held_reservations(&app);
+    if held.is_empty() {
+        return false;
+    }
+    eprintln!("{} of {n} saves held a reservation at the kill", held.len());
+    assert!(held.iter().all(|op| ops.contains(op)), "{held:?}");
+
+    app.restart().await;
+    for op in &ops {
+        let ended = app.wait(op, &app.member).await;
+        assert!(
+            ended["status"] == "succeeded" || ended["status"] == "failed",
+            "{ended}"
+        );
+    }
+    assert_usage_is_truth(&app).await;
+    assert!(held_reservations(&app).is_empty());
+    // The units came back: room for exactly one more state than the ones kept.
+    let q = app
+        .get(&format!("/v1/quotas/{}", demo::TENANT), &app.member)
         .await;
+    let kept = q.body["usage"]["states"]["in_use"].as_i64().unwrap();
     set_limits(
         &app,
-        r#"{"states": 1, "state_bytes": -1, "concurrent_operations": 1, "saves_per_hour": -1}"#,
+        &format!(r#"{{"states": {}, "state_bytes": -1, "concurrent_operations": -1, "saves_per_hour": -1}}"#, kept + 1),
     )
     .await;
-    let r = app.save(demo::WEB, "held", &app.member).await;
-    assert_eq!(r.status, 202);
-    let op = r.body["operation"].as_str().unwrap().to_owned();
-    app.kill9().await;
-    app.restart().await;
-    let ended = app.wait(&op, &app.member).await;
-    assert!(ended["status"] == "succeeded" || ended["status"] == "failed");
-    assert_usage_is_truth(&app).await;
-    if ended["status"] == "failed" {
-        // The unit came back: a new save fits the limit of one.
-        assert_eq!(app.save(demo::DB, "fits", &app.member).await.status, 202);
-    }
+    let one_more = app.save(&many_uuid(0), "fits", &app.member).await;
+    assert_eq!(one_more.status, 202, "{}", one_more.text);
+    let two_more = app.save(&many_uuid(1), "does not fit", &app.member).await;
+    assert_eq!(
+        (
+            two_more.status,
+            two_more.code(),
+            two_more.body["error"]["resource"].as_str()
+        ),
+        (403, "quota_exceeded", Some("states")),
+        "{}",
+        two_more.text
+    );
+    true
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

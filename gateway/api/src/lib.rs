@@ -13,7 +13,7 @@ mod warnings;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{get, post, put};
+use axum::routing::{get, post, put, MethodRouter};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use snapgate_core::service::Service;
@@ -56,36 +56,12 @@ pub struct AppState {
 /// The public HTTP surface: the API, `/healthz`, `/readyz` (status only) and the OpenAPI
 /// document. Metrics and readiness detail are on [`admin_router`].
 pub fn router(state: AppState) -> Router {
-    use routes::{admin, operations, quotas, states, system};
-    let v1 = Router::new()
-        .route(
-            "/instances/{instance_uuid}/states",
-            get(states::list).post(states::save),
-        )
-        .route(
-            "/instances/{instance_uuid}/states/apply",
-            post(states::apply),
-        )
-        .route(
-            "/instances/{instance_uuid}/states/{state_uuid}",
-            get(states::get).delete(states::delete),
-        )
-        .route("/instances/{instance_uuid}/owner", put(admin::set_owner))
-        .route("/operations/{operation_uuid}", get(operations::get))
-        .route("/operations/{operation_uuid}/wait", get(operations::wait))
-        .route(
-            "/quotas/{tenant_id}",
-            get(quotas::get).put(quotas::put).delete(quotas::delete),
-        )
-        .route("/policy/decisions", get(admin::decisions))
-        .route("/policy/plugins", get(admin::plugins))
-        .route("/policy/reload", post(admin::reload));
     let limits = state.limits;
-    let router = Router::new()
-        .nest("/v1", v1)
-        .route("/healthz", get(system::healthz))
-        .route("/readyz", get(system::readyz))
-        .route("/openapi.json", get(system::openapi))
+    let router = routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, handlers)| {
+            router.route(path, handlers)
+        })
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state);
@@ -105,4 +81,44 @@ pub fn admin_router(state: AppState) -> Router {
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state);
     middleware::apply_admin(router)
+}
+
+/// The paths the router serves, for the test that holds them and the OpenAPI document equal.
+pub fn route_paths() -> Vec<&'static str> {
+    routes().into_iter().map(|(path, _)| path).collect()
+}
+
+/// Every route, in one list: the router is built from it and `route_paths` reads it.
+fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    use routes::{admin, operations, quotas, states, system};
+    vec![
+        (
+            "/v1/instances/{instance_uuid}/states",
+            get(states::list).post(states::save),
+        ),
+        (
+            "/v1/instances/{instance_uuid}/states/apply",
+            post(states::apply),
+        ),
+        (
+            "/v1/instances/{instance_uuid}/states/{state_uuid}",
+            get(states::get).delete(states::delete),
+        ),
+        ("/v1/instances/{instance_uuid}/owner", put(admin::set_owner)),
+        ("/v1/operations/{operation_uuid}", get(operations::get)),
+        (
+            "/v1/operations/{operation_uuid}/wait",
+            get(operations::wait),
+        ),
+        (
+            "/v1/quotas/{tenant_id}",
+            get(quotas::get).put(quotas::put).delete(quotas::delete),
+        ),
+        ("/v1/policy/decisions", get(admin::decisions)),
+        ("/v1/policy/plugins", get(admin::plugins)),
+        ("/v1/policy/reload", post(admin::reload)),
+        ("/healthz", get(system::healthz)),
+        ("/readyz", get(system::readyz)),
+        ("/openapi.json", get(system::openapi)),
+    ]
 }

@@ -19,10 +19,16 @@ use crate::AppState;
 #[serde(deny_unknown_fields)]
 pub struct OwnerBody {
     /// The tenant that owns the instance; `null` returns to the domain's metadata.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+    )]
     pub tenant_id: Option<String>,
 }
 
 #[utoipa::path(put, path = "/v1/instances/{instance_uuid}/owner", tag = "admin",
+    operation_id = "set_instance_owner", security(("bearer" = [])),
     params(("instance_uuid" = Uuid, Path)), request_body = OwnerBody,
     responses((status = 204), (status = 403, body = snapgate_core::ErrorBody), (status = 404, body = snapgate_core::ErrorBody)))]
 pub async fn set_owner(
@@ -38,16 +44,22 @@ pub async fn set_owner(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionQuery {
+    /// Filters are text without control characters (PostgreSQL refuses a NUL in text).
+    #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub tenant: Option<String>,
+    #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub plugin: Option<String>,
     /// `allow`, `deny` or `error`.
+    #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub outcome: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
-    /// At most 1000 (default 100).
-    pub limit: Option<u64>,
+    /// Default 100; 0 counts as 1 and anything above 1000 as 1000.
+    #[param(minimum = 0)]
+    pub limit: Option<i64>,
 }
 
 #[derive(Debug, serde::Serialize, ToSchema)]
@@ -56,25 +68,52 @@ pub struct DecisionList {
 }
 
 #[utoipa::path(get, path = "/v1/policy/decisions", tag = "admin", params(DecisionQuery),
+    operation_id = "list_policy_decisions", security(("bearer" = [])),
     responses((status = 200, body = DecisionList), (status = 403, body = snapgate_core::ErrorBody)))]
 pub async fn decisions(
     AppStateExt(app): AppStateExt<AppState>,
     Authenticated(caller): Authenticated,
     QueryParams(q): QueryParams<DecisionQuery>,
 ) -> Result<Json<DecisionList>, ApiError> {
+    for (name, value) in [
+        ("tenant", &q.tenant),
+        ("plugin", &q.plugin),
+        ("outcome", &q.outcome),
+    ] {
+        if value
+            .as_deref()
+            .is_some_and(|v| v.chars().any(char::is_control))
+        {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("{name} must not contain control characters"),
+            ));
+        }
+    }
+    let limit = match q.limit {
+        None => 100,
+        Some(n) if n >= 0 => n.clamp(1, 1000) as u64,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                "limit must be at least 0",
+            ))
+        }
+    };
     let filter = DecisionFilter {
         tenant: q.tenant,
         plugin: q.plugin,
         outcome: q.outcome,
         since: q.since,
         until: q.until,
-        limit: q.limit.unwrap_or(100),
+        limit,
     };
     let values = app.service.list_decisions(&caller, filter).await?;
     Ok(Json(DecisionList { values }))
 }
 
 #[utoipa::path(get, path = "/v1/policy/plugins", tag = "admin",
+    operation_id = "list_policy_plugins", security(("bearer" = [])),
     responses((status = 200, description = "the loaded chain, in order"), (status = 403, body = snapgate_core::ErrorBody)))]
 pub async fn plugins(
     AppStateExt(app): AppStateExt<AppState>,
@@ -86,6 +125,7 @@ pub async fn plugins(
 /// Rebuilds the plugin chain from the configuration, off the request path, and swaps it in.
 /// A plugin that fails to load is refused and the old chain keeps serving.
 #[utoipa::path(post, path = "/v1/policy/reload", tag = "admin",
+    operation_id = "reload_policy", security(("bearer" = [])),
     responses((status = 200, description = "the new chain"), (status = 403, body = snapgate_core::ErrorBody),
         (status = 422, body = snapgate_core::ErrorBody)))]
 pub async fn reload(

@@ -18,8 +18,19 @@ use crate::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SaveBody {
-    /// 1–255 printable characters, unique per instance.
+    /// 1–255 printable characters (no control characters), not only spaces; unique per
+    /// instance.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: String,
+    /// At most 1024 characters; no control characters but newline and tab.
+    #[schema(
+        max_length = 1024,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub description: Option<String>,
     /// `internal`, `external` or `auto`; the gateway's configured mode when absent.
     pub mode: Option<SaveMode>,
@@ -33,15 +44,18 @@ pub struct ApplyBody {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// Page size (default 50, at most 500).
-    pub limit: Option<u64>,
+    /// Page size (default 50); a larger one is cut to 500.
+    #[param(minimum = 1)]
+    pub limit: Option<i64>,
     /// The uuid of the last state of the previous page.
     pub marker: Option<Uuid>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DryRunQuery {
     /// Run authentication, quota and the policy chain, change nothing, return the verdict.
@@ -83,6 +97,7 @@ pub struct OperationResponse {
 }
 
 #[utoipa::path(get, path = "/v1/instances/{instance_uuid}/states", tag = "states",
+    operation_id = "list_states", security(("bearer" = [])),
     params(("instance_uuid" = Uuid, Path), ListQuery),
     responses((status = 200, body = StateList), (status = 404, body = snapgate_core::ErrorBody)))]
 pub async fn list(
@@ -93,7 +108,13 @@ pub async fn list(
 ) -> Result<Json<StateList>, ApiError> {
     let page = app
         .service
-        .list_states(&caller, instance, q.limit, q.marker)
+        // A negative limit is refused like 0 (the service's "at least 1").
+        .list_states(
+            &caller,
+            instance,
+            q.limit.map(|l| u64::try_from(l).unwrap_or(0)),
+            q.marker,
+        )
         .await?;
     let mut links = Vec::new();
     if page.more {
@@ -115,6 +136,7 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/v1/instances/{instance_uuid}/states/{state_uuid}", tag = "states",
+    operation_id = "get_state", security(("bearer" = [])),
     params(("instance_uuid" = Uuid, Path), ("state_uuid" = Uuid, Path)),
     responses((status = 200, body = State), (status = 404, body = snapgate_core::ErrorBody)))]
 pub async fn get(
@@ -126,6 +148,7 @@ pub async fn get(
 }
 
 #[utoipa::path(post, path = "/v1/instances/{instance_uuid}/states", tag = "states",
+    operation_id = "save_state", security(("bearer" = [])),
     params(("instance_uuid" = Uuid, Path), DryRunQuery), request_body = SaveBody,
     responses((status = 202, body = SavedStateResponse, headers(("Location" = String))),
         (status = 200, description = "dry run verdict", body = snapgate_core::service::DryRunVerdict),
@@ -162,10 +185,13 @@ pub async fn save(
 }
 
 #[utoipa::path(delete, path = "/v1/instances/{instance_uuid}/states/{state_uuid}", tag = "states",
+    operation_id = "delete_state", security(("bearer" = [])),
     params(("instance_uuid" = Uuid, Path), ("state_uuid" = Uuid, Path), DryRunQuery),
     responses((status = 202, body = OperationResponse, headers(("Location" = String))),
         (status = 200, description = "dry run verdict", body = snapgate_core::service::DryRunVerdict),
+        (status = 403, body = snapgate_core::ErrorBody),
         (status = 404, body = snapgate_core::ErrorBody), (status = 409, body = snapgate_core::ErrorBody),
+        (status = 422, body = snapgate_core::ErrorBody),
         (status = 429, description = "dry runs over `quota.dry_runs_per_minute` (`dry_run_rate_limited`, `Retry-After`)", body = snapgate_core::ErrorBody)))]
 pub async fn delete(
     AppStateExt(app): AppStateExt<AppState>,
@@ -181,11 +207,13 @@ pub async fn delete(
 }
 
 #[utoipa::path(post, path = "/v1/instances/{instance_uuid}/states/apply", tag = "states",
+    operation_id = "apply_state", security(("bearer" = [])),
     params(("instance_uuid" = Uuid, Path), DryRunQuery), request_body = ApplyBody,
     responses((status = 202, body = OperationResponse, headers(("Location" = String))),
         (status = 200, description = "dry run verdict", body = snapgate_core::service::DryRunVerdict),
         (status = 403, body = snapgate_core::ErrorBody),
         (status = 404, body = snapgate_core::ErrorBody), (status = 409, body = snapgate_core::ErrorBody),
+        (status = 422, body = snapgate_core::ErrorBody),
         (status = 429, description = "dry runs over `quota.dry_runs_per_minute` (`dry_run_rate_limited`, `Retry-After`)", body = snapgate_core::ErrorBody)))]
 pub async fn apply(
     AppStateExt(app): AppStateExt<AppState>,

@@ -12,14 +12,17 @@ use crate::error::ApiError;
 use crate::AppState;
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200)))]
+#[utoipa::path(get, path = "/healthz", tag = "system", operation_id = "healthz",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Object)))]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// Ready when the database and every configured compute host answer. The body is only
 /// `{"status": "ready" | "not_ready"}`; the checks' detail is on the operator's listener.
-#[utoipa::path(get, path = "/readyz", tag = "system", responses((status = 200), (status = 503)))]
+#[utoipa::path(get, path = "/readyz", tag = "system", operation_id = "readyz",
+    responses((status = 200, description = "ready: `{\"status\": \"ready\"}`", body = Object),
+        (status = 503, description = "not ready: `{\"status\": \"not_ready\"}`", body = Object)))]
 pub async fn readyz(AppStateExt(app): AppStateExt<AppState>) -> Response {
     let readiness = app.service.readiness().await;
     let (status, word) = status_of(readiness.ready);
@@ -56,6 +59,9 @@ pub async fn metrics(AppStateExt(app): AppStateExt<AppState>) -> Response {
     }
 }
 
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "system", operation_id = "openapi",
+    responses((status = 200, description = "the OpenAPI 3.1 document", body = Object)))]
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(crate::openapi::document())
 }

@@ -253,9 +253,16 @@ impl Service {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(e) = service.reconcile(false).await {
-                    tracing::warn!(error = %e, "maintenance pass failed");
-                }
+                let result = match service.reconcile(false).await {
+                    Ok(_) => "ok",
+                    Err(e) => {
+                        tracing::warn!(error = %e, "maintenance pass failed");
+                        "failed"
+                    }
+                };
+                // Lets operators (and tests) see that passes happen, not only what they fix.
+                metrics::counter!("snapgate_maintenance_passes_total", "result" => result)
+                    .increment(1);
             }
         })
     }
