@@ -93,7 +93,8 @@ async fn generated_requests_find_no_fault() {
         "not every operation was tested:\n{}",
         tail(&report, 60)
     );
-    assert!(selected >= 17, "{selected} operations selected");
+    // Every operation of the public listener (`/metrics` is on the operator's).
+    assert!(selected >= 16, "{selected} operations selected");
     app.stop().await;
 }
 

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 mod middleware;
 pub mod openapi;
+mod patterns;
 pub mod routes;
 mod warnings;
 

@@ -211,6 +211,15 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     .filter_map(Option::as_mut)
 }
 
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// The document as served: the generated one with the text rules filled in (see
+/// [`crate::patterns`]). Built once: the rules' classes scan every code point.
+pub fn document() -> serde_json::Value {
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    DOCUMENT
+        .get_or_init(|| {
+            let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+            crate::patterns::fill(&mut doc);
+            doc
+        })
+        .clone()
 }

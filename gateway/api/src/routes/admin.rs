@@ -19,11 +19,7 @@ use crate::AppState;
 #[serde(deny_unknown_fields)]
 pub struct OwnerBody {
     /// The tenant that owns the instance; `null` returns to the domain's metadata.
-    #[schema(
-        min_length = 1,
-        max_length = 255,
-        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
-    )]
+    #[schema(min_length = 1, max_length = 255, pattern = "@tenant_id")]
     pub tenant_id: Option<String>,
 }
 
@@ -47,8 +43,9 @@ pub async fn set_owner(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionQuery {
-    /// Filters are text without control characters (PostgreSQL refuses a NUL in text).
-    #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+    /// A tenant id (the tenant-id rule); the other filters are text without control
+    /// characters (PostgreSQL refuses a NUL in text).
+    #[param(min_length = 1, max_length = 255, pattern = "@tenant_id")]
     pub tenant: Option<String>,
     #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub plugin: Option<String>,

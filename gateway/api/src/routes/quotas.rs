@@ -13,7 +13,7 @@ use crate::AppState;
 #[utoipa::path(get, path = "/v1/quotas/{tenant_id}", tag = "quotas",
     operation_id = "get_quota", security(("bearer" = [])),
     params(("tenant_id" = String, Path, min_length = 1, max_length = 255,
-        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")),
+        pattern = "@tenant_id")),
     responses((status = 200, body = QuotaView), (status = 404, body = snapgate_core::ErrorBody)))]
 pub async fn get(
     AppStateExt(app): AppStateExt<AppState>,
@@ -26,7 +26,7 @@ pub async fn get(
 #[utoipa::path(put, path = "/v1/quotas/{tenant_id}", tag = "quotas",
     operation_id = "set_quota", security(("bearer" = [])),
     params(("tenant_id" = String, Path, min_length = 1, max_length = 255,
-        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")), request_body = QuotaLimits,
+        pattern = "@tenant_id")), request_body = QuotaLimits,
     responses((status = 200, body = QuotaView), (status = 403, body = snapgate_core::ErrorBody)))]
 pub async fn put(
     AppStateExt(app): AppStateExt<AppState>,
@@ -45,7 +45,7 @@ pub async fn put(
 #[utoipa::path(delete, path = "/v1/quotas/{tenant_id}", tag = "quotas",
     operation_id = "reset_quota", security(("bearer" = [])),
     params(("tenant_id" = String, Path, min_length = 1, max_length = 255,
-        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")),
+        pattern = "@tenant_id")),
     responses((status = 200, body = QuotaView), (status = 403, body = snapgate_core::ErrorBody)))]
 pub async fn delete(
     AppStateExt(app): AppStateExt<AppState>,

@@ -18,19 +18,13 @@ use crate::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SaveBody {
-    /// 1–255 printable characters (no control characters), not only spaces; unique per
-    /// instance.
-    #[schema(
-        min_length = 1,
-        max_length = 255,
-        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
-    )]
+    /// 1–255 characters, stored in NFC and unique per instance: no control, format (zero-width,
+    /// bidi), line/paragraph separator or private-use character, at least one visible
+    /// character, no whitespace at either end (docs/API.md, "Names").
+    #[schema(min_length = 1, max_length = 255, pattern = "@state_name")]
     pub name: String,
-    /// At most 1024 characters; no control characters but newline and tab.
-    #[schema(
-        max_length = 1024,
-        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
-    )]
+    /// At most 1024 characters, stored in NFC; the name's characters plus newline and tab.
+    #[schema(max_length = 1024, pattern = "@description")]
     pub description: Option<String>,
     /// `internal`, `external` or `auto`; the gateway's configured mode when absent.
     pub mode: Option<SaveMode>,

@@ -39,12 +39,7 @@ pub fn tenant_id(tenant: &str) -> Result<(), ServiceError> {
             "is {count} characters long; the maximum is {MAX_TENANT_CHARS}"
         ));
     }
-    if let Some(c) = tenant.chars().find(|c| {
-        matches!(
-            c.general_category_group(),
-            GeneralCategoryGroup::Other | GeneralCategoryGroup::Separator
-        )
-    }) {
+    if let Some(c) = tenant.chars().find(|c| !tenant_char(*c)) {
         return invalid(format!(
             "must hold letters, digits, punctuation or symbols only (found U+{:04X})",
             u32::from(c)
@@ -69,13 +64,13 @@ pub fn state_name(name: &str) -> Result<String, ServiceError> {
             "name is {count} characters long; the maximum is {MAX_NAME_CHARS}"
         )));
     }
-    if let Some(c) = name.chars().find(|c| is_hidden_control(*c)) {
+    if let Some(c) = name.chars().find(|c| !name_char(*c)) {
         return Err(invalid(format!(
             "name must not contain control, format or separator characters (found U+{:04X})",
             u32::from(c)
         )));
     }
-    if name.chars().all(|c| c.is_whitespace() || is_invisible(c)) {
+    if !name.chars().any(visible_char) {
         return Err(invalid("name must contain a visible character".into()));
     }
     if name.trim() != name {
@@ -98,10 +93,7 @@ pub fn description(text: &str) -> Result<String, ServiceError> {
             ),
         ));
     }
-    if let Some(c) = text
-        .chars()
-        .find(|c| *c != '\n' && *c != '\t' && is_hidden_control(*c))
-    {
+    if let Some(c) = text.chars().find(|c| !description_char(*c)) {
         return Err(ServiceError::bad_request(
             "invalid_description",
             format!(
@@ -111,6 +103,39 @@ pub fn description(text: &str) -> Result<String, ServiceError> {
         ));
     }
     Ok(text)
+}
+
+// The character classes behind the rules. They are public so that the OpenAPI document states
+// exactly these rules (`gateway/api/src/openapi/patterns.rs` turns each into a regex class):
+// one definition, no second copy to drift.
+
+/// A character a tenant id may hold: a letter, mark, number, punctuation or symbol — no
+/// separator (whitespace) and no other (control, format, surrogate, private use, unassigned).
+pub fn tenant_char(c: char) -> bool {
+    !matches!(
+        c.general_category_group(),
+        GeneralCategoryGroup::Other | GeneralCategoryGroup::Separator
+    )
+}
+
+/// A character a state name may hold anywhere.
+pub fn name_char(c: char) -> bool {
+    !is_hidden_control(c)
+}
+
+/// A character that shows something: a name needs at least one.
+pub fn visible_char(c: char) -> bool {
+    name_char(c) && !c.is_whitespace() && !is_invisible(c)
+}
+
+/// A name may neither start nor end with whitespace.
+pub fn name_edge_char(c: char) -> bool {
+    name_char(c) && !c.is_whitespace()
+}
+
+/// A character a description may hold: what a name may, plus line feeds and tabs.
+pub fn description_char(c: char) -> bool {
+    c == '\n' || c == '\t' || name_char(c)
 }
 
 /// Control (`Cc`), format (`Cf`), line and paragraph separators (`Zl`, `Zp`), surrogates and
