@@ -1,5 +1,7 @@
 //! [`LibvirtBackend`]: the `ComputeBackend` port over libvirt.
 
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -12,7 +14,7 @@ use uuid::Uuid;
 use virt::connect::Connect;
 
 use crate::blocking::{self, Site};
-use crate::config::{is_local_uri, HostConfig, LibvirtOptions};
+use crate::config::{HostConfig, LibvirtOptions};
 use crate::connection::HostConnection;
 use crate::errors::Fail;
 
@@ -27,6 +29,8 @@ enum Retry {
 /// The libvirt compute backend: one kept connection per configured host.
 pub struct LibvirtBackend {
     hosts: Vec<Arc<HostConnection>>,
+    /// Each host's state directory (a path on that host), by host name.
+    state_dirs: HashMap<String, Arc<Path>>,
     opts: LibvirtOptions,
 }
 
@@ -51,11 +55,19 @@ impl LibvirtBackend {
     pub fn new(hosts: Vec<HostConfig>, opts: LibvirtOptions) -> Self {
         // libvirt prints every error to stderr by default; errors reach us as values instead.
         virt::error::clear_error_callback();
+        let state_dirs = hosts
+            .iter()
+            .map(|h| (h.name.clone(), Arc::from(h.state_dir.as_path())))
+            .collect();
         let hosts = hosts
             .into_iter()
             .map(|h| Arc::new(HostConnection::new(h.name, h.uri)))
             .collect();
-        Self { hosts, opts }
+        Self {
+            hosts,
+            state_dirs,
+            opts,
+        }
     }
 
     pub fn options(&self) -> &LibvirtOptions {
@@ -86,10 +98,18 @@ impl LibvirtBackend {
         F: Fn(&Connect, &Site<'_>) -> Result<T, Fail> + Send + 'static,
     {
         let conn = self.host(host)?;
+        let state_dir = self
+            .state_dirs
+            .get(host)
+            .cloned()
+            .ok_or_else(|| ComputeError::UnknownHost(host.to_owned()))?;
         let span = tracing::Span::current();
         let joined = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let site = Site { host: &conn.name, local: is_local_uri(&conn.uri) };
+            let site = Site {
+                host: &conn.name,
+                state_dir: &state_dir,
+            };
             let attempt = || conn.handle().and_then(|handle| call(&handle, &site));
             match attempt() {
                 Err(fail) if fail.is_connection_error() => {
@@ -164,21 +184,10 @@ impl ComputeBackend for LibvirtBackend {
 
     #[tracing::instrument(skip(self, req), fields(instance = %req.instance, snapshot = %req.snapshot_name, kind = %req.kind))]
     async fn save(&self, host: &str, req: SaveRequest) -> Result<SavedSnapshot, ComputeError> {
-        let root = req
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| self.opts.state_dir.clone());
         let started = std::time::Instant::now();
         let saved = self
             .run(host, Retry::Never, move |conn, site| {
-                blocking::save(
-                    conn,
-                    site,
-                    req.instance,
-                    &req.snapshot_name,
-                    req.kind,
-                    &root,
-                )
+                blocking::save(conn, site, req.instance, &req.snapshot_name, req.kind)
             })
             .await?;
         tracing::info!(
@@ -214,6 +223,20 @@ impl ComputeBackend for LibvirtBackend {
         let name = snapshot_name.to_owned();
         self.run(host, Retry::Never, move |conn, site| {
             blocking::delete(conn, site, instance, &name)
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip(self, snapshot_xml))]
+    async fn redefine_snapshot(
+        &self,
+        host: &str,
+        instance: Uuid,
+        snapshot_xml: &str,
+    ) -> Result<(), ComputeError> {
+        let snapshot_xml = snapshot_xml.to_owned();
+        self.run(host, Retry::Never, move |conn, site| {
+            blocking::redefine(conn, site, instance, &snapshot_xml)
         })
         .await
     }

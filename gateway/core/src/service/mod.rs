@@ -10,7 +10,6 @@ mod runner;
 mod states;
 pub mod validate;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,8 +29,6 @@ pub use states::{Accepted, DryRunVerdict, SaveInput, StateChange};
 pub struct ServiceSettings {
     /// How saves are made when the request does not say.
     pub save_mode: SaveMode,
-    /// Where external snapshot files are written (one folder per state).
-    pub state_dir: PathBuf,
     /// How long finished operations stay readable.
     pub operation_retention: Duration,
     /// Quota limits of tenants with none of their own.
@@ -54,7 +51,6 @@ impl Default for ServiceSettings {
     fn default() -> Self {
         Self {
             save_mode: SaveMode::Auto,
-            state_dir: PathBuf::from("data/states"),
             operation_retention: Duration::from_secs(7 * 24 * 3600),
             default_limits: QuotaLimits {
                 states: 50,
