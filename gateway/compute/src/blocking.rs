@@ -187,7 +187,13 @@ pub(crate) fn save(
             let flags =
                 sys::VIR_DOMAIN_SNAPSHOT_CREATE_LIVE | sys::VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC;
             match DomainSnapshot::create_xml(&dom, &snapshot_xml, flags) {
-                Ok(snap) => (snap, Some(layout)),
+                Ok(snap) => {
+                    // The pool learns of the files QEMU just wrote, to measure them.
+                    if let Err(e) = files::refresh(&pool) {
+                        tracing::warn!(host = site.host, error = ?e, "cannot refresh the state pool; sizes are estimated");
+                    }
+                    (snap, Some(layout))
+                }
                 Err(e) => {
                     // ATOMIC only helps while libvirtd lives: a daemon killed mid-save leaves
                     // the partial memory file (and maybe overlays) behind.
@@ -313,6 +319,26 @@ pub(crate) fn delete(
         files::remove_leftovers(&pool, site.host, name, &in_use)?;
     }
     Ok(())
+}
+
+/// What a save cut off by a lost connection may have left in the host's state directory
+/// (`<name>.`-prefixed files), removed unless libvirt finished the snapshot after all.
+pub(crate) fn remove_files_of_failed_save(
+    conn: &Connect,
+    site: &Site<'_>,
+    instance: Uuid,
+    name: &str,
+) -> Result<(), Fail> {
+    if !files::is_safe_file_component(name) {
+        return Ok(());
+    }
+    let dom = lookup_domain(conn, instance)?;
+    if lookup_snapshot(&dom, name)?.is_some() {
+        return Ok(());
+    }
+    let in_use = xml::disk_files(&dom.get_xml_desc(0)?).map_err(|e| parse_error(site, e))?;
+    let pool = files::state_pool(conn, site.host, site.state_dir)?;
+    files::remove_leftovers(&pool, site.host, name, &in_use)
 }
 
 /// Defines a snapshot from the XML libvirt gave when it was made (metadata only: an internal

@@ -162,9 +162,18 @@ pub(crate) fn volume(conn: &Connect, path: &Path) -> Result<Option<StorageVol>, 
 /// Sizes of a file on the host: (logical size, bytes allocated on disk). `None` when libvirt
 /// has no such volume (the test driver writes no file).
 pub(crate) fn file_size(conn: &Connect, path: &Path) -> Option<(u64, u64)> {
-    let vol = volume(conn, path).ok().flatten()?;
-    let info = vol.get_info().ok()?;
-    Some((info.capacity, info.allocation))
+    let measured = volume(conn, path).and_then(|vol| match vol {
+        Some(vol) => Ok(Some(vol.get_info()?)),
+        None => Ok(None),
+    });
+    match measured {
+        Ok(Some(info)) => Some((info.capacity, info.allocation)),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = ?e, "cannot measure a state file");
+            None
+        }
+    }
 }
 
 /// Removes the files of snapshot `name` that are still in the host's state directory and
