@@ -66,7 +66,7 @@ pub(crate) fn state_pool(
     state_dir: &Path,
 ) -> Result<StoragePool, Fail> {
     let target = path_text(host, state_dir)?;
-    let pool = match find_pool(conn, target)? {
+    let pool = match find_pool(conn, target).map_err(|e| without_storage_driver(host, e))? {
         Some(pool) => pool,
         None => define_pool(conn, host, target)?,
     };
@@ -205,6 +205,23 @@ pub(crate) fn remove_leftovers(
         }
     }
     Ok(())
+}
+
+/// A host whose libvirt has no storage driver cannot keep external states: say so plainly.
+fn without_storage_driver(host: &str, fail: Fail) -> Fail {
+    match fail {
+        Fail::Virt(e) if e.code() == ErrorNumber::NoSupport => {
+            Fail::Compute(ComputeError::Backend {
+                host: host.to_owned(),
+                message: format!(
+                    "libvirt on {host} has no storage driver; external states need it \
+                 (libvirt-daemon-driver-storage): {}",
+                    e.message()
+                ),
+            })
+        }
+        other => other,
+    }
 }
 
 fn path_text<'a>(host: &str, path: &'a Path) -> Result<&'a str, Fail> {
