@@ -10,10 +10,11 @@ set -euo pipefail
 BACKPORTS_LIST=/etc/apt/sources.list.d/backports.list
 BACKPORTS_LINE='deb http://deb.debian.org/debian bookworm-backports main'
 
-# From bookworm-backports (libvirt 11.x, QEMU 10.x).
+# From bookworm-backports (libvirt 11.x, QEMU 10.x). The storage driver gives the `dir` pools
+# through which snapgate makes, measures and removes a host's state files.
 BACKPORTS_PACKAGES=(
     libvirt-dev libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu
-    qemu-system-x86 qemu-utils
+    libvirt-daemon-driver-storage qemu-system-x86 qemu-utils
 )
 # From the default suites. python3-venv: the test suite's Python tools live in a venv (below).
 PLAIN_PACKAGES=(pkg-config wrk cpio python3 python3-venv)

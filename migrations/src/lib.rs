@@ -14,6 +14,7 @@ mod m20261126_000003_create_instance_locks;
 mod m20261126_000004_create_instance_owners;
 mod m20261126_000005_create_quota_limits;
 mod m20261126_000006_create_policy_decisions;
+mod m20261130_000001_add_state_snapshot_xml;
 
 pub use m20261126_000001_create_instance_states::InstanceStates;
 pub use m20261126_000002_create_operations::Operations;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000004_create_instance_owners::Migration),
             Box::new(m20261126_000005_create_quota_limits::Migration),
             Box::new(m20261126_000006_create_policy_decisions::Migration),
+            Box::new(m20261130_000001_add_state_snapshot_xml::Migration),
         ]
     }
 }

@@ -76,6 +76,17 @@ pub struct TestAppBuilder {
     redis: bool,
     extra: String,
     hosts: Vec<(String, String)>,
+    options: StartOptions,
+}
+
+/// How a gateway is started beyond its configuration text.
+#[derive(Debug, Clone, Default)]
+struct StartOptions {
+    /// `hosts.state_dir` per host name.
+    state_dirs: std::collections::HashMap<String, String>,
+    /// Start the gateway in its own mount namespace with an empty tmpfs over this directory,
+    /// so it cannot see anything there (`unshare --mount`).
+    hidden_dir: Option<PathBuf>,
 }
 
 impl TestAppBuilder {
@@ -101,10 +112,29 @@ impl TestAppBuilder {
         self.hosts.push((name.into(), uri.into()));
         self
     }
+    /// A host with its own state directory (`hosts.state_dir`).
+    pub fn host_with_state_dir(mut self, name: &str, uri: &str, state_dir: &Path) -> Self {
+        self.options
+            .state_dirs
+            .insert(name.into(), state_dir.display().to_string());
+        self.host(name, uri)
+    }
+    /// Runs the gateway where `dir` is covered by an empty tmpfs of its own mount namespace:
+    /// whatever is there, the gateway process cannot see or touch it.
+    pub fn hide_dir(mut self, dir: &Path) -> Self {
+        self.options.hidden_dir = Some(dir.to_path_buf());
+        self
+    }
 
     pub async fn start(self) -> TestApp {
         let shared = Shared::new(self.db, self.redis).await;
-        TestApp::start_with(std::sync::Arc::new(shared), &self.extra, &self.hosts).await
+        TestApp::start_inner(
+            std::sync::Arc::new(shared),
+            &self.extra,
+            &self.hosts,
+            self.options,
+        )
+        .await
     }
 }
 
@@ -127,6 +157,7 @@ pub struct TestApp {
     pub data_dir: PathBuf,
     config_path: PathBuf,
     child: Option<Child>,
+    hidden_dir: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -168,6 +199,7 @@ impl TestApp {
             redis: false,
             extra: String::new(),
             hosts: Vec::new(),
+            options: StartOptions::default(),
         }
     }
 
@@ -176,6 +208,15 @@ impl TestApp {
         shared: std::sync::Arc<Shared>,
         extra: &str,
         hosts: &[(String, String)],
+    ) -> TestApp {
+        TestApp::start_inner(shared, extra, hosts, StartOptions::default()).await
+    }
+
+    async fn start_inner(
+        shared: std::sync::Arc<Shared>,
+        extra: &str,
+        hosts: &[(String, String)],
+        options: StartOptions,
     ) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
@@ -229,6 +270,9 @@ impl TestApp {
         };
         for (name, uri) in hosts {
             config.push_str(&format!("[[hosts]]\nname = \"{name}\"\nuri = \"{uri}\"\n"));
+            if let Some(dir) = options.state_dirs.get(&name) {
+                config.push_str(&format!("state_dir = \"{dir}\"\n"));
+            }
         }
         // Every test gateway has an operator listener; a test's own [api] keys join it.
         let admin_listen = format!("admin_listen = \"127.0.0.1:{admin_port}\"\n");
@@ -258,6 +302,7 @@ impl TestApp {
             data_dir,
             config_path,
             child: None,
+            hidden_dir: options.hidden_dir,
             _dir: dir,
         };
         app.spawn().await;
@@ -270,7 +315,19 @@ impl TestApp {
             .append(true)
             .open(self.data_dir.join("gateway.log"))
             .unwrap();
-        let child = Command::new(snapgate_bin())
+        let mut command = match &self.hidden_dir {
+            None => Command::new(snapgate_bin()),
+            Some(hidden) => {
+                // unshare and sh exec in place: the child's pid is the gateway's.
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                    .arg("mount -t tmpfs snapgate-hidden \"$0\" && exec \"$@\"")
+                    .arg(hidden)
+                    .arg(snapgate_bin());
+                c
+            }
+        };
+        let child = command
             .arg("serve")
             .arg("--config")
             .arg(&self.config_path)

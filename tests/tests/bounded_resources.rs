@@ -59,6 +59,7 @@ async fn foreign_running_save(
         error: None,
         updated_at: then,
         cpu_xml: None,
+        snapshot_xml: None,
     };
     let op = Operation {
         uuid: Uuid::now_v7(),

@@ -196,6 +196,14 @@ mod tests {
                 "state_not_available",
             ),
             (
+                ServiceError::StateOnOtherHost {
+                    holder: "a".into(),
+                    current: "b".into(),
+                },
+                409,
+                "state_on_other_host",
+            ),
+            (
                 ServiceError::Unsupported {
                     code: "instance_not_running",
                     message: "x".into(),

@@ -1,5 +1,7 @@
 //! [`LibvirtBackend`]: the `ComputeBackend` port over libvirt.
 
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -12,7 +14,7 @@ use uuid::Uuid;
 use virt::connect::Connect;
 
 use crate::blocking::{self, Site};
-use crate::config::{is_local_uri, HostConfig, LibvirtOptions};
+use crate::config::{HostConfig, LibvirtOptions};
 use crate::connection::HostConnection;
 use crate::errors::Fail;
 
@@ -27,6 +29,8 @@ enum Retry {
 /// The libvirt compute backend: one kept connection per configured host.
 pub struct LibvirtBackend {
     hosts: Vec<Arc<HostConnection>>,
+    /// Each host's state directory (a path on that host), by host name.
+    state_dirs: HashMap<String, Arc<Path>>,
     opts: LibvirtOptions,
 }
 
@@ -51,11 +55,19 @@ impl LibvirtBackend {
     pub fn new(hosts: Vec<HostConfig>, opts: LibvirtOptions) -> Self {
         // libvirt prints every error to stderr by default; errors reach us as values instead.
         virt::error::clear_error_callback();
+        let state_dirs = hosts
+            .iter()
+            .map(|h| (h.name.clone(), Arc::from(h.state_dir.as_path())))
+            .collect();
         let hosts = hosts
             .into_iter()
             .map(|h| Arc::new(HostConnection::new(h.name, h.uri)))
             .collect();
-        Self { hosts, opts }
+        Self {
+            hosts,
+            state_dirs,
+            opts,
+        }
     }
 
     pub fn options(&self) -> &LibvirtOptions {
@@ -86,34 +98,102 @@ impl LibvirtBackend {
         F: Fn(&Connect, &Site<'_>) -> Result<T, Fail> + Send + 'static,
     {
         let conn = self.host(host)?;
-        let span = tracing::Span::current();
-        let joined = tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            let site = Site { host: &conn.name, local: is_local_uri(&conn.uri) };
-            let attempt = || conn.handle().and_then(|handle| call(&handle, &site));
-            match attempt() {
-                Err(fail) if fail.is_connection_error() => {
-                    // The kept connection is broken: drop it so the next call reconnects.
-                    conn.disconnect();
-                    if retry == Retry::Once {
-                        tracing::warn!(host = %conn.name, "libvirt connection lost, retrying once on a new one");
-                        attempt().map_err(|f| f.into_compute(&conn.name))
-                    } else {
-                        Err(fail.into_compute(&conn.name))
+        let state_dir = self.state_dir(host)?;
+        run_on(conn, state_dir, retry, call).await
+    }
+
+    fn state_dir(&self, host: &str) -> Result<Arc<Path>, ComputeError> {
+        self.state_dirs
+            .get(host)
+            .cloned()
+            .ok_or_else(|| ComputeError::UnknownHost(host.to_owned()))
+    }
+
+    /// After a save failed because the host went away, its files may be half written there.
+    /// They are removed, through libvirt, once the host answers again: a background task
+    /// retries with growing pauses (up to about an hour), unless libvirt finished the snapshot
+    /// after all (then its files are kept).
+    fn clean_up_after_lost_save(&self, host: &str, instance: Uuid, name: String) {
+        let (Ok(conn), Ok(state_dir)) = (self.host(host), self.state_dir(host)) else {
+            return;
+        };
+        tokio::spawn(
+            async move {
+                let mut pause = std::time::Duration::from_millis(500);
+                for _ in 0..16 {
+                    tokio::time::sleep(pause).await;
+                    let name = name.clone();
+                    let done = run_on(
+                        conn.clone(),
+                        state_dir.clone(),
+                        Retry::Once,
+                        move |c, site| {
+                            blocking::remove_files_of_failed_save(c, site, instance, &name)
+                        },
+                    )
+                    .await;
+                    match done {
+                        Ok(()) => return,
+                        Err(ComputeError::HostUnreachable { .. }) => {
+                            pause = (pause * 2).min(std::time::Duration::from_secs(600))
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot clean up after a failed save");
+                            return;
+                        }
                     }
                 }
-                other => other.map_err(|f| f.into_compute(&conn.name)),
+                tracing::warn!(
+                    "gave up cleaning up after a failed save; the files stay on the host"
+                );
             }
-        })
-        .await;
-        joined.unwrap_or_else(|e| {
-            tracing::error!(host, error = %e, "libvirt call panicked");
-            Err(ComputeError::Backend {
-                host: host.to_owned(),
-                message: "libvirt call panicked".into(),
-            })
-        })
+            .instrument(tracing::Span::current()),
+        );
     }
+}
+
+/// Runs `call` on a host's connection in a blocking thread, with the caller's span.
+async fn run_on<T, F>(
+    conn: Arc<HostConnection>,
+    state_dir: Arc<Path>,
+    retry: Retry,
+    call: F,
+) -> Result<T, ComputeError>
+where
+    T: Send + 'static,
+    F: Fn(&Connect, &Site<'_>) -> Result<T, Fail> + Send + 'static,
+{
+    let host = conn.name.clone();
+    let span = tracing::Span::current();
+    let joined = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        let site = Site {
+            host: &conn.name,
+            state_dir: &state_dir,
+        };
+        let attempt = || conn.handle().and_then(|handle| call(&handle, &site));
+        match attempt() {
+            Err(fail) if fail.is_connection_error() => {
+                // The kept connection is broken: drop it so the next call reconnects.
+                conn.disconnect();
+                if retry == Retry::Once {
+                    tracing::warn!(host = %conn.name, "libvirt connection lost, retrying once on a new one");
+                    attempt().map_err(|f| f.into_compute(&conn.name))
+                } else {
+                    Err(fail.into_compute(&conn.name))
+                }
+            }
+            other => other.map_err(|f| f.into_compute(&conn.name)),
+        }
+    })
+    .await;
+    joined.unwrap_or_else(|e| {
+        tracing::error!(host, error = %e, "libvirt call panicked");
+        Err(ComputeError::Backend {
+            host,
+            message: "libvirt call panicked".into(),
+        })
+    })
 }
 
 #[async_trait]
@@ -164,23 +244,18 @@ impl ComputeBackend for LibvirtBackend {
 
     #[tracing::instrument(skip(self, req), fields(instance = %req.instance, snapshot = %req.snapshot_name, kind = %req.kind))]
     async fn save(&self, host: &str, req: SaveRequest) -> Result<SavedSnapshot, ComputeError> {
-        let root = req
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| self.opts.state_dir.clone());
         let started = std::time::Instant::now();
+        let (instance, name, kind) = (req.instance, req.snapshot_name.clone(), req.kind);
         let saved = self
             .run(host, Retry::Never, move |conn, site| {
-                blocking::save(
-                    conn,
-                    site,
-                    req.instance,
-                    &req.snapshot_name,
-                    req.kind,
-                    &root,
-                )
+                blocking::save(conn, site, req.instance, &req.snapshot_name, req.kind)
             })
-            .await?;
+            .await;
+        if let (Err(ComputeError::HostUnreachable { .. }), SnapshotKind::External) = (&saved, kind)
+        {
+            self.clean_up_after_lost_save(host, instance, name);
+        }
+        let saved = saved?;
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             memory_bytes = saved.memory_bytes,
@@ -214,6 +289,20 @@ impl ComputeBackend for LibvirtBackend {
         let name = snapshot_name.to_owned();
         self.run(host, Retry::Never, move |conn, site| {
             blocking::delete(conn, site, instance, &name)
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip(self, snapshot_xml))]
+    async fn redefine_snapshot(
+        &self,
+        host: &str,
+        instance: Uuid,
+        snapshot_xml: &str,
+    ) -> Result<(), ComputeError> {
+        let snapshot_xml = snapshot_xml.to_owned();
+        self.run(host, Retry::Never, move |conn, site| {
+            blocking::redefine(conn, site, instance, &snapshot_xml)
         })
         .await
     }

@@ -4,7 +4,11 @@
 //!   `is_alive()` says it dropped or a call fails with a connection error.
 //! - Every libvirt call runs in `tokio::task::spawn_blocking`; async workers never block.
 //! - Internal snapshots (`<memory snapshot='internal'/>`, qcow2 disks only) and external ones
-//!   (`STATE_DIR/<name>/memory.save` plus one `STATE_DIR/<name>/<disk>.qcow2` overlay per disk).
+//!   (`STATE_DIR/<name>.memory` plus one `STATE_DIR/<name>.<disk>.qcow2` overlay per disk, in
+//!   the host's own state directory; every such file is made, measured and removed through
+//!   libvirt, never the gateway's filesystem: see `files.rs`).
+//! - A snapshot the instance's host lacks (the instance moved, or was redefined) is defined
+//!   again from the XML libvirt gave at save time (`VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE`).
 //! - libvirt errors map to `HostUnreachable` (connection), `InstanceNotFound`,
 //!   `SnapshotNotFound`, and `Backend` with libvirt's text for the rest.
 //! - CPU checks before a restore ask the hypervisor, for the domain's own type (`qemu` for
@@ -20,8 +24,9 @@ mod config;
 mod connection;
 mod errors;
 mod ffi;
+mod files;
 pub mod xml;
 
 pub use backend::LibvirtBackend;
 pub use checks::check_snapshot_support;
-pub use config::{HostConfig, LibvirtOptions};
+pub use config::{HostConfig, LibvirtOptions, DEFAULT_STATE_DIR};

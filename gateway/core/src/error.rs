@@ -30,6 +30,11 @@ pub enum ServiceError {
     /// The state is not `available` (409).
     #[error("state is {0}, it must be available")]
     StateNotAvailable(String),
+    /// The state's files are on another host than the instance now runs on, and cannot follow
+    /// it (host-local files of an external state) (409).
+    #[error("the files of this state are on host {holder}, but the instance now runs on {current}; \
+             they cannot follow it: apply or delete the state once the instance is back on {holder}")]
+    StateOnOtherHost { holder: String, current: String },
     /// The instance cannot get a memory snapshot now (409 when it is not running, 422 for its
     /// configuration).
     #[error("{message}")]
@@ -107,7 +112,8 @@ impl ServiceError {
             ServiceError::NotFound { .. } => 404,
             ServiceError::DuplicateName(_)
             | ServiceError::InstanceBusy(_)
-            | ServiceError::StateNotAvailable(_) => 409,
+            | ServiceError::StateNotAvailable(_)
+            | ServiceError::StateOnOtherHost { .. } => 409,
             ServiceError::Unsupported { code, .. } if *code == "instance_not_running" => 409,
             ServiceError::Unsupported { .. } | ServiceError::PolicyReloadFailed(_) => 422,
             ServiceError::QuotaExceeded { .. } | ServiceError::PolicyDenied { .. } => 403,
@@ -132,6 +138,7 @@ impl ServiceError {
             ServiceError::DuplicateName(_) => "duplicate_name",
             ServiceError::InstanceBusy(_) => "instance_busy",
             ServiceError::StateNotAvailable(_) => "state_not_available",
+            ServiceError::StateOnOtherHost { .. } => "state_on_other_host",
             ServiceError::Unsupported { code, .. } => code,
             ServiceError::QuotaExceeded { .. } => "quota_exceeded",
             ServiceError::RateLimited { .. } => "rate_limited",
@@ -160,6 +167,9 @@ impl ServiceError {
     pub fn body(&self) -> ErrorBody {
         let details = match self {
             ServiceError::InstanceBusy(op) => json!({ "operation": op }),
+            ServiceError::StateOnOtherHost { holder, current } => {
+                json!({ "host": holder, "instance_host": current })
+            }
             ServiceError::QuotaExceeded {
                 resource,
                 limit,

@@ -228,6 +228,17 @@ impl ComputeBackend for CountingCompute {
         self.note("compute.list_snapshots");
         self.inner.list_snapshots(host, instance).await
     }
+    async fn redefine_snapshot(
+        &self,
+        host: &str,
+        instance: Uuid,
+        snapshot_xml: &str,
+    ) -> Result<(), ComputeError> {
+        self.note("compute.redefine_snapshot");
+        self.inner
+            .redefine_snapshot(host, instance, snapshot_xml)
+            .await
+    }
     async fn host_cpu(&self, host: &str) -> Result<CpuInfo, ComputeError> {
         self.note("compute.host_cpu");
         self.inner.host_cpu(host).await
@@ -265,8 +276,8 @@ impl Fixture {
         let node = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/demo-node.xml");
         let uri = format!("test://{}", node.canonicalize().unwrap().display());
         let compute = LibvirtBackend::new(
-            vec![HostConfig::new("demo", uri)],
-            LibvirtOptions::new(dir.path().join("states")),
+            vec![HostConfig::new("demo", uri).with_state_dir(dir.path().join("states"))],
+            LibvirtOptions::default(),
         );
         let log: Log = Arc::default();
         let service = Service::new(
@@ -285,7 +296,6 @@ impl Fixture {
             },
             ServiceSettings {
                 default_limits: QuotaLimits::UNLIMITED,
-                state_dir: dir.path().join("states"),
                 ..ServiceSettings::default()
             },
         );

@@ -17,8 +17,9 @@ use snapgate_core::SaveMode;
 pub struct Config {
     /// Where the gateway listens. Loopback by default.
     pub listen: SocketAddr,
-    /// Files the gateway owns: the SQLite database, generated tokens, external snapshot files,
-    /// the plugin cache. Relative paths are taken from the working directory.
+    /// Files the gateway owns: the SQLite database, generated tokens, the plugin cache.
+    /// Relative paths are taken from the working directory. (State files are the hosts':
+    /// see `hosts.state_dir`.)
     pub data_dir: PathBuf,
     pub database: DatabaseConfig,
     pub redis: Option<RedisConfig>,
@@ -75,6 +76,11 @@ pub struct HostEntry {
     pub name: String,
     /// libvirt URI, e.g. `qemu:///system` or `qemu+ssh://node1/system`.
     pub uri: String,
+    /// Where the host keeps the files of external states: an absolute path *on that host*,
+    /// reached only through libvirt. Default: `snapshots.state_dir`, else
+    /// `/var/lib/libvirt/snapgate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -82,7 +88,8 @@ pub struct HostEntry {
 pub struct SnapshotConfig {
     /// `auto` (internal when every disk is qcow2, else external), `internal` or `external`.
     pub mode: SaveMode,
-    /// External snapshot files; default `<data_dir>/states`.
+    /// State directory of hosts that set none of their own (absolute, a path on the hosts);
+    /// default `/var/lib/libvirt/snapgate`.
     pub state_dir: Option<PathBuf>,
     /// How long finished operations stay readable.
     pub operation_retention_secs: u64,
@@ -392,6 +399,26 @@ impl Config {
             if !h.uri.contains(":/") {
                 return invalid("hosts", format!("{:?} is not a libvirt URI", h.uri));
             }
+            if let Some(dir) = &h.state_dir {
+                if !dir.is_absolute() {
+                    return invalid(
+                        "hosts.state_dir",
+                        format!(
+                            "{} of host {:?} must be an absolute path on that host",
+                            dir.display(),
+                            h.name
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(dir) = &self.snapshots.state_dir {
+            if !dir.is_absolute() {
+                return invalid(
+                    "snapshots.state_dir",
+                    format!("{} must be an absolute path on the hosts", dir.display()),
+                );
+            }
         }
         if !self.hosts.is_empty() && !self.auth.is_configured() {
             return invalid("auth", MISSING_AUTH.into());
@@ -484,11 +511,12 @@ impl Config {
         })
     }
 
-    pub fn state_dir(&self) -> PathBuf {
-        self.snapshots
-            .state_dir
+    /// The state directory of a host: its own, else `snapshots.state_dir`, else the default.
+    pub fn host_state_dir(&self, host: &HostEntry) -> PathBuf {
+        host.state_dir
             .clone()
-            .unwrap_or_else(|| self.data_dir.join("states"))
+            .or_else(|| self.snapshots.state_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(snapgate_compute::DEFAULT_STATE_DIR))
     }
 
     pub fn plugin_cache_dir(&self) -> PathBuf {
@@ -521,7 +549,8 @@ mod tests {
             hosts: vec![
                 HostEntry {
                     name: "a".into(),
-                    uri: "test:///default".into()
+                    uri: "test:///default".into(),
+                    state_dir: None,
                 };
                 2
             ],
@@ -556,6 +585,7 @@ mod tests {
             hosts: vec![HostEntry {
                 name: "compute-1".into(),
                 uri: "qemu+ssh://compute-1/system".into(),
+                state_dir: None,
             }],
             ..Config::default()
         }
@@ -629,6 +659,61 @@ mod tests {
             redact_url("sqlite://data/snapgate.db?mode=rwc"),
             "sqlite://data/snapgate.db?mode=rwc"
         );
+    }
+
+    #[test]
+    fn state_dirs_are_absolute_and_per_host() {
+        let host = |name: &str, state_dir: Option<&str>| HostEntry {
+            name: name.into(),
+            uri: "test:///default".into(),
+            state_dir: state_dir.map(PathBuf::from),
+        };
+        let c = Config {
+            hosts: vec![host("a", Some("data/states"))],
+            ..Config::default()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("hosts.state_dir") && err.contains("\"a\"") && err.contains("absolute"),
+            "{err}"
+        );
+        let mut c = Config::default();
+        c.snapshots.state_dir = Some("states".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("snapshots.state_dir"), "{err}");
+
+        let mut c = Config {
+            hosts: vec![host("a", Some("/srv/a")), host("b", None)],
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        assert_eq!(c.host_state_dir(&c.hosts[0]), PathBuf::from("/srv/a"));
+        assert_eq!(
+            c.host_state_dir(&c.hosts[1]),
+            PathBuf::from("/var/lib/libvirt/snapgate")
+        );
+        c.snapshots.state_dir = Some("/srv/shared".into());
+        assert_eq!(c.host_state_dir(&c.hosts[1]), PathBuf::from("/srv/shared"));
+    }
+
+    #[test]
+    fn a_relative_host_state_dir_in_a_file_names_its_key() {
+        let dir = tempfile_dir();
+        let f = dir.join("c.toml");
+        std::fs::write(
+            &f,
+            "[[hosts]]\nname = \"h\"\nuri = \"qemu:///system\"\nstate_dir = \"states\"\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(&f)).unwrap_err().to_string();
+        assert!(err.contains("hosts.state_dir"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("snapgate-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     #[test]

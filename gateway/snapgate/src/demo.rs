@@ -23,6 +23,12 @@ pub fn demo_host_uri(data_dir: &Path) -> std::io::Result<String> {
     Ok(format!("test://{}", path.display()))
 }
 
+/// The demo host's state directory: `<data_dir>/states`, made absolute (libvirt wants
+/// absolute snapshot file paths). The test driver writes no file there; nothing is created.
+pub fn demo_state_dir(data_dir: &Path) -> std::io::Result<PathBuf> {
+    std::path::absolute(data_dir.join("states"))
+}
+
 /// Token files created for the embedded default.
 #[derive(Debug)]
 pub struct DemoTokens {

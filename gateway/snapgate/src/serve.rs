@@ -60,17 +60,20 @@ pub async fn build(
         config.hosts.push(crate::config::HostEntry {
             name: "demo".into(),
             uri,
+            state_dir: Some(
+                demo::demo_state_dir(&config.data_dir)
+                    .context("cannot resolve the demo cloud's state directory")?,
+            ),
         });
     }
     let hosts = config
         .hosts
         .iter()
-        .map(|h| HostConfig::new(h.name.clone(), h.uri.clone()))
+        .map(|h| {
+            HostConfig::new(h.name.clone(), h.uri.clone()).with_state_dir(config.host_state_dir(h))
+        })
         .collect();
-    let compute = Arc::new(LibvirtBackend::new(
-        hosts,
-        LibvirtOptions::new(config.state_dir()),
-    ));
+    let compute = Arc::new(LibvirtBackend::new(hosts, LibvirtOptions::default()));
 
     let quota: Arc<dyn QuotaStore> = match &config.redis {
         Some(r) => {
@@ -121,7 +124,6 @@ pub async fn build(
 
     let settings = ServiceSettings {
         save_mode: config.snapshots.mode,
-        state_dir: config.state_dir(),
         operation_retention: Duration::from_secs(config.snapshots.operation_retention_secs),
         default_limits: config.quota.defaults,
         quota_lease: Duration::from_secs(config.quota.lease_secs),

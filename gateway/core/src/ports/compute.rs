@@ -66,8 +66,6 @@ pub struct SaveRequest {
     /// libvirt snapshot name: the state's uuid (never user text).
     pub snapshot_name: String,
     pub kind: SnapshotKind,
-    /// Where external snapshot files go (memory file, overlays). Only used for `External`.
-    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// What a finished save measured.
@@ -82,6 +80,9 @@ pub struct SavedSnapshot {
     pub cpu_xml: Option<String>,
     /// Name of libvirt's parent snapshot, if any.
     pub parent: Option<String>,
+    /// The snapshot's libvirt XML as the host gave it after the save: enough to define the
+    /// snapshot again on another host the instance moves to.
+    pub snapshot_xml: Option<String>,
 }
 
 /// What libvirt shows of a snapshot, for the reconciler.
@@ -121,6 +122,16 @@ pub trait ComputeBackend: Send + Sync + 'static {
         host: &str,
         instance: Uuid,
         snapshot_name: &str,
+    ) -> Result<(), ComputeError>;
+
+    /// Defines a snapshot again from the XML [`SavedSnapshot::snapshot_xml`] kept, on the
+    /// instance's current host (which lacks it after a move). Metadata only: the snapshot's
+    /// data must already be where the XML says (internal snapshots travel inside the disks).
+    async fn redefine_snapshot(
+        &self,
+        host: &str,
+        instance: Uuid,
+        snapshot_xml: &str,
     ) -> Result<(), ComputeError>;
 
     /// Whether libvirt has the snapshot.

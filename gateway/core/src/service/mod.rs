@@ -15,7 +15,6 @@ mod throttle;
 pub mod validate;
 mod waits;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,8 +35,6 @@ pub use states::{Accepted, DryRunVerdict, SaveInput, StateChange};
 pub struct ServiceSettings {
     /// How saves are made when the request does not say.
     pub save_mode: SaveMode,
-    /// Where external snapshot files are written (one folder per state).
-    pub state_dir: PathBuf,
     /// How long finished operations stay readable.
     pub operation_retention: Duration,
     /// Quota limits of tenants with none of their own.
@@ -68,7 +65,6 @@ impl Default for ServiceSettings {
     fn default() -> Self {
         Self {
             save_mode: SaveMode::Auto,
-            state_dir: PathBuf::from("data/states"),
             operation_retention: Duration::from_secs(7 * 24 * 3600),
             default_limits: QuotaLimits {
                 states: 50,

@@ -225,11 +225,8 @@ impl Service {
                 self.repo.finish_operation(&op, Some(&state)).await?;
             }
             OperationKind::Delete => {
-                match self
-                    .compute
-                    .delete(&state.host, op.instance_uuid, &name)
-                    .await
-                {
+                // Where the runner deleted: the instance's host when the delete began.
+                match self.compute.delete(&op.host, op.instance_uuid, &name).await {
                     Ok(()) | Err(ComputeError::SnapshotNotFound(_)) => {}
                     Err(e) => return Err(e.into()),
                 }

@@ -13,7 +13,7 @@ use crate::auth::{Caller, Role};
 use crate::ports::repository::DecisionRecord;
 use crate::ports::{
     Decision, ListPage, PolicyInput, PolicyOutcome, PolicyState, QuotaError, QuotaLimits,
-    QuotaReservation, RepoError,
+    QuotaReservation, RepoError, SnapshotProbe,
 };
 use crate::{
     CpuCompatibility, CpuInfo, Instance, Operation, OperationKind, OperationStatus, SaveMode,
@@ -222,6 +222,7 @@ impl Service {
             error: None,
             updated_at: now,
             cpu_xml: inst.cpu_xml.clone(),
+            snapshot_xml: None,
         };
         let op = new_operation(op_id, OperationKind::Save, &state, now, estimate);
         if let Err(e) = self.repo.begin_save(&state, &op).await {
@@ -286,6 +287,7 @@ impl Service {
             return Err(ServiceError::StateNotAvailable(state.status.to_string()));
         }
         let (inst, tenant) = visible.live()?;
+        self.check_files_follow(&inst, &state).await?;
 
         let op_id = Uuid::now_v7();
         // Applies and deletes hold an operation slot, but go on when the quota store is down:
@@ -334,6 +336,31 @@ impl Service {
             operation: op,
             warnings: outcome.warnings,
         })))
+    }
+
+    /// Refuses, before any work, an apply or delete of a kept external state whose files are
+    /// on another host than the instance now runs on: they are host-local and cannot follow.
+    /// The state stays listed and usable once the instance is back. Internal states follow
+    /// (their data is inside the disks) and are defined again on the new host when used.
+    async fn check_files_follow(&self, inst: &Instance, state: &State) -> Result<(), ServiceError> {
+        if state.snapshot_kind != SnapshotKind::External
+            || state.host == inst.host
+            || state.status != StateStatus::Available
+        {
+            return Ok(());
+        }
+        // The operator may have brought the snapshot along (shared storage, redefined by hand).
+        let probe = self
+            .compute
+            .probe(&inst.host, inst.uuid, &state.snapshot_name())
+            .await?;
+        if probe == SnapshotProbe::Present {
+            return Ok(());
+        }
+        Err(ServiceError::StateOnOtherHost {
+            holder: state.host.clone(),
+            current: inst.host.clone(),
+        })
     }
 
     /// The kind of snapshot a save makes. libvirt cannot mix internal and external snapshots
