@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use snapgate_api::{AdminHooks, ApiLimits, AppState, Authenticator, NoAdminHooks};
 use snapgate_compute::{HostConfig, LibvirtBackend, LibvirtOptions};
 use snapgate_core::ports::policy::AllowAll;
-use snapgate_core::ports::{PolicyEngine, QuotaStore, Repository};
+use snapgate_core::ports::{PlacementStore, PolicyEngine, QuotaStore, Repository};
 use snapgate_core::service::{Backends, Service, ServiceSettings};
 use snapgate_policy::{PolicyLimits, WasmPolicyEngine};
 use snapgate_quota::{MemoryQuotaStore, RedisQuotaConfig, RedisQuotaStore};
@@ -57,7 +57,9 @@ pub async fn build(
     config_path: Option<std::path::PathBuf>,
 ) -> anyhow::Result<Gateway> {
     let metrics = crate::telemetry::metrics_handle();
-    let repo: Arc<dyn Repository> = Arc::new(open_database(&config).await?);
+    let store = Arc::new(open_database(&config).await?);
+    let repo: Arc<dyn Repository> = store.clone();
+    let placements: Arc<dyn PlacementStore> = store;
 
     if config.hosts.is_empty() {
         let uri = demo::demo_host_uri(&config.data_dir)
@@ -75,7 +77,7 @@ pub async fn build(
         .collect();
     let compute = Arc::new(LibvirtBackend::new(
         hosts,
-        LibvirtOptions::new(config.state_dir()),
+        LibvirtOptions::new(config.state_dir()).with_resilience(config.compute.resilience()),
     ));
 
     let quota: Arc<dyn QuotaStore> = match &config.redis {
@@ -134,11 +136,13 @@ pub async fn build(
         quota_rebuild_interval: Duration::from_secs(config.quota.rebuild_interval_secs),
         default_page_size: config.api.default_page_size,
         max_page_size: config.api.max_page_size,
+        placement_refresh: Duration::from_secs_f64(config.compute.placement_refresh_secs),
     };
     let service = Service::new(
         Backends {
             repo,
             compute,
+            placements,
             quota,
             policy,
         },
@@ -234,6 +238,8 @@ impl Gateway {
             self.config.snapshots.maintenance_interval_secs,
         ));
         let hup = self.spawn_reload_on_sighup();
+        // Reads every host's inventory now, then keeps the placement index fresh.
+        let placement = self.service.spawn_placement();
 
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "snapgate listening");
@@ -257,6 +263,7 @@ impl Gateway {
         }
         maintenance.abort();
         hup.abort();
+        placement.abort();
         Ok(())
     }
 

@@ -14,7 +14,8 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when the database and every configured compute host answer.
+/// Ready when the database answers and at least one compute host is up. Every host is
+/// reported from its circuit breaker, without asking it: a dead host never makes this wait.
 #[utoipa::path(get, path = "/readyz", tag = "system", responses((status = 200), (status = 503)))]
 pub async fn readyz(AppStateExt(app): AppStateExt<AppState>) -> Response {
     let mut checks = serde_json::Map::new();
@@ -22,12 +23,21 @@ pub async fn readyz(AppStateExt(app): AppStateExt<AppState>) -> Response {
     let db = app.service.repo().ping().await;
     ready &= db.is_ok();
     checks.insert("database".into(), check_json(db.map_err(|e| e.to_string())));
-    let compute = app.service.compute().clone();
+    let health = app.service.hosts_health();
+    // One host down costs only its own instances, so it does not take the gateway out of a
+    // load balancer; with every host down the gateway can serve nothing but reads.
+    ready &= health.is_empty()
+        || health
+            .iter()
+            .any(|h| h.breaker == snapgate_core::ports::BreakerState::Closed);
     let mut hosts = serde_json::Map::new();
-    for host in compute.hosts() {
-        let r = compute.ping(&host).await;
-        ready &= r.is_ok();
-        hosts.insert(host, check_json(r.map_err(|e| e.to_string())));
+    for h in health {
+        let ok = h.breaker == snapgate_core::ports::BreakerState::Closed;
+        let mut entry = json!({ "ok": ok, "breaker": h.breaker.as_str(), "connected": h.connected });
+        if let Some(e) = h.error {
+            entry["error"] = e.into();
+        }
+        hosts.insert(h.host, entry);
     }
     checks.insert("hosts".into(), hosts.into());
     // The quota store is reported but does not gate readiness: reads, applies and deletes go on

@@ -4,6 +4,7 @@
 
 mod access;
 mod operations;
+mod placement;
 mod quotas;
 mod reconcile;
 mod runner;
@@ -17,7 +18,9 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::ports::{ComputeBackend, PolicyEngine, QuotaLimits, QuotaStore, Repository};
+use crate::ports::{
+    ComputeBackend, HostHealth, PlacementStore, PolicyEngine, QuotaLimits, QuotaStore, Repository,
+};
 use crate::SaveMode;
 
 pub use operations::WaitOutcome;
@@ -48,6 +51,9 @@ pub struct ServiceSettings {
     pub quota_rebuild_interval: Duration,
     pub default_page_size: u64,
     pub max_page_size: u64,
+    /// How often every host's inventory is read into the placement index (events keep it
+    /// fresh in between).
+    pub placement_refresh: Duration,
 }
 
 impl Default for ServiceSettings {
@@ -68,6 +74,7 @@ impl Default for ServiceSettings {
             quota_rebuild_interval: Duration::from_secs(300),
             default_page_size: 50,
             max_page_size: 500,
+            placement_refresh: Duration::from_secs(300),
         }
     }
 }
@@ -77,6 +84,8 @@ impl Default for ServiceSettings {
 pub struct Backends {
     pub repo: Arc<dyn Repository>,
     pub compute: Arc<dyn ComputeBackend>,
+    /// The placement index (instance → host); usually the same database as `repo`.
+    pub placements: Arc<dyn PlacementStore>,
     pub quota: Arc<dyn QuotaStore>,
     pub policy: Arc<dyn PolicyEngine>,
 }
@@ -84,6 +93,7 @@ pub struct Backends {
 pub struct Service {
     repo: Arc<dyn Repository>,
     compute: Arc<dyn ComputeBackend>,
+    placements: Arc<dyn PlacementStore>,
     quota: Arc<dyn QuotaStore>,
     policy: Arc<dyn PolicyEngine>,
     settings: ServiceSettings,
@@ -110,6 +120,7 @@ impl Service {
         Arc::new(Self {
             repo: backends.repo,
             compute: backends.compute,
+            placements: backends.placements,
             quota: backends.quota,
             policy: backends.policy,
             settings,
@@ -133,6 +144,11 @@ impl Service {
 
     pub fn quota_store(&self) -> &Arc<dyn QuotaStore> {
         &self.quota
+    }
+
+    /// Every compute host's breaker state, from memory (never waits on a host).
+    pub fn hosts_health(&self) -> Vec<HostHealth> {
+        self.compute.health()
     }
 
     /// Operations this gateway is still running.
