@@ -3,4 +3,5 @@
 //! [`realvm`] boots a real QEMU guest.
 
 pub mod app;
+pub mod hosts;
 pub mod realvm;

@@ -3,7 +3,7 @@
 //! the host's circuit breaker (`breaker.rs`).
 
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -44,9 +44,10 @@ pub(crate) struct HostConnection {
     connected: AtomicBool,
     /// The host had a connection before: the next one is a reconnection (events were missed).
     opened_before: AtomicBool,
-    /// A connection attempt whose thread has not returned (a host that accepts and never
-    /// answers holds it): no second attempt is started beside it.
-    opening: Arc<AtomicBool>,
+    /// Connection attempts whose thread has not returned (a host that accepts and never
+    /// answers holds them until it answers or the socket closes). At most
+    /// [`MAX_PENDING_OPENS`] per host, so a hanging host cannot pile up threads.
+    opening: Arc<AtomicUsize>,
     ctx: Arc<HostContext>,
 }
 
@@ -101,7 +102,7 @@ impl HostConnection {
             slot: Mutex::new(None),
             connected: AtomicBool::new(false),
             opened_before: AtomicBool::new(false),
-            opening: Arc::new(AtomicBool::new(false)),
+            opening: Arc::new(AtomicUsize::new(0)),
             ctx,
         }
     }
@@ -133,7 +134,7 @@ impl HostConnection {
         match self.open() {
             Ok(live) => {
                 let handle = ConnHandle(live.conn.clone());
-                self.install(&mut slot, live);
+                self.install(&mut slot, live, false);
                 Ok(handle)
             }
             Err(message) => {
@@ -166,7 +167,7 @@ impl HostConnection {
         match self.open() {
             Ok(live) => {
                 let mut slot = self.lock();
-                self.install(&mut slot, live);
+                self.install(&mut slot, live, true);
                 drop(slot);
                 self.breaker.close();
             }
@@ -180,11 +181,12 @@ impl HostConnection {
             .trip(message, r.reconnect_min, r.reconnect_max);
     }
 
-    fn install(&self, slot: &mut Option<Live>, live: Live) {
+    /// Keeps a new connection. `after_outage`: the reconnector brought the host back.
+    fn install(&self, slot: &mut Option<Live>, live: Live, after_outage: bool) {
         self.clear(slot);
         *slot = Some(live);
         self.connected.store(true, Ordering::Release);
-        if self.opened_before.swap(true, Ordering::AcqRel) {
+        if self.opened_before.swap(true, Ordering::AcqRel) || after_outage {
             // Events of the time without a connection are lost: the index re-reads this host.
             let _ = self.ctx.events.send(HostEvent::Reconnected {
                 host: self.name.clone(),
@@ -210,8 +212,9 @@ impl HostConnection {
     /// close callback. libvirt's open has no timeout of its own, so it runs on its own thread;
     /// a thread that outlives the timeout closes its connection when it finally returns.
     fn open(&self) -> Result<Live, String> {
-        if self.opening.swap(true, Ordering::AcqRel) {
-            return Err("an earlier connection attempt has not returned yet".into());
+        if self.opening.fetch_add(1, Ordering::AcqRel) >= MAX_PENDING_OPENS {
+            self.opening.fetch_sub(1, Ordering::AcqRel);
+            return Err("earlier connection attempts have not returned yet".into());
         }
         let timeout = self.ctx.resilience.connect_timeout;
         let rendezvous = Arc::new((Mutex::new(Attempt::Waiting), Condvar::new()));
@@ -224,7 +227,7 @@ impl HostConnection {
             .name("libvirt-open".into())
             .spawn(move || {
                 let opened = Connect::open(Some(&uri)).map_err(|e| e.message().to_owned());
-                opening.store(false, Ordering::Release);
+                opening.fetch_sub(1, Ordering::AcqRel);
                 let (lock, ready) = &*theirs;
                 let mut attempt = lock.lock().unwrap_or_else(|p| p.into_inner());
                 match (&*attempt, opened) {
@@ -236,7 +239,7 @@ impl HostConnection {
                 ready.notify_all();
             });
         if let Err(e) = spawned {
-            self.opening.store(false, Ordering::Release);
+            self.opening.fetch_sub(1, Ordering::AcqRel);
             return Err(format!("cannot start a connection thread: {e}"));
         }
         let (lock, ready) = &*rendezvous;
@@ -348,6 +351,9 @@ fn close_reason(reason: c_int) -> &'static str {
         _ => "error",
     }
 }
+
+/// Connection attempts per host that may be waiting on a host at once.
+const MAX_PENDING_OPENS: usize = 3;
 
 /// How long to wait between checks of the reconnector (`backend.rs`).
 pub(crate) const RECONNECT_TICK: Duration = Duration::from_millis(100);
