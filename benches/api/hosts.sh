@@ -178,7 +178,7 @@ run_hosts() {
     # An instance the index records on the host that is down: its save is refused by the
     # breaker. (The uuid is stored as 16 raw bytes on SQLite.)
     sqlite3 "$dir/data/snapgate.db" \
-      "INSERT INTO instance_placements (instance_uuid, host, owner_tenant, updated_at) VALUES (X'$(tr -d - <<<"$DEAD_INSTANCE")', 'dead', 'demo', '2026-12-01 00:00:00+00:00')"
+      "INSERT INTO instance_placements (instance_uuid, host, owner_tenant, updated_at) VALUES (X'$(tr -d - <<<"$DEAD_INSTANCE")', 'dead', 'demo', '2026-12-01T00:00:00+00:00')"
     SCRIPT=read.lua wrk_run "$n" dead refused "$DURATION" BENCH_PATH="/v1/instances/$DEAD_INSTANCE/states" \
       BENCH_METHOD=POST BENCH_BODY='{"name":"refused"}' BENCH_EXPECT=503
   fi

@@ -35,7 +35,12 @@ pub fn instances_node_file(dir: &Path, first: usize, n: usize, tenant: &str) -> 
 
 /// `count` hosts named `h0`, `h1`…, host `k` holding instances `k·per_host ..` (local
 /// test-driver URIs).
-pub fn test_hosts(dir: &Path, count: usize, per_host: usize, tenant: &str) -> Vec<(String, String)> {
+pub fn test_hosts(
+    dir: &Path,
+    count: usize,
+    per_host: usize,
+    tenant: &str,
+) -> Vec<(String, String)> {
     (0..count)
         .map(|k| {
             let file = instances_node_file(dir, k * per_host, per_host, tenant);

@@ -31,9 +31,9 @@ fn breaker(page: &str, host: &str) -> f64 {
 
 async fn wait_for_inventories(app: &TestApp, hosts: &[&str]) {
     app.wait_for_metrics("every host's inventory in the placement index", |p| {
-        hosts.iter().all(|h| {
-            metric_sum(p, "snapgate_placement_inventories_total", &[("host", h)]) >= 1.0
-        })
+        hosts
+            .iter()
+            .all(|h| metric_sum(p, "snapgate_placement_inventories_total", &[("host", h)]) >= 1.0)
     })
     .await;
 }
@@ -145,7 +145,12 @@ async fn a_hanging_host_costs_only_its_own_instances_and_comes_back() {
 
     // Its instance: a save is a 503 refused by the breaker; what the database holds is read.
     let r = app.save(&remote_vm, "during-outage", &app.member).await;
-    assert_eq!((r.status, r.code()), (503, "compute_unavailable"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.code()),
+        (503, "compute_unavailable"),
+        "{}",
+        r.body
+    );
     let r = app.get(&kept_path, &app.member).await;
     assert_eq!(r.status, 200, "{}", r.body);
 
@@ -156,10 +161,16 @@ async fn a_hanging_host_costs_only_its_own_instances_and_comes_back() {
     // that exists nowhere, although the host that might hold the latter is down.
     let unknown = Uuid::new_v4();
     let theirs = app
-        .get(&format!("/v1/instances/{remote_vm}/states"), &app.other_member)
+        .get(
+            &format!("/v1/instances/{remote_vm}/states"),
+            &app.other_member,
+        )
         .await;
     let nothing = app
-        .get(&format!("/v1/instances/{unknown}/states"), &app.other_member)
+        .get(
+            &format!("/v1/instances/{unknown}/states"),
+            &app.other_member,
+        )
         .await;
     assert_eq!(theirs.status, 404, "{}", theirs.body);
     assert_eq!((nothing.status, nothing.code()), (404, theirs.code()));
@@ -171,13 +182,21 @@ async fn a_hanging_host_costs_only_its_own_instances_and_comes_back() {
     let r = app
         .get(&format!("/v1/instances/{unknown}/states"), &app.admin)
         .await;
-    assert_eq!((r.status, r.code()), (503, "compute_unavailable"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.code()),
+        (503, "compute_unavailable"),
+        "{}",
+        r.body
+    );
 
     let after = app.metrics().await;
     // Every call towards the dead host was refused by its breaker, without reaching libvirt:
     // the remote save, the remote read, the other tenant's look at the remote instance and the
     // two searches for the unknown uuid. The other host's requests made none.
-    assert_eq!(rejected(&after, "remote") - rejected(&before, "remote"), 5.0);
+    assert_eq!(
+        rejected(&after, "remote") - rejected(&before, "remote"),
+        5.0
+    );
     assert_eq!(calls(&after, "remote") - calls(&before, "remote"), 5.0);
     assert_eq!(breaker(&after, "demo"), 0.0);
 
@@ -194,5 +213,8 @@ async fn a_hanging_host_costs_only_its_own_instances_and_comes_back() {
     app.wait_for_metrics("the host to be back", |p| breaker(p, "remote") == 0.0)
         .await;
     app.saved(&remote_vm, "after-outage", &app.member).await;
-    assert!(proxy.accepted() >= 2, "the gateway reconnected through the proxy");
+    assert!(
+        proxy.accepted() >= 2,
+        "the gateway reconnected through the proxy"
+    );
 }

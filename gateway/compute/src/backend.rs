@@ -159,7 +159,10 @@ impl LibvirtBackend {
         let task = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             let conn = worker;
-            let site = Site { host: &conn.name, local: is_local_uri(&conn.uri) };
+            let site = Site {
+                host: &conn.name,
+                local: is_local_uri(&conn.uri),
+            };
             let attempt = || conn.handle().and_then(|handle| call(&handle, &site));
             match attempt() {
                 Err(fail) if fail.is_connection_error() => {
@@ -330,8 +333,10 @@ impl ComputeBackend for LibvirtBackend {
     }
 
     async fn list_instances(&self, host: &str) -> Result<Vec<ListedInstance>, ComputeError> {
-        self.run(host, Call::Read, |conn, _| crate::inventory::list_instances(conn))
-            .await
+        self.run(host, Call::Read, |conn, _| {
+            crate::inventory::list_instances(conn)
+        })
+        .await
     }
 
     async fn instance_owner(

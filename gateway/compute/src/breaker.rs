@@ -122,7 +122,11 @@ impl Breaker {
             BreakerState::Open => 2.0,
         };
         metrics::gauge!("snapgate_host_breaker_state", "host" => self.host.clone()).set(code);
-        let up = if state == BreakerState::Closed { 1.0 } else { 0.0 };
+        let up = if state == BreakerState::Closed {
+            1.0
+        } else {
+            0.0
+        };
         metrics::gauge!("snapgate_host_up", "host" => self.host.clone()).set(up);
     }
 
@@ -142,7 +146,10 @@ mod tests {
         assert!(b.check().is_ok());
         let (min, max) = (Duration::from_millis(100), Duration::from_millis(250));
         assert!(b.trip("refused", min, max));
-        assert!(matches!(b.check(), Err(ComputeError::HostUnreachable { .. })));
+        assert!(matches!(
+            b.check(),
+            Err(ComputeError::HostUnreachable { .. })
+        ));
         let now = Instant::now();
         assert!(!b.try_half_open(now), "the first wait is not over");
         assert!(b.try_half_open(now + min));

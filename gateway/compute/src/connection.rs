@@ -177,8 +177,7 @@ impl HostConnection {
 
     fn trip(&self, message: &str) {
         let r = &self.ctx.resilience;
-        self.breaker
-            .trip(message, r.reconnect_min, r.reconnect_max);
+        self.breaker.trip(message, r.reconnect_min, r.reconnect_max);
     }
 
     /// Keeps a new connection. `after_outage`: the reconnector brought the host back.
@@ -218,11 +217,7 @@ impl HostConnection {
         }
         let timeout = self.ctx.resilience.connect_timeout;
         let rendezvous = Arc::new((Mutex::new(Attempt::Waiting), Condvar::new()));
-        let (uri, opening, theirs) = (
-            self.uri.clone(),
-            self.opening.clone(),
-            rendezvous.clone(),
-        );
+        let (uri, opening, theirs) = (self.uri.clone(), self.opening.clone(), rendezvous.clone());
         let spawned = std::thread::Builder::new()
             .name("libvirt-open".into())
             .spawn(move || {

@@ -56,8 +56,13 @@ pub(crate) type LifecycleSink = Box<dyn Fn(&str, c_int, c_int) + Send + Sync>;
 pub(crate) type CloseSink = Box<dyn Fn(c_int) + Send + Sync>;
 
 /// The C shape of a lifecycle callback (`virConnectDomainEventCallback`).
-type LifecycleFn =
-    unsafe extern "C" fn(virt_sys::virConnectPtr, virt_sys::virDomainPtr, c_int, c_int, *mut c_void);
+type LifecycleFn = unsafe extern "C" fn(
+    virt_sys::virConnectPtr,
+    virt_sys::virDomainPtr,
+    c_int,
+    c_int,
+    *mut c_void,
+);
 
 unsafe extern "C" fn on_lifecycle(
     _conn: virt_sys::virConnectPtr,
@@ -80,9 +85,8 @@ unsafe extern "C" fn on_lifecycle(
     let sink = unsafe { &*(opaque as *const LifecycleSink) };
     if let Ok(uuid) = uuid.to_str() {
         // Unwinding into C is undefined behaviour: a panicking sink is contained here.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            sink(uuid, event, detail)
-        }));
+        let _ =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(uuid, event, detail)));
     }
 }
 
@@ -104,9 +108,10 @@ pub(crate) fn register_lifecycle_events(
     // lifecycle signature; the generic type in the prototype is only a placeholder, and its
     // documentation asks for exactly this cast (VIR_DOMAIN_EVENT_CALLBACK).
     let generic = unsafe {
-        std::mem::transmute::<LifecycleFn, unsafe extern "C" fn(virt_sys::virConnectPtr, virt_sys::virDomainPtr, *mut c_void)>(
-            on_lifecycle,
-        )
+        std::mem::transmute::<
+            LifecycleFn,
+            unsafe extern "C" fn(virt_sys::virConnectPtr, virt_sys::virDomainPtr, *mut c_void),
+        >(on_lifecycle)
     };
     // SAFETY: `conn` is a live connection; a NULL domain means "every domain"; `opaque` stays
     // valid until libvirt calls `free_lifecycle`.

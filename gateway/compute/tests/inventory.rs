@@ -36,7 +36,11 @@ async fn a_host_inventory_lists_every_domain_with_whether_it_runs() {
         assert_eq!(found.active, uuid != STOPPED_VM, "{found:?}");
     }
     assert_eq!(
-        backend.instance_owner(DEMO_HOST, NOVA_APP).await.unwrap().as_deref(),
+        backend
+            .instance_owner(DEMO_HOST, NOVA_APP)
+            .await
+            .unwrap()
+            .as_deref(),
         Some("11111111-1111-1111-1111-111111111111")
     );
     assert!(matches!(
@@ -151,9 +155,17 @@ async fn a_host_that_never_answers_is_judged_down_once_and_then_refused_without_
         backend.search(Uuid::new_v4(), None).await,
         Err(ComputeError::HostUnreachable { host, .. }) if host == "hanging"
     ));
-    assert_eq!(accepted.load(Ordering::SeqCst), 1, "no call reached the dead host");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "no call reached the dead host"
+    );
     // The other host is not affected.
     assert_eq!(backend.locate(DEMO_WEB).await.unwrap().host, DEMO_HOST);
-    let demo = backend.health().into_iter().find(|h| h.host == DEMO_HOST).unwrap();
+    let demo = backend
+        .health()
+        .into_iter()
+        .find(|h| h.host == DEMO_HOST)
+        .unwrap();
     assert_eq!(demo.breaker, BreakerState::Closed);
 }

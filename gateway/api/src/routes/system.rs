@@ -33,7 +33,8 @@ pub async fn readyz(AppStateExt(app): AppStateExt<AppState>) -> Response {
     let mut hosts = serde_json::Map::new();
     for h in health {
         let ok = h.breaker == snapgate_core::ports::BreakerState::Closed;
-        let mut entry = json!({ "ok": ok, "breaker": h.breaker.as_str(), "connected": h.connected });
+        let mut entry =
+            json!({ "ok": ok, "breaker": h.breaker.as_str(), "connected": h.connected });
         if let Some(e) = h.error {
             entry["error"] = e.into();
         }

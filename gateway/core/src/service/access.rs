@@ -64,8 +64,7 @@ impl Service {
                 // Reads go on while a host is down, for instances the database knows: the
                 // owner is the admin's assignment, else the metadata owner the placement index
                 // recorded, else the tenant of the stored states.
-                let owner = match assigned
-                    .or_else(|| located.recorded.and_then(|p| p.owner_tenant))
+                let owner = match assigned.or_else(|| located.recorded.and_then(|p| p.owner_tenant))
                 {
                     Some(owner) => Some(owner),
                     None => self
