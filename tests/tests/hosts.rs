@@ -120,8 +120,10 @@ async fn a_hanging_host_costs_only_its_own_instances_and_comes_back() {
         .host("remote", &proxy.uri(&node))
         .host("demo", &demo_host_uri())
         .config(
-            "[compute]\nconnect_timeout_secs = 1.0\ncall_timeout_secs = 2.0\n\
-             keepalive_interval_secs = 1\nkeepalive_count = 1\n\
+            // Short keepalive so the test sees the host judged down within seconds; timeouts
+            // that a loaded machine does not reach while the host still answers.
+            "[compute]\nconnect_timeout_secs = 3.0\ncall_timeout_secs = 5.0\n\
+             keepalive_interval_secs = 1\nkeepalive_count = 3\n\
              reconnect_min_secs = 0.2\nreconnect_max_secs = 0.5\nplacement_refresh_secs = 3600\n",
         )
         .start()
