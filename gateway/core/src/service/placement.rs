@@ -105,7 +105,8 @@ impl Service {
     /// Reads one host's inventory and makes the index agree with it: one listing call, plus
     /// one metadata read per instance the index did not have on this host.
     pub async fn refresh_host_placements(&self, host: &str) -> Result<(), ComputeError> {
-        let listed = self.compute.list_instances(host).await?;
+        // Records first, listing second: a record an event adds in between is not in `known`,
+        // so it cannot be taken for one the listing no longer shows.
         let recorded = match self.placements.placements_on_host(host).await {
             Ok(r) => r,
             Err(e) => {
@@ -113,6 +114,7 @@ impl Service {
                 return Ok(());
             }
         };
+        let listed = self.compute.list_instances(host).await?;
         let known: HashSet<Uuid> = recorded.iter().map(|p| p.instance).collect();
         let here: HashSet<Uuid> = listed.iter().map(|l| l.uuid).collect();
         let (mut active, mut inactive) = (Vec::new(), Vec::new());
