@@ -26,7 +26,10 @@ async fn placements_are_replaced_kept_and_forgotten_per_host(repo: Arc<SeaReposi
     repo.record_placements(&[at(a, "h1", Some("t1")), at(b, "h1", None)])
         .await
         .unwrap();
-    assert_eq!(repo.placement(a).await.unwrap(), Some(at(a, "h1", Some("t1"))));
+    assert_eq!(
+        repo.placement(a).await.unwrap(),
+        Some(at(a, "h1", Some("t1")))
+    );
 
     // A defined-only copy elsewhere does not take the record; a running one does.
     repo.record_new_placements(&[at(a, "h2", Some("t1"))])
@@ -36,7 +39,10 @@ async fn placements_are_replaced_kept_and_forgotten_per_host(repo: Arc<SeaReposi
     repo.record_placements(&[at(a, "h2", Some("t2"))])
         .await
         .unwrap();
-    assert_eq!(repo.placement(a).await.unwrap(), Some(at(a, "h2", Some("t2"))));
+    assert_eq!(
+        repo.placement(a).await.unwrap(),
+        Some(at(a, "h2", Some("t2")))
+    );
 
     // h1's inventory no longer lists a: a has moved on, so its record stays.
     repo.forget_placements("h1", &[a, b]).await.unwrap();
