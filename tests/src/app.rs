@@ -399,6 +399,24 @@ impl TestApp {
         self.spawn().await;
     }
 
+    /// Waits until the `/metrics` page satisfies `ready` (polled; the gateway's background
+    /// work has no other signal). Panics with the page after a minute, as a hang guard.
+    pub async fn wait_for_metrics(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let page = self.metrics().await;
+            if ready(&page) {
+                return page;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited a minute for {what}; metrics:\n{page}\nlog:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(|c| c.id())
     }

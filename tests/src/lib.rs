@@ -4,4 +4,5 @@
 
 pub mod app;
 pub mod faults;
+pub mod hosts;
 pub mod realvm;

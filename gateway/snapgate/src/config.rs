@@ -25,6 +25,8 @@ pub struct Config {
     pub redis: Option<RedisConfig>,
     /// Compute hosts. Empty means the embedded demo cloud (libvirt's test driver).
     pub hosts: Vec<HostEntry>,
+    /// How hosts are reached, judged down and found: timeouts, keepalive, breaker, placement.
+    pub compute: ComputeConfig,
     pub snapshots: SnapshotConfig,
     pub quota: QuotaConfig,
     pub auth: AuthSection,
@@ -41,6 +43,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             redis: None,
             hosts: Vec::new(),
+            compute: ComputeConfig::default(),
             snapshots: SnapshotConfig::default(),
             quota: QuotaConfig::default(),
             auth: AuthSection::default(),
@@ -81,6 +84,58 @@ pub struct HostEntry {
     /// `/var/lib/libvirt/snapgate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComputeConfig {
+    /// Opening a connection to a host may take this long before the host is judged down.
+    pub connect_timeout_secs: f64,
+    /// A read call (describe, inventory, CPU) may take this long before the host is judged
+    /// down. Snapshot calls are bounded by keepalive instead.
+    pub call_timeout_secs: f64,
+    /// libvirt keepalive probe interval on idle connections (0 turns keepalive off) and how
+    /// many may go unanswered before libvirt closes the connection.
+    pub keepalive_interval_secs: u64,
+    pub keepalive_count: u32,
+    /// Background reconnection of a host that is down: first wait, doubled up to the max.
+    pub reconnect_min_secs: f64,
+    pub reconnect_max_secs: f64,
+    /// Hosts asked at once when an instance is not where the placement index says.
+    pub search_fan_out: usize,
+    /// How often every host's inventory is read into the placement index (libvirt lifecycle
+    /// events keep it fresh in between).
+    pub placement_refresh_secs: f64,
+}
+
+impl Default for ComputeConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_secs: 5.0,
+            call_timeout_secs: 10.0,
+            keepalive_interval_secs: 5,
+            keepalive_count: 3,
+            reconnect_min_secs: 1.0,
+            reconnect_max_secs: 60.0,
+            search_fan_out: 32,
+            placement_refresh_secs: 300.0,
+        }
+    }
+}
+
+impl ComputeConfig {
+    pub fn resilience(&self) -> snapgate_compute::HostResilience {
+        use std::time::Duration;
+        snapgate_compute::HostResilience {
+            connect_timeout: Duration::from_secs_f64(self.connect_timeout_secs),
+            call_timeout: Duration::from_secs_f64(self.call_timeout_secs),
+            keepalive_interval: Duration::from_secs(self.keepalive_interval_secs),
+            keepalive_count: self.keepalive_count,
+            reconnect_min: Duration::from_secs_f64(self.reconnect_min_secs),
+            reconnect_max: Duration::from_secs_f64(self.reconnect_max_secs),
+            search_fan_out: self.search_fan_out,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -423,6 +478,36 @@ impl Config {
         if !self.hosts.is_empty() && !self.auth.is_configured() {
             return invalid("auth", MISSING_AUTH.into());
         }
+        let c = &self.compute;
+        for (key, secs) in [
+            ("compute.connect_timeout_secs", c.connect_timeout_secs),
+            ("compute.call_timeout_secs", c.call_timeout_secs),
+            ("compute.reconnect_min_secs", c.reconnect_min_secs),
+            ("compute.placement_refresh_secs", c.placement_refresh_secs),
+        ] {
+            // Also refuses NaN and infinity, which Duration cannot hold.
+            if !(secs > 0.0 && secs <= 86_400.0) {
+                return invalid(key, "must be more than 0 and at most 86400".into());
+            }
+        }
+        if !(c.reconnect_max_secs >= c.reconnect_min_secs && c.reconnect_max_secs <= 86_400.0) {
+            return invalid(
+                "compute.reconnect_max_secs",
+                "must be at least compute.reconnect_min_secs and at most 86400".into(),
+            );
+        }
+        if c.keepalive_interval_secs > 0 && c.keepalive_count == 0 {
+            return invalid(
+                "compute.keepalive_count",
+                "must be at least 1 while keepalive is on".into(),
+            );
+        }
+        if c.keepalive_interval_secs > i32::MAX as u64 {
+            return invalid("compute.keepalive_interval_secs", "is too large".into());
+        }
+        if c.search_fan_out == 0 {
+            return invalid("compute.search_fan_out", "must be at least 1".into());
+        }
         for r in snapgate_core::ports::QuotaResource::ALL {
             if self.quota.defaults.get(r) < -1 {
                 return invalid(
@@ -557,6 +642,20 @@ mod tests {
             ..Config::default()
         };
         assert!(c.validate().unwrap_err().to_string().contains("hosts"));
+        let mut c = Config::default();
+        c.compute.call_timeout_secs = 0.0;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("compute.call_timeout_secs"));
+        let mut c = Config::default();
+        c.compute.reconnect_max_secs = 0.5;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("compute.reconnect_max_secs"));
         let mut c = Config::default();
         c.quota.defaults.states = -2;
         assert!(c

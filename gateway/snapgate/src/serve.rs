@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use snapgate_api::{ApiLimits, AppState, Authenticator};
 use snapgate_compute::{HostConfig, LibvirtBackend, LibvirtOptions};
 use snapgate_core::ports::policy::AllowAll;
-use snapgate_core::ports::{NoPolicyAdmin, PolicyAdmin, PolicyEngine, QuotaStore, Repository};
+use snapgate_core::ports::{
+    NoPolicyAdmin, PlacementStore, PolicyAdmin, PolicyEngine, QuotaStore, Repository,
+};
 use snapgate_core::service::{Backends, Service, ServiceSettings};
 use snapgate_policy::{PolicyLimits, WasmPolicyEngine};
 use snapgate_quota::{MemoryQuotaStore, RedisQuotaConfig, RedisQuotaStore};
@@ -48,7 +50,9 @@ pub async fn build(
     config_path: Option<std::path::PathBuf>,
 ) -> anyhow::Result<Gateway> {
     let metrics = crate::telemetry::metrics_handle();
-    let repo: Arc<dyn Repository> = Arc::new(open_database(&config).await?);
+    let store = Arc::new(open_database(&config).await?);
+    let repo: Arc<dyn Repository> = store.clone();
+    let placements: Arc<dyn PlacementStore> = store;
 
     // Demo mode is no hosts and no `[auth]`; the configuration's validation refused hosts
     // without `[auth]`, and demo tokens are never made outside demo mode.
@@ -73,7 +77,10 @@ pub async fn build(
             HostConfig::new(h.name.clone(), h.uri.clone()).with_state_dir(config.host_state_dir(h))
         })
         .collect();
-    let compute = Arc::new(LibvirtBackend::new(hosts, LibvirtOptions::default()));
+    let compute = Arc::new(LibvirtBackend::new(
+        hosts,
+        LibvirtOptions::default().with_resilience(config.compute.resilience()),
+    ));
 
     let quota: Arc<dyn QuotaStore> = match &config.redis {
         Some(r) => {
@@ -135,6 +142,7 @@ pub async fn build(
         max_waits_per_tenant: config.api.max_waits_per_tenant,
         dry_runs_per_minute: config.quota.dry_runs_per_minute,
         decision_retention: Duration::from_secs(config.policy.decision_retention_secs),
+        placement_refresh: Duration::from_secs_f64(config.compute.placement_refresh_secs),
     };
     let policy_admin: Arc<dyn PolicyAdmin> = match &policy_engine {
         Some(engine) => Arc::new(ChainAdmin {
@@ -148,6 +156,7 @@ pub async fn build(
         Backends {
             repo,
             compute,
+            placements,
             quota,
             policy,
             policy_admin: policy_admin.clone(),
@@ -234,6 +243,8 @@ impl Gateway {
         let watcher = self.service.spawn_operation_watcher();
         let hup = self.spawn_reload_on_sighup();
         let (stop_admin, admin) = self.spawn_admin_listener().await?;
+        // Reads every host's inventory now, then keeps the placement index fresh.
+        let placement = self.service.spawn_placement();
 
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "snapgate listening");
@@ -263,6 +274,7 @@ impl Gateway {
         if let Some(admin) = admin {
             let _ = admin.await;
         }
+        placement.abort();
         Ok(())
     }
 

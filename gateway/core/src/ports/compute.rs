@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::{CpuCompatibility, CpuInfo, Instance, SnapshotKind};
+use crate::{CpuCompatibility, CpuInfo, Instance, SnapshotKind, TenantId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComputeError {
@@ -92,14 +92,98 @@ pub enum SnapshotProbe {
     Absent,
 }
 
+/// One instance in a host's inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedInstance {
+    pub uuid: Uuid,
+    /// Running (or paused): a copy that is active wins over an inactive definition of the
+    /// same instance on another host (the source of a migration may keep one).
+    pub active: bool,
+}
+
+/// What a host announced (libvirt domain lifecycle events), or its connection coming back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEvent {
+    /// The instance was defined, started or migrated in on `host`.
+    InstanceSeen {
+        host: String,
+        instance: Uuid,
+        active: bool,
+    },
+    /// The instance's definition was removed from `host`.
+    InstanceGone { host: String, instance: Uuid },
+    /// The connection to `host` opened again after it was lost: events may have been missed.
+    Reconnected { host: String },
+}
+
+/// The circuit breaker of one host: `Closed` lets calls through; `Open` refuses them at once
+/// (the host is known down) while the backend reconnects in the background; `HalfOpen` is a
+/// background reconnection attempt in progress (calls are still refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    Closed,
+    HalfOpen,
+    Open,
+}
+
+impl BreakerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::HalfOpen => "half_open",
+            BreakerState::Open => "open",
+        }
+    }
+}
+
+/// A host as the backend knows it right now, without asking it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HostHealth {
+    pub host: String,
+    pub breaker: BreakerState,
+    /// A connection is open (hosts connect on first use, so a closed breaker may have none yet).
+    pub connected: bool,
+    /// Why the breaker opened.
+    pub error: Option<String>,
+}
+
 /// The compute backend. Implementations must not block the async runtime.
 #[async_trait]
 pub trait ComputeBackend: Send + Sync + 'static {
     /// Configured host names.
     fn hosts(&self) -> Vec<String>;
 
-    /// Finds an instance on whichever host has it.
-    async fn locate(&self, instance: Uuid) -> Result<Instance, ComputeError>;
+    /// Finds an instance on whichever host has it (every host asked, see [`Self::search`]).
+    async fn locate(&self, instance: Uuid) -> Result<Instance, ComputeError> {
+        self.search(instance, None).await
+    }
+
+    /// Describes `instance` on one host: `InstanceNotFound` when that host does not have it.
+    async fn describe(&self, host: &str, instance: Uuid) -> Result<Instance, ComputeError>;
+
+    /// Looks for `instance` on every host but `skip`, asking them in parallel (a bounded
+    /// number at a time). A running copy wins over a defined-only one. When no reachable host
+    /// has it but some host could not be asked, the answer is `HostUnreachable`: the instance
+    /// may be there, and "not found" would be a lie.
+    async fn search(&self, instance: Uuid, skip: Option<&str>) -> Result<Instance, ComputeError>;
+
+    /// The host's inventory: every domain it defines, in one listing call.
+    async fn list_instances(&self, host: &str) -> Result<Vec<ListedInstance>, ComputeError>;
+
+    /// The owner named in the domain's metadata (Nova's or snapgate's namespace).
+    async fn instance_owner(
+        &self,
+        host: &str,
+        instance: Uuid,
+    ) -> Result<Option<TenantId>, ComputeError>;
+
+    /// Every host's breaker and connection, from memory: never waits on a host.
+    fn health(&self) -> Vec<HostHealth>;
+
+    /// Host events from now on (lifecycle events of every connected host, reconnections).
+    /// A lagging receiver has missed events and should re-read the inventories.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<HostEvent>;
 
     /// Checks, before any work, that `instance` can get a snapshot of `kind` with memory.
     async fn check_save(&self, instance: &Instance, kind: SnapshotKind)

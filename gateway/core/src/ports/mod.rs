@@ -3,11 +3,16 @@
 //! `snapgate-policy` (wasmtime), `snapgate-store` (sea-orm).
 
 pub mod compute;
+pub mod placement;
 pub mod policy;
 pub mod quota;
 pub mod repository;
 
-pub use compute::{ComputeBackend, ComputeError, SaveRequest, SavedSnapshot, SnapshotProbe};
+pub use compute::{
+    BreakerState, ComputeBackend, ComputeError, HostEvent, HostHealth, ListedInstance, SaveRequest,
+    SavedSnapshot, SnapshotProbe,
+};
+pub use placement::{Placement, PlacementStore};
 pub use policy::{Decision, PolicyEngine, PolicyInput, PolicyOutcome, PolicyState, QuotaUsageView};
 pub use policy::{NoPolicyAdmin, PolicyAdmin};
 pub use quota::{

@@ -82,9 +82,9 @@ impl Service {
     ) -> Result<VisibleInstance, ServiceError> {
         // The database and the compute host are asked at once: two round trips in parallel.
         let (assigned, located) =
-            tokio::join!(self.repo.instance_owner(uuid), self.compute.locate(uuid));
+            tokio::join!(self.repo.instance_owner(uuid), self.find_instance(uuid));
         let assigned = assigned?;
-        let (instance, owner) = match located {
+        let (instance, owner) = match located.instance {
             Ok(instance) => {
                 let owner = assigned.or_else(|| instance.owner_tenant.clone());
                 (Some(instance), owner)
@@ -93,11 +93,28 @@ impl Service {
                 return Err(ServiceError::not_found("instance", uuid))
             }
             Err(e @ (ComputeError::HostUnreachable { .. } | ComputeError::Backend { .. })) => {
-                // Reads go on while a host is down, for instances the database knows.
-                let known = self.repo.states_of_instance(uuid).await?;
-                match known.first() {
-                    Some(state) => (None, assigned.or_else(|| Some(state.tenant_id.clone()))),
-                    None => return Err(e.into()),
+                // Reads go on while a host is down, for instances the database knows: the
+                // owner is the admin's assignment, else the metadata owner the placement index
+                // recorded, else the tenant of the stored states.
+                let owner = match assigned.or_else(|| located.recorded.and_then(|p| p.owner_tenant))
+                {
+                    Some(owner) => Some(owner),
+                    None => self
+                        .repo
+                        .states_of_instance(uuid)
+                        .await?
+                        .first()
+                        .map(|s| s.tenant_id.clone()),
+                };
+                match owner {
+                    Some(owner) => (None, Some(owner)),
+                    // Nothing recorded names an owner: the uuid may be an instance on the host
+                    // that is down, or nothing at all. An outsider must not tell that apart
+                    // from another tenant's instance (a 404), so everyone but an admin (who
+                    // sees every tenant anyway) gets the same 404 as for an unknown uuid.
+                    // docs/API.md, "When a compute host is down".
+                    None if caller.is_operator() => return Err(e.into()),
+                    None => return Err(ServiceError::not_found("instance", uuid)),
                 }
             }
             Err(e) => return Err(e.into()),

@@ -6,6 +6,7 @@ mod access;
 mod admin;
 mod operations;
 mod ownership;
+mod placement;
 mod quotas;
 mod readiness;
 mod reconcile;
@@ -19,7 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ports::{
-    ComputeBackend, PolicyAdmin, PolicyEngine, QuotaLimits, QuotaStore, Repository,
+    ComputeBackend, HostHealth, PlacementStore, PolicyAdmin, PolicyEngine, QuotaLimits, QuotaStore,
+    Repository,
 };
 use crate::SaveMode;
 
@@ -59,6 +61,9 @@ pub struct ServiceSettings {
     pub dry_runs_per_minute: u32,
     /// Recorded policy decisions older than this are purged by the maintenance loop.
     pub decision_retention: Duration,
+    /// How often every host's inventory is read into the placement index (events keep it
+    /// fresh in between).
+    pub placement_refresh: Duration,
 }
 
 impl Default for ServiceSettings {
@@ -81,6 +86,7 @@ impl Default for ServiceSettings {
             max_waits_per_tenant: 64,
             dry_runs_per_minute: 60,
             decision_retention: Duration::from_secs(30 * 24 * 3600),
+            placement_refresh: Duration::from_secs(300),
         }
     }
 }
@@ -90,6 +96,8 @@ impl Default for ServiceSettings {
 pub struct Backends {
     pub repo: Arc<dyn Repository>,
     pub compute: Arc<dyn ComputeBackend>,
+    /// The placement index (instance → host); usually the same database as `repo`.
+    pub placements: Arc<dyn PlacementStore>,
     pub quota: Arc<dyn QuotaStore>,
     pub policy: Arc<dyn PolicyEngine>,
     /// Reload and listing of the policy chain ([`crate::ports::NoPolicyAdmin`] without one).
@@ -99,6 +107,7 @@ pub struct Backends {
 pub struct Service {
     repo: Arc<dyn Repository>,
     compute: Arc<dyn ComputeBackend>,
+    placements: Arc<dyn PlacementStore>,
     quota: Arc<dyn QuotaStore>,
     policy: Arc<dyn PolicyEngine>,
     policy_admin: Arc<dyn PolicyAdmin>,
@@ -126,6 +135,7 @@ impl Service {
         Arc::new(Self {
             repo: backends.repo,
             compute: backends.compute,
+            placements: backends.placements,
             quota: backends.quota,
             policy: backends.policy,
             policy_admin: backends.policy_admin,
@@ -139,6 +149,11 @@ impl Service {
 
     pub fn settings(&self) -> &ServiceSettings {
         &self.settings
+    }
+
+    /// Every compute host's breaker state, from memory (never waits on a host).
+    pub fn hosts_health(&self) -> Vec<HostHealth> {
+        self.compute.health()
     }
 
     /// Operations this gateway is still running.

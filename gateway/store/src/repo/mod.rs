@@ -2,6 +2,7 @@
 //! concern lives in its own file.
 
 mod decisions;
+mod placements;
 mod reads;
 mod tenants;
 mod transitions;
@@ -16,7 +17,8 @@ use sea_orm::{
 };
 use snapgate_core::ports::repository::{DecisionFilter, DecisionRecord};
 use snapgate_core::ports::{
-    ListPage, OperationEndFeed, QuotaLimits, RecentSave, RepoError, Repository, TenantTotals,
+    ListPage, OperationEndFeed, Placement, PlacementStore, QuotaLimits, RecentSave, RepoError,
+    Repository, TenantTotals,
 };
 use snapgate_core::{Operation, State, StateStatus};
 use tokio::sync::{Mutex, MutexGuard};
@@ -283,5 +285,40 @@ impl Repository for SeaRepository {
     async fn purge_decisions(&self, before: DateTime<Utc>, batch: u64) -> Result<u64, RepoError> {
         let _gate = self.write_gate().await;
         decisions::purge(&self.db, before, batch).await
+    }
+}
+
+#[async_trait]
+impl PlacementStore for SeaRepository {
+    async fn placement(&self, instance: Uuid) -> Result<Option<Placement>, RepoError> {
+        placements::placement(&self.db, instance).await
+    }
+
+    async fn placements_on_host(&self, host: &str) -> Result<Vec<Placement>, RepoError> {
+        placements::on_host(&self.db, host).await
+    }
+
+    async fn record_placements(&self, list: &[Placement]) -> Result<(), RepoError> {
+        if list.is_empty() {
+            return Ok(());
+        }
+        let _gate = self.write_gate().await;
+        placements::record(&self.db, list, true).await
+    }
+
+    async fn record_new_placements(&self, list: &[Placement]) -> Result<(), RepoError> {
+        if list.is_empty() {
+            return Ok(());
+        }
+        let _gate = self.write_gate().await;
+        placements::record(&self.db, list, false).await
+    }
+
+    async fn forget_placements(&self, host: &str, instances: &[Uuid]) -> Result<(), RepoError> {
+        if instances.is_empty() {
+            return Ok(());
+        }
+        let _gate = self.write_gate().await;
+        placements::forget(&self.db, host, instances).await
     }
 }
