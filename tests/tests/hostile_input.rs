@@ -131,25 +131,42 @@ async fn quota_tenant_ids_follow_the_documented_rule_on_every_method() {
     let too_long = "t".repeat(256);
     let r = app.get(&format!("/v1/quotas/{too_long}"), &app.admin).await;
     assert_eq!((r.status, r.code()), (400, "invalid_tenant"), "{}", r.text);
-    // 200 characters, 400 bytes: within the rule.
-    let accented = "é".repeat(200);
+    // Printable ASCII without space, up to 255 characters: within the rule, on every method.
+    let longest = format!("{}{}", "p-.:@~", "t".repeat(249));
     let limits = serde_json::json!({"states": 1, "state_bytes": -1, "concurrent_operations": 1, "saves_per_hour": -1});
     let r = app
         .call(
             "PUT",
-            &format!("/v1/quotas/{accented}"),
+            &format!("/v1/quotas/{longest}"),
             Some(&app.admin),
-            Some(limits),
+            Some(limits.clone()),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = app.get(&format!("/v1/quotas/{accented}"), &app.admin).await;
+    let r = app.get(&format!("/v1/quotas/{longest}"), &app.admin).await;
     assert_eq!(
         (r.status, r.body["custom"].as_bool()),
         (200, Some(true)),
         "{}",
         r.text
     );
+    // Anything else is refused alike on every method: non-ASCII, a space, a control.
+    for bad in ["%C3%A9t%C3%A9", "a%20b", "a%09b"] {
+        let path = format!("/v1/quotas/{bad}");
+        for (method, body) in [
+            ("GET", None),
+            ("PUT", Some(limits.clone())),
+            ("DELETE", None),
+        ] {
+            let r = app.call(method, &path, Some(&app.admin), body).await;
+            assert_eq!(
+                (r.status, r.code()),
+                (400, "invalid_tenant"),
+                "{method} {bad}: {}",
+                r.text
+            );
+        }
+    }
 }
 
 /// Found by the fuzz run: JSON Schema's `integer`, which the document declares for quota

@@ -360,9 +360,11 @@ async fn kill_libvirtd_during_save(memory_mib: u32) -> bool {
         ["compute_unavailable", "compute_error"].contains(&code),
         "a compute error code, got {code:?}: {op}"
     );
+    // A fixed sentence per code: no host name, path or libvirt text reaches the client (the
+    // detail is in the gateway's log under the operation id).
     assert!(
-        message.contains(HOST) && message.len() > HOST.len() + 10,
-        "the message names the host and the trouble: {message:?}"
+        !message.is_empty() && !message.contains('/') && !message.contains("libvirt"),
+        "a fixed message without server detail: {message:?}"
     );
 
     // The state records the failure.

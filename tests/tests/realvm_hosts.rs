@@ -265,6 +265,20 @@ async fn the_second_host_down_costs_only_its_own_instances() {
     let (on_system, _, _) = save(&app, &system, "internal").await;
 
     blocking(start_second_host).expect("starting the second host's libvirtd again");
+    // The breaker of the second host closes once the background reconnection gets through.
+    let mut ready = app.operator_get("/readyz").await;
+    for _ in 0..1200 {
+        if ready.body["checks"]["hosts"]["second"]["ok"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ready = app.operator_get("/readyz").await;
+    }
+    assert_eq!(
+        ready.body["checks"]["hosts"]["second"]["ok"], true,
+        "the second host's breaker never closed: {}",
+        ready.text
+    );
     let (after, _, _) = save(&app, &second, "internal").await;
     for (guest, state) in [(&second, &after), (&second, &kept), (&system, &on_system)] {
         delete(&app, guest, state).await;

@@ -63,18 +63,21 @@ async fn compare_cpu_for_a_missing_instance_is_instance_not_found() {
 
 #[tokio::test]
 async fn ping_reconnects_after_the_connection_was_closed() {
+    // The demo node file, not `test:///default`: libvirt keeps the default driver's state while
+    // any connection to it lives (the event loop may still hold the closed one for a moment),
+    // whereas a node-file connection always starts from the file.
     let dir = tempfile::tempdir().unwrap();
     let backend = backend(dir.path());
-    backend.ping(DEFAULT_HOST).await.unwrap();
+    backend.ping(DEMO_HOST).await.unwrap();
     let req = SaveRequest {
-        instance: TEST_DOMAIN,
+        instance: DEMO_WEB,
         snapshot_name: Uuid::new_v4().to_string(),
         kind: SnapshotKind::Internal,
     };
-    backend.save(DEFAULT_HOST, req).await.unwrap();
+    backend.save(DEMO_HOST, req).await.unwrap();
     assert_eq!(
         backend
-            .list_snapshots(DEFAULT_HOST, TEST_DOMAIN)
+            .list_snapshots(DEMO_HOST, DEMO_WEB)
             .await
             .unwrap()
             .len(),
@@ -82,26 +85,26 @@ async fn ping_reconnects_after_the_connection_was_closed() {
     );
 
     // The kept connection is reused: state survives between calls.
-    backend.ping(DEFAULT_HOST).await.unwrap();
+    backend.ping(DEMO_HOST).await.unwrap();
     assert_eq!(
         backend
-            .list_snapshots(DEFAULT_HOST, TEST_DOMAIN)
+            .list_snapshots(DEMO_HOST, DEMO_WEB)
             .await
             .unwrap()
             .len(),
         1
     );
 
-    backend.force_disconnect(DEFAULT_HOST);
-    backend.ping(DEFAULT_HOST).await.unwrap();
+    backend.force_disconnect(DEMO_HOST);
+    backend.ping(DEMO_HOST).await.unwrap();
     // A new test-driver connection starts from a fresh copy of the driver state, which proves
     // the backend reconnected rather than kept using the closed connection.
     assert!(backend
-        .list_snapshots(DEFAULT_HOST, TEST_DOMAIN)
+        .list_snapshots(DEMO_HOST, DEMO_WEB)
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(backend.locate(TEST_DOMAIN).await.unwrap().name, "test");
+    assert_eq!(backend.locate(DEMO_WEB).await.unwrap().name, "demo-web");
 }
 
 #[tokio::test]

@@ -785,6 +785,8 @@ mod tests {
             hosts: vec![host("a", Some("/srv/a")), host("b", None)],
             ..Config::default()
         };
+        // Hosts need authentication (demo tokens exist only in demo mode).
+        c.auth.token_file = Some("/etc/snapgate/tokens.toml".into());
         c.validate().unwrap();
         assert_eq!(c.host_state_dir(&c.hosts[0]), PathBuf::from("/srv/a"));
         assert_eq!(

@@ -246,3 +246,44 @@ pub trait ComputeBackend: Send + Sync + 'static {
     /// Checks the connection to one host, reconnecting if it dropped.
     async fn ping(&self, host: &str) -> Result<(), ComputeError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Errors say what, logs say where: whatever libvirt or the OS said (paths, host URIs,
+    /// driver text) stays in the error for the log; the client's code and message are fixed
+    /// per kind. (`realvm_gateway`'s libvirtd-killed-mid-save test checks the same end to end.)
+    #[test]
+    fn clients_get_a_fixed_message_per_kind_never_the_cause() {
+        let leaky = "cannot create /var/lib/libvirt/snapgate/0192/memory: Not a directory (os error 20) on qemu+ssh://node-7/system";
+        for (error, code) in [
+            (
+                ComputeError::Backend {
+                    host: "node-7".into(),
+                    message: leaky.into(),
+                },
+                "compute_error",
+            ),
+            (
+                ComputeError::HostUnreachable {
+                    host: "node-7".into(),
+                    message: leaky.into(),
+                },
+                "compute_unavailable",
+            ),
+        ] {
+            let info = error.client_info();
+            assert_eq!(info.code, code);
+            for leak in ["/", "node-7", "os error", "directory", "qemu"] {
+                assert!(
+                    !info.message.contains(leak),
+                    "{leak:?} leaked: {}",
+                    info.message
+                );
+            }
+            // The cause is still there for the log.
+            assert!(error.to_string().contains("node-7") || format!("{error:?}").contains(leaky));
+        }
+    }
+}
