@@ -3,4 +3,6 @@
 //! [`realvm`] boots a real QEMU guest.
 
 pub mod app;
+pub mod cluster;
+pub mod haproxy;
 pub mod realvm;

@@ -60,7 +60,11 @@ pub struct DatabaseConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
+    /// `redis://host:port/db`; with `cluster`, comma-separated seed nodes of the cluster.
     pub url: String,
+    /// A Redis Cluster: keys are routed by slot, a failed master's replica takes over.
+    #[serde(default)]
+    pub cluster: bool,
     #[serde(default = "default_prefix")]
     pub key_prefix: String,
 }
@@ -269,8 +273,20 @@ impl Config {
             }
         }
         if let Some(r) = &self.redis {
-            if !(r.url.starts_with("redis://") || r.url.starts_with("rediss://")) {
-                return invalid("redis.url", format!("{:?} must start with redis://", r.url));
+            let mut urls = r.url.split(',').map(str::trim);
+            let valid = |u: &str| u.starts_with("redis://") || u.starts_with("rediss://");
+            if !(if r.cluster {
+                urls.all(valid)
+            } else {
+                valid(&r.url)
+            }) {
+                return invalid(
+                    "redis.url",
+                    format!(
+                        "{:?} must start with redis:// (a cluster: redis:// URLs separated by commas)",
+                        r.url
+                    ),
+                );
             }
             if r.key_prefix.is_empty() || r.key_prefix.contains(['{', '}']) {
                 return invalid(

@@ -5,6 +5,7 @@
 pub mod compute;
 pub mod policy;
 pub mod quota;
+pub mod quota_truth;
 pub mod repository;
 
 pub use compute::{ComputeBackend, ComputeError, SaveRequest, SavedSnapshot, SnapshotProbe};
@@ -12,4 +13,5 @@ pub use policy::{Decision, PolicyEngine, PolicyInput, PolicyOutcome, PolicyState
 pub use quota::{
     QuotaError, QuotaLimits, QuotaReservation, QuotaResource, QuotaStore, QuotaUsage, ResourceUsage,
 };
+pub use quota_truth::{QuotaTruth, TenantTruth};
 pub use repository::{ListPage, RepoError, Repository, TenantTotals};

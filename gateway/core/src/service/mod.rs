@@ -4,6 +4,7 @@
 
 mod access;
 mod operations;
+mod quota_truth;
 mod quotas;
 mod reconcile;
 mod runner;
@@ -21,6 +22,7 @@ use crate::ports::{ComputeBackend, PolicyEngine, QuotaLimits, QuotaStore, Reposi
 use crate::SaveMode;
 
 pub use operations::WaitOutcome;
+pub use quota_truth::{reservation_of, RepositoryQuotaTruth};
 pub use quotas::QuotaView;
 pub use reconcile::ReconcileReport;
 pub use states::{Accepted, DryRunVerdict, SaveInput, StateChange};

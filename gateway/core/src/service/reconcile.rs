@@ -89,15 +89,8 @@ impl Service {
             .repo
             .unfinished_operations()
             .await?
-            .into_iter()
-            .map(|op| QuotaReservation {
-                tenant: op.tenant_id.clone(),
-                operation: op.uuid,
-                states: i64::from(op.kind == OperationKind::Save),
-                bytes: op.reserved_bytes,
-                operations: 1,
-                saves: i64::from(op.kind == OperationKind::Save),
-            })
+            .iter()
+            .map(super::quota_truth::reservation_of)
             .collect();
         self.quota
             .rebuild(&totals, &live, self.settings.quota_lease)
