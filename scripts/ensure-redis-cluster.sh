@@ -16,9 +16,16 @@ LOCK=/tmp/snapgate-redis-cluster.lock
 
 log() { echo "ensure-redis-cluster: $*" >&2; }
 node_up() { redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null | grep -q PONG; }
+# Every node sees the cluster ok, all six connected and none failed (a node just restarted
+# believes its old role until gossip corrects it; clients must not meet that view).
 cluster_ok() {
-    redis-cli -h 127.0.0.1 -p 7000 cluster info 2>/dev/null | grep -q '^cluster_state:ok' &&
-        [[ $(redis-cli -h 127.0.0.1 -p 7000 cluster nodes 2>/dev/null | grep -c connected) -eq 6 ]]
+    local port
+    for port in "${PORTS[@]}"; do
+        redis-cli -h 127.0.0.1 -p "$port" cluster info 2>/dev/null | grep -q '^cluster_state:ok' ||
+            return 1
+        [[ $(redis-cli -h 127.0.0.1 -p "$port" cluster nodes 2>/dev/null |
+            grep -v fail | grep -c connected) -eq 6 ]] || return 1
+    done
 }
 
 # Two test processes calling at once must not both create the cluster.

@@ -133,6 +133,11 @@ pub fn pid(port: u16) -> u32 {
         .expect("process_id in INFO server")
 }
 
+/// Closes the replication links of the master on `port` (`CLIENT KILL TYPE replica`).
+pub fn disconnect_replicas(port: u16) {
+    cli(port, &["client", "kill", "type", "replica"]).expect("client kill type replica");
+}
+
 /// Sends `signal` (`-STOP`, `-CONT`, `-9`) to a process.
 pub fn signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
