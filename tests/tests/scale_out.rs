@@ -404,3 +404,268 @@ async fn two_hundred_saves_through_haproxy_to_three_gateways_exactly_ten_even_ac
     }
     cluster::ensure();
 }
+
+/// What the load saw: requests answered well, and failures by whether they started after
+/// HAProxy marked the killed gateway DOWN.
+#[derive(Default)]
+struct LoadTally {
+    down: AtomicBool,
+    stop: AtomicBool,
+    ok_after_down: AtomicUsize,
+    failed_before_down: AtomicUsize,
+    failed_after_down: Mutex<Vec<String>>,
+}
+
+impl LoadTally {
+    /// One request through HAProxy; `Some` when answered 2xx.
+    async fn request(
+        &self,
+        front: &Front,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Option<Value> {
+        let after = self.down.load(Ordering::SeqCst);
+        let result = front.call(method, path, &member(), body).await;
+        match result {
+            Ok(a) if (200..300).contains(&a.status) => {
+                if after {
+                    self.ok_after_down.fetch_add(1, Ordering::SeqCst);
+                }
+                Some(a.body)
+            }
+            other => {
+                if after {
+                    let what = format!("{method} {path}: {other:?}");
+                    self.failed_after_down.lock().unwrap().push(what);
+                } else {
+                    self.failed_before_down.fetch_add(1, Ordering::SeqCst);
+                }
+                None
+            }
+        }
+    }
+
+    async fn wait(&self, front: &Front, op: &str) -> Option<Value> {
+        for _ in 0..20 {
+            let path = format!("/v1/operations/{op}/wait?timeout=30");
+            if let Some(b) = self.request(front, "GET", &path, None).await {
+                if b["status"] == "succeeded" || b["status"] == "failed" {
+                    return Some(b);
+                }
+            }
+        }
+        None
+    }
+
+    /// Save, apply, list and delete on `instances` in turn until told to stop.
+    async fn work(&self, front: &Front, instances: std::ops::Range<usize>) {
+        let mut n = 0;
+        while !self.stop.load(Ordering::SeqCst) {
+            let i = instances.start + n % instances.len();
+            n += 1;
+            let base = format!("/v1/instances/{}/states", many_uuid(i));
+            let Some(saved) = self
+                .request(
+                    front,
+                    "POST",
+                    &base,
+                    Some(json!({ "name": format!("load-{n}") })),
+                )
+                .await
+            else {
+                continue;
+            };
+            let state = saved["uuid"].as_str().unwrap().to_owned();
+            let Some(op) = self.wait(front, saved["operation"].as_str().unwrap()).await else {
+                continue;
+            };
+            if op["status"] == "succeeded" {
+                let apply = format!("{base}/apply");
+                if let Some(a) = self
+                    .request(front, "POST", &apply, Some(json!({ "uuid": state })))
+                    .await
+                {
+                    self.wait(front, a["uuid"].as_str().expect("an operation"))
+                        .await;
+                }
+            }
+            self.request(front, "GET", &base, None).await;
+            if let Some(d) = self
+                .request(front, "DELETE", &format!("{base}/{state}"), None)
+                .await
+            {
+                self.wait(front, d["uuid"].as_str().unwrap()).await;
+            }
+        }
+    }
+}
+
+/// Saves sent straight to one gateway, frozen (`kill -STOP`) as soon as the first is accepted:
+/// its operations stay unfinished in the database. Returns their ids (at least one).
+async fn freeze_with_work_in_flight(gateway: &TestApp, first: usize, db_url: &str) -> Vec<String> {
+    let repo = SeaRepository::connect(db_url).await.unwrap();
+    let direct = Front::new(&gateway.url);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for i in first..first + 20 {
+        let (direct, tx) = (direct.clone(), tx.clone());
+        tokio::spawn(async move {
+            if let Ok(a) = direct
+                .call(
+                    "POST",
+                    &format!("/v1/instances/{}/states", many_uuid(i)),
+                    &member(),
+                    Some(json!({ "name": "in-flight" })),
+                )
+                .await
+            {
+                let _ = tx.send(a);
+            }
+        });
+    }
+    loop {
+        let a = rx.recv().await.expect("a save answered by the gateway");
+        if a.status == 202 {
+            break;
+        }
+    }
+    cluster::signal(gateway.pid().expect("gateway running"), "-STOP");
+    let mine: Vec<String> = (first..first + 20).map(many_uuid).collect();
+    repo.unfinished_operations()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|op| mine.contains(&op.instance_uuid.to_string()))
+        .map(|op| op.uuid.to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn haproxy_survives_kill_minus_nine_of_a_gateway_under_mixed_load() {
+    let _cluster = ClusterLock::acquire();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = [(
+        "many".to_owned(),
+        many_instances_node(dir.path(), 200, demo::TENANT),
+    )];
+    let shared = Arc::new(Shared::on_redis_cluster(Db::Postgres).await);
+    // The periodic quota rebuild every second: it drops the reservations gw2 took for saves it
+    // never recorded (frozen between the reservation and the database write).
+    let config = "[snapshots]\nstale_after_secs = 1\nmaintenance_interval_secs = 0.2\n[quota]\nrebuild_interval_secs = 1";
+    let mut gateways = Vec::new();
+    for _ in 0..3 {
+        gateways.push(TestApp::start_with(shared.clone(), config, &hosts).await);
+    }
+    let proxy = HaProxy::start(&gateways.iter().collect::<Vec<_>>()).await;
+    let front = Front::new(&proxy.url);
+    set_states_limit(&front, -1).await;
+
+    let tally = Arc::new(LoadTally::default());
+    let workers: Vec<_> = (0..6)
+        .map(|w| {
+            let (tally, front) = (tally.clone(), front.clone());
+            tokio::spawn(async move { tally.work(&front, w * 5..w * 5 + 5).await })
+        })
+        .collect();
+
+    // Gateway 2 dies holding unfinished operations (frozen first so they cannot end).
+    let mut in_flight = Vec::new();
+    let mut first = 100;
+    while in_flight.is_empty() {
+        in_flight = freeze_with_work_in_flight(&gateways[1], first, &shared.db_url).await;
+        if in_flight.is_empty() {
+            cluster::signal(gateways[1].pid().unwrap(), "-CONT");
+            first += 20;
+        }
+    }
+    gateways[1].kill9().await;
+    proxy.wait_status("gw2", "DOWN").await;
+    tally.down.store(true, Ordering::SeqCst);
+
+    // The load goes on through the two others.
+    while tally.ok_after_down.load(Ordering::SeqCst) < 100 {
+        assert!(
+            !workers.iter().any(|w| w.is_finished()),
+            "a load worker stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tally.stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let failed = tally.failed_after_down.lock().unwrap().clone();
+    assert!(
+        failed.is_empty(),
+        "requests failed after gw2 was DOWN: {failed:#?}"
+    );
+    eprintln!(
+        "load: {} failed before DOWN, {} answered after; {} operations of gw2 in flight",
+        tally.failed_before_down.load(Ordering::SeqCst),
+        tally.ok_after_down.load(Ordering::SeqCst),
+        in_flight.len()
+    );
+
+    // A survivor takes over gw2's operations once their heartbeat is stale.
+    for op in &in_flight {
+        let ended = front.wait(op, &member()).await;
+        assert!(
+            ended["status"] == "succeeded" || ended["error"]["code"] == "interrupted",
+            "{ended}"
+        );
+    }
+    let repo = SeaRepository::connect(&shared.db_url).await.unwrap();
+    assert!(repo.unfinished_operations().await.unwrap().is_empty());
+    for i in (0..30).chain(100..first + 20) {
+        let l = front
+            .call(
+                "GET",
+                &format!("/v1/instances/{}/states?limit=500", many_uuid(i)),
+                &member(),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(l.status, 200, "{:?}", l.body);
+        for s in l.body["values"].as_array().unwrap() {
+            assert!(s["status"] == "available" || s["status"] == "error", "{s}");
+        }
+    }
+    // No unit leaks: once nothing runs, the survivors' periodic rebuild makes usage the truth.
+    for _ in 0..300 {
+        if usage_is_truth(&front, &shared.db_url).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_usage_is_truth(&front, &shared.db_url).await;
+}
+
+async fn usage_is_truth(front: &Front, db_url: &str) -> bool {
+    let repo = SeaRepository::connect(db_url).await.unwrap();
+    let truth = repo
+        .tenant_totals()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.tenant == demo::TENANT)
+        .map_or((0, 0), |t| (t.states, t.bytes));
+    let Ok(q) = front
+        .call(
+            "GET",
+            &format!("/v1/quotas/{}", demo::TENANT),
+            &member(),
+            None,
+        )
+        .await
+    else {
+        return false;
+    };
+    let u = &q.body["usage"];
+    (
+        u["states"]["in_use"].as_i64(),
+        u["state_bytes"]["in_use"].as_i64(),
+    ) == (Some(truth.0), Some(truth.1))
+        && u["states"]["reserved"] == 0
+        && u["concurrent_operations"]["reserved"] == 0
+}
