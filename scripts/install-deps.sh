@@ -16,7 +16,9 @@ BACKPORTS_PACKAGES=(
     qemu-system-x86 qemu-utils
 )
 # From the default suites.
-PLAIN_PACKAGES=(pkg-config wrk cpio)
+# redis-server/redis-tools: the single node and the loopback cluster of the tests; haproxy: the
+# load balancer of the scale-out tests.
+PLAIN_PACKAGES=(pkg-config wrk cpio redis-server redis-tools haproxy)
 
 log() { echo "install-deps: $*" >&2; }
 
