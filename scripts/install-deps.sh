@@ -10,15 +10,16 @@ set -euo pipefail
 BACKPORTS_LIST=/etc/apt/sources.list.d/backports.list
 BACKPORTS_LINE='deb http://deb.debian.org/debian bookworm-backports main'
 
-# From bookworm-backports (libvirt 11.x, QEMU 10.x).
+# From bookworm-backports (libvirt 11.x, QEMU 10.x). The storage driver gives the `dir` pools
+# through which snapgate makes, measures and removes a host's state files.
 BACKPORTS_PACKAGES=(
     libvirt-dev libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu
-    qemu-system-x86 qemu-utils
+    libvirt-daemon-driver-storage qemu-system-x86 qemu-utils
 )
-# From the default suites.
+# From the default suites. python3-venv: the test suite's Python tools live in a venv (below).
 # redis-server/redis-tools: the single node and the loopback cluster of the tests; haproxy: the
 # load balancer of the scale-out tests.
-PLAIN_PACKAGES=(pkg-config wrk cpio redis-server redis-tools haproxy)
+PLAIN_PACKAGES=(pkg-config wrk cpio python3 python3-venv redis-server redis-tools haproxy)
 
 log() { echo "install-deps: $*" >&2; }
 
@@ -78,4 +79,22 @@ if command -v rustup >/dev/null 2>&1; then
 else
     log "rustup not found: install Rust (https://rustup.rs) and rerun for the wasm32-wasip2 target"
     exit 1
+fi
+
+# The test suite's Python tools (schemathesis, openapi-spec-validator), pinned in
+# tests/fuzz/requirements.txt, in a venv at .venv/ made with Debian's python3. Rebuilt only when
+# the requirements change (their hash is kept beside the venv).
+REPO_ROOT=$(cd "$(dirname "$0")/.." && pwd)
+VENV=$REPO_ROOT/.venv
+REQUIREMENTS=$REPO_ROOT/tests/fuzz/requirements.txt
+wanted=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
+if [[ ! -x $VENV/bin/st || $(cat "$VENV/requirements.sha256" 2>/dev/null) != "$wanted" ]]; then
+    log "installing the Python test tools into $VENV"
+    rm -rf "$VENV"
+    /usr/bin/python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check --require-virtualenv \
+        -r "$REQUIREMENTS"
+    echo "$wanted" > "$VENV/requirements.sha256"
+else
+    log "Python test tools present ($VENV)"
 fi

@@ -3,14 +3,17 @@
 # owner metadata, one qcow2 disk each, so `auto` saves are internal snapshots), on stdout.
 #
 #   benches/api/gen-node.sh 2000 > /tmp/node.xml
+#   benches/api/gen-node.sh 5 100 > /tmp/host-20.xml     # domains 100 … 104 (one host of many)
 #   virsh -c test:///tmp/node.xml list | wc -l
 #
 # Domain i is named bench-NNNNN and has the uuid b0000000-0000-4000-8000-<i as 12 digits>; the
 # wrk scripts in lua/ compute the same uuids (keep the two in step).
 set -euo pipefail
 
-count=${1:?usage: gen-node.sh DOMAINS}
+count=${1:?usage: gen-node.sh DOMAINS [FIRST]}
+first=${2:-0}
 [[ $count =~ ^[0-9]+$ && $count -ge 2 ]] || { echo "DOMAINS must be a number >= 2" >&2; exit 2; }
+[[ $first =~ ^[0-9]+$ ]] || { echo "FIRST must be a number" >&2; exit 2; }
 
 cat <<'HEAD'
 <node>
@@ -27,8 +30,8 @@ cat <<'HEAD'
 HEAD
 
 # awk, not a shell loop: thousands of heredocs take seconds on a loaded machine.
-awk -v count="$count" -v q="'" 'BEGIN {
-  for (i = 0; i < count; i++) {
+awk -v count="$count" -v first="$first" -v q="'" 'BEGIN {
+  for (i = first; i < first + count; i++) {
     name = sprintf("bench-%05d", i)
     printf "  <domain type=" q "test" q ">\n"
     printf "    <name>%s</name>\n", name

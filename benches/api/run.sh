@@ -119,9 +119,12 @@ start_gateway() {
   TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
   printf '[tokens."%s"]\ntenant = "demo"\nrole = "member"\n' "$TOKEN" >"$dir/tokens.toml"
   "$HERE/gen-node.sh" "$DOMAINS" >"$dir/node.xml"
-  local port
+  local port admin_port
   port=$(free_port)
+  admin_port=$(free_port)
   URL="http://127.0.0.1:$port"
+  # Metrics are served on the operator's listener only.
+  METRICS_URL="http://127.0.0.1:$admin_port/metrics"
   {
     printf 'listen = "127.0.0.1:%s"\ndata_dir = "%s/data"\n' "$port" "$dir"
     printf '[database]\nurl = "%s"\n' "$db_url"
@@ -135,6 +138,7 @@ start_gateway() {
     # Unlimited: the benchmark measures the API, not the quota refusals.
     printf '[quota.defaults]\nstates = -1\nstate_bytes = -1\nconcurrent_operations = -1\nsaves_per_hour = -1\n'
     printf '[log]\nlevel = "info"\n'
+    printf '[api]\nadmin_listen = "127.0.0.1:%s"\n' "$admin_port"
   } >"$dir/snapgate.toml"
   mkdir -p "$dir/data"
   "$BIN" serve --config "$dir/snapgate.toml" >"$dir/gateway.log" 2>&1 &
@@ -231,7 +235,7 @@ run_backend() {
   # to end and check they all succeeded.
   drain_saves "$backend" $((LIST_SIZE + SAVES_ACCEPTED))
   # Server-side request durations by route (Prometheus), to tell gateway time from queueing.
-  curl -sf "$URL/metrics" | grep '^snapgate_http_request_duration_seconds' >"$WORK/$backend-metrics.txt" || true
+  curl -sf "$METRICS_URL" | grep '^snapgate_http_request_duration_seconds' >"$WORK/$backend-metrics.txt" || true
   stop_gateway
   drop_backing_stores
   local errors
@@ -244,7 +248,7 @@ run_backend() {
 
 # save_count RESULT: the number of save operations that ended with RESULT, from /metrics.
 save_count() {
-  curl -sf "$URL/metrics" |
+  curl -sf "$METRICS_URL" |
     awk -v r="$1" '/^snapgate_operations_total\{/ && /kind="save"/ && $0 ~ "result=\"" r "\"" { n += $NF } END { print n + 0 }'
 }
 

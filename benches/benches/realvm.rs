@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use snapgate_tests::app::{demo, TestApp};
-use snapgate_tests::realvm::{DiskKind, Guest, RealVmEnv, DEFAULT_MEMORY_MIB, LIBVIRT_URI};
+use snapgate_tests::realvm::{
+    DiskKind, Guest, Hypervisor, RealVmEnv, DEFAULT_MEMORY_MIB, LIBVIRT_URI,
+};
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -87,7 +89,6 @@ fn virsh_backend<'a>() -> Backend<'a> {
 struct Gateway {
     runtime: tokio::runtime::Runtime,
     app: TestApp,
-    state_dir: std::path::PathBuf,
 }
 
 impl Gateway {
@@ -96,26 +97,16 @@ impl Gateway {
             .worker_threads(2)
             .enable_all()
             .build()?;
-        // QEMU (user libvirt-qemu) writes the external memory files: a world-readable
-        // directory beside the guests', named so the harness reaps it after a crash.
-        let state_dir = RealVmEnv::ensure()?
-            .runs_dir()
-            .join(format!("snapgate-rvm-{}-bench-states", std::process::id()));
-        std::fs::create_dir_all(&state_dir)?;
+        RealVmEnv::ensure()?;
+        // The host's test state directory: libvirt makes it (a storage pool) and the files in
+        // it, named by state uuid; every benchmark state is deleted again.
+        let state_dir = Hypervisor::System.state_dir()?;
         let app = runtime.block_on(
             TestApp::builder()
-                .host("local", LIBVIRT_URI)
-                .config(&format!(
-                    "[snapshots]\nstate_dir = \"{}\"\n",
-                    state_dir.display()
-                ))
+                .host_with_state_dir("local", LIBVIRT_URI, &state_dir)
                 .start(),
         );
-        Ok(Gateway {
-            runtime,
-            app,
-            state_dir,
-        })
+        Ok(Gateway { runtime, app })
     }
 
     /// Sends one request, checks the 202 and waits for the operation to succeed.
@@ -185,12 +176,6 @@ fn strip_ansi(text: &str) -> String {
         }
     }
     out
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.state_dir);
-    }
 }
 
 /// The gateway's HTTP API: save, apply and delete each return once the operation ended.

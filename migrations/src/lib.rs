@@ -14,6 +14,8 @@ mod m20261126_000003_create_instance_locks;
 mod m20261126_000004_create_instance_owners;
 mod m20261126_000005_create_quota_limits;
 mod m20261126_000006_create_policy_decisions;
+mod m20261130_000001_add_state_snapshot_xml;
+mod m20261201_000007_create_instance_placements;
 
 pub use m20261126_000001_create_instance_states::InstanceStates;
 pub use m20261126_000002_create_operations::Operations;
@@ -21,6 +23,7 @@ pub use m20261126_000003_create_instance_locks::InstanceLocks;
 pub use m20261126_000004_create_instance_owners::InstanceOwners;
 pub use m20261126_000005_create_quota_limits::QuotaLimits;
 pub use m20261126_000006_create_policy_decisions::PolicyDecisions;
+pub use m20261201_000007_create_instance_placements::InstancePlacements;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -35,6 +38,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000004_create_instance_owners::Migration),
             Box::new(m20261126_000005_create_quota_limits::Migration),
             Box::new(m20261126_000006_create_policy_decisions::Migration),
+            Box::new(m20261130_000001_add_state_snapshot_xml::Migration),
+            Box::new(m20261201_000007_create_instance_placements::Migration),
         ]
     }
 }

@@ -33,8 +33,14 @@ if [[ -c /dev/kvm ]] && getent group kvm >/dev/null \
     chmod 0660 /dev/kvm
 fi
 
-# Fast path: already up.
+# Fast path: already up, with the storage driver snapgate makes state files through. A
+# daemon started before libvirt-daemon-driver-storage was installed lacks it until restarted.
 if command -v virsh >/dev/null 2>&1 && answers; then
+    if ! virsh -c "$URI" pool-list --all >/dev/null 2>&1; then
+        log "libvirtd runs without its storage driver: install libvirt-daemon-driver-storage"
+        log "(scripts/install-deps.sh) and restart libvirtd (QEMU guests keep running)"
+        exit 1
+    fi
     exit 0
 fi
 
@@ -54,10 +60,11 @@ if ! flock -w "$LOCK_SECONDS" 9; then
 fi
 
 # A daemon killed with -9 can linger as an unreaped zombie, which `pgrep` still lists:
-# only a live (non-zombie) process counts as running.
+# only a live (non-zombie) process counts as running. Only root's count: the second test
+# host (scripts/realvm/second-host-up.sh) runs its own, unprivileged libvirtd and virtlogd.
 running() {
     local pid
-    for pid in $(pgrep -x "$1"); do
+    for pid in $(pgrep -u 0 -x "$1"); do
         [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] && return 0
     done
     return 1
@@ -83,6 +90,10 @@ until answers; do
 done
 if ! virsh -c "$URI" version >&2; then
     log "libvirtd answers but its QEMU driver does not"
+    exit 1
+fi
+if ! virsh -c "$URI" pool-list --all >/dev/null; then
+    log "libvirtd answers but has no storage driver (libvirt-daemon-driver-storage)"
     exit 1
 fi
 log "$URI is up"

@@ -23,8 +23,9 @@ pub mod demo {
     pub const NOVA_TENANT: &str = "11111111-1111-1111-1111-111111111111";
 }
 
-/// The HS256 secret every test gateway accepts, for tests that mint their own JWTs.
-pub const JWT_SECRET: &str = "snapgate-test-secret";
+/// The HS256 secret every test gateway accepts, for tests that mint their own JWTs (at least
+/// 32 bytes: a shorter one is refused at start).
+pub const JWT_SECRET: &str = "snapgate-test-secret-of-32-bytes+";
 pub const JWT_ISSUER: &str = "snapgate-tests";
 pub const JWT_AUDIENCE: &str = "snapgate";
 
@@ -89,6 +90,17 @@ pub struct TestAppBuilder {
     redis: bool,
     extra: String,
     hosts: Vec<(String, String)>,
+    options: StartOptions,
+}
+
+/// How a gateway is started beyond its configuration text.
+#[derive(Debug, Clone, Default)]
+struct StartOptions {
+    /// `hosts.state_dir` per host name.
+    state_dirs: std::collections::HashMap<String, String>,
+    /// Start the gateway in its own mount namespace with an empty tmpfs over this directory,
+    /// so it cannot see anything there (`unshare --mount`).
+    hidden_dir: Option<PathBuf>,
 }
 
 impl TestAppBuilder {
@@ -114,17 +126,41 @@ impl TestAppBuilder {
         self.hosts.push((name.into(), uri.into()));
         self
     }
+    /// A host with its own state directory (`hosts.state_dir`).
+    pub fn host_with_state_dir(mut self, name: &str, uri: &str, state_dir: &Path) -> Self {
+        self.options
+            .state_dirs
+            .insert(name.into(), state_dir.display().to_string());
+        self.host(name, uri)
+    }
+    /// Runs the gateway where `dir` is covered by an empty tmpfs of its own mount namespace:
+    /// whatever is there, the gateway process cannot see or touch it.
+    pub fn hide_dir(mut self, dir: &Path) -> Self {
+        self.options.hidden_dir = Some(dir.to_path_buf());
+        self
+    }
 
     pub async fn start(self) -> TestApp {
         let shared = Shared::new(self.db, self.redis).await;
-        TestApp::start_with(std::sync::Arc::new(shared), &self.extra, &self.hosts).await
+        TestApp::start_inner(
+            std::sync::Arc::new(shared),
+            &self.extra,
+            &self.hosts,
+            self.options,
+        )
+        .await
     }
 }
 
 /// A running gateway.
 pub struct TestApp {
     pub url: String,
+    /// The operator's listener (`api.admin_listen`): `/metrics`, readiness detail.
+    pub admin_url: String,
+    /// The cloud operator (static token with `operator = true`, role admin, tenant demo).
     pub admin: String,
+    /// The demo tenant's admin: no operator scope (kept as a `sha256:` digest in the file).
+    pub tenant_admin: String,
     pub member: String,
     pub reader: String,
     /// Member and reader of the Nova tenant that owns `demo::NOVA_APP`.
@@ -135,6 +171,7 @@ pub struct TestApp {
     pub data_dir: PathBuf,
     config_path: PathBuf,
     child: Option<Child>,
+    hidden_dir: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -176,6 +213,7 @@ impl TestApp {
             redis: false,
             extra: String::new(),
             hosts: Vec::new(),
+            options: StartOptions::default(),
         }
     }
 
@@ -185,16 +223,33 @@ impl TestApp {
         extra: &str,
         hosts: &[(String, String)],
     ) -> TestApp {
+        TestApp::start_inner(shared, extra, hosts, StartOptions::default()).await
+    }
+
+    async fn start_inner(
+        shared: std::sync::Arc<Shared>,
+        extra: &str,
+        hosts: &[(String, String)],
+        options: StartOptions,
+    ) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
         std::fs::create_dir_all(&data_dir).unwrap();
         let port = free_port();
-        let (admin, member, reader) = (token(), token(), token());
+        let admin_port = free_port();
+        let (admin, tenant_admin, member, reader) = (token(), token(), token(), token());
         let (other_member, other_reader) = (token(), token());
         let token_file = dir.path().join("tokens.toml");
-        let mut tokens = String::new();
+        let mut tokens = format!(
+            "[tokens.\"{admin}\"]\ntenant = \"{}\"\nrole = \"admin\"\noperator = true\n",
+            demo::TENANT
+        );
+        tokens.push_str(&format!(
+            "[tokens.\"sha256:{}\"]\ntenant = \"{}\"\nrole = \"admin\"\n",
+            sha256_hex(&tenant_admin),
+            demo::TENANT
+        ));
         for (t, tenant, role) in [
-            (&admin, demo::TENANT, "admin"),
             (&member, demo::TENANT, "member"),
             (&reader, demo::TENANT, "reader"),
             (&other_member, demo::NOVA_TENANT, "member"),
@@ -224,7 +279,7 @@ impl TestApp {
             ));
         }
         config.push_str(&format!(
-            "[auth]\ntoken_file = \"{}\"\n[auth.jwt]\nhs256_secret = \"{JWT_SECRET}\"\nissuer = \"{JWT_ISSUER}\"\naudience = \"{JWT_AUDIENCE}\"\n",
+            "[auth]\ntoken_file = \"{}\"\n[auth.jwt]\nhs256_secret = \"{JWT_SECRET}\"\nissuer = \"{JWT_ISSUER}\"\naudience = \"{JWT_AUDIENCE}\"\n[auth.jwt.operator]\nclaim = \"/system/all\"\nvalue = \"true\"\n",
             token_file.display()
         ));
         let hosts: Vec<(String, String)> = if hosts.is_empty() {
@@ -234,14 +289,26 @@ impl TestApp {
         };
         for (name, uri) in hosts {
             config.push_str(&format!("[[hosts]]\nname = \"{name}\"\nuri = \"{uri}\"\n"));
+            if let Some(dir) = options.state_dirs.get(&name) {
+                config.push_str(&format!("state_dir = \"{dir}\"\n"));
+            }
         }
-        config.push_str(&sections);
+        // Every test gateway has an operator listener; a test's own [api] keys join it.
+        let admin_listen = format!("admin_listen = \"127.0.0.1:{admin_port}\"\n");
+        if sections.contains("[api]\n") {
+            config.push_str(&sections.replacen("[api]\n", &format!("[api]\n{admin_listen}"), 1));
+        } else {
+            config.push_str(&sections);
+            config.push_str(&format!("[api]\n{admin_listen}"));
+        }
         let config_path = dir.path().join("snapgate.toml");
         std::fs::write(&config_path, &config).unwrap();
 
         let mut app = TestApp {
             url: format!("http://127.0.0.1:{port}"),
+            admin_url: format!("http://127.0.0.1:{admin_port}"),
             admin,
+            tenant_admin,
             member,
             reader,
             other_member,
@@ -254,6 +321,7 @@ impl TestApp {
             data_dir,
             config_path,
             child: None,
+            hidden_dir: options.hidden_dir,
             _dir: dir,
         };
         app.spawn().await;
@@ -266,7 +334,19 @@ impl TestApp {
             .append(true)
             .open(self.data_dir.join("gateway.log"))
             .unwrap();
-        let child = Command::new(snapgate_bin())
+        let mut command = match &self.hidden_dir {
+            None => Command::new(snapgate_bin()),
+            Some(hidden) => {
+                // unshare and sh exec in place: the child's pid is the gateway's.
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                    .arg("mount -t tmpfs snapgate-hidden \"$0\" && exec \"$@\"")
+                    .arg(hidden)
+                    .arg(snapgate_bin());
+                c
+            }
+        };
+        let child = command
             .arg("serve")
             .arg("--config")
             .arg(&self.config_path)
@@ -327,9 +407,33 @@ impl TestApp {
         }
     }
 
+    /// SIGTERM, a clean exit, and a new process on the same configuration and data.
+    pub async fn restart_gracefully(&mut self) {
+        self.stop().await;
+        self.spawn().await;
+    }
+
     pub async fn restart(&mut self) {
         self.kill9().await;
         self.spawn().await;
+    }
+
+    /// Waits until the `/metrics` page satisfies `ready` (polled; the gateway's background
+    /// work has no other signal). Panics with the page after a minute, as a hang guard.
+    pub async fn wait_for_metrics(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let page = self.metrics().await;
+            if ready(&page) {
+                return page;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited a minute for {what}; metrics:\n{page}\nlog:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -355,6 +459,30 @@ impl TestApp {
         }
         let r = req.send().await.expect("request reaches the gateway");
         Resp::read(r).await
+    }
+
+    /// A GET on the operator's listener (`/metrics`, `/readyz` with detail).
+    pub async fn operator_get(&self, path: &str) -> Resp {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.admin_url))
+            .send()
+            .await
+            .expect("request reaches the operator listener");
+        Resp::read(r).await
+    }
+
+    /// `/metrics` from the operator's listener.
+    pub async fn metrics(&self) -> String {
+        let r = self.operator_get("/metrics").await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.text
+    }
+
+    /// The value of one metric series (the sum over series whose line starts with `series`,
+    /// e.g. `snapgate_waits_in_progress` or `name{label="x"}`), 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric_value(&self.metrics().await, series)
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Resp {
@@ -454,8 +582,26 @@ impl Resp {
     }
 }
 
+/// Sums the samples of the series of `text` whose name (and labels) start with `series`.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(series)
+                .is_some_and(|rest| rest.starts_with([' ', '{', ',', '}']) || series.ends_with('}'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 fn token() -> String {
     format!("t_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The hex SHA-256 of a token, as a token file's `sha256:` key takes it.
+pub fn sha256_hex(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
 pub fn free_port() -> u16 {
@@ -484,8 +630,21 @@ fn split_extra(extra: &str) -> (String, String) {
 
 /// Mints a JWT for the test gateways' HS256 secret.
 pub fn jwt(tenant: &str, roles: &[&str], expires_in_secs: i64, secret: &str) -> String {
+    sign_jwt(&jwt_claims(tenant, roles, expires_in_secs), secret)
+}
+
+/// A cloud operator's JWT: Keystone's system scope (`"system": {"all": true}`), the claim the
+/// test gateways are configured to take as operator scope.
+pub fn operator_jwt(tenant: &str, roles: &[&str], expires_in_secs: i64) -> String {
+    let mut claims = jwt_claims(tenant, roles, expires_in_secs);
+    claims["system"] = json!({"all": true});
+    sign_jwt(&claims, JWT_SECRET)
+}
+
+/// The claims [`jwt`] signs, for tests that change them.
+pub fn jwt_claims(tenant: &str, roles: &[&str], expires_in_secs: i64) -> Value {
     let now = chrono::Utc::now().timestamp();
-    let claims = json!({
+    json!({
         "sub": format!("user-of-{tenant}"),
         "project_id": tenant,
         "roles": roles,
@@ -493,10 +652,14 @@ pub fn jwt(tenant: &str, roles: &[&str], expires_in_secs: i64, secret: &str) -> 
         "aud": JWT_AUDIENCE,
         "iat": now,
         "exp": now + expires_in_secs,
-    });
+    })
+}
+
+/// Signs `claims` with HS256.
+pub fn sign_jwt(claims: &Value, secret: &str) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
+        claims,
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
     .expect("encode jwt")

@@ -4,5 +4,7 @@
 
 pub mod app;
 pub mod cluster;
+pub mod faults;
 pub mod haproxy;
+pub mod hosts;
 pub mod realvm;

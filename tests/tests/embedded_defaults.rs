@@ -1,5 +1,6 @@
 //! The README's first command: `snapgate serve` with no configuration at all serves the demo
-//! cloud on SQLite with generated tokens, from any working directory.
+//! cloud on SQLite with generated tokens (0600 files in a 0700 directory; the demo tenant's
+//! admin, member and reader, and the cloud operator), from any working directory.
 
 use std::time::Duration;
 
@@ -46,17 +47,33 @@ async fn serve_with_no_configuration() {
     );
     let member = std::fs::read_to_string(data.join("member.token")).expect("member token written");
     let admin = std::fs::read_to_string(data.join("admin.token")).expect("admin token written");
+    let operator =
+        std::fs::read_to_string(data.join("operator.token")).expect("operator token written");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(data.join("member.token"))
+        let mode = |name: &str| {
+            std::fs::metadata(data.join(name))
                 .unwrap()
                 .permissions()
                 .mode()
-                & 0o777,
-            0o600
-        );
+                & 0o777
+        };
+        assert_eq!(mode(""), 0o700, "the data directory");
+        for name in [
+            "tokens.toml",
+            "admin.token",
+            "member.token",
+            "reader.token",
+            "operator.token",
+        ] {
+            assert_eq!(mode(name), 0o600, "{name}");
+        }
+    }
+    // The token file lists digests, never the tokens.
+    let listed = std::fs::read_to_string(data.join("tokens.toml")).unwrap();
+    for token in [&member, &admin, &operator] {
+        assert!(!listed.contains(token.trim()), "{listed}");
     }
 
     // The walk-through works with the generated member token.
@@ -71,6 +88,22 @@ async fn serve_with_no_configuration() {
     let r = http
         .get(format!("{url}/v1/quotas/demo"))
         .bearer_auth(admin.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The demo tenant's admin stays in its tenant; the operator token crosses tenants.
+    let nova_quota = format!("{url}/v1/quotas/{}", demo::NOVA_TENANT);
+    let r = http
+        .get(&nova_quota)
+        .bearer_auth(admin.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = http
+        .get(&nova_quota)
+        .bearer_auth(operator.trim())
         .send()
         .await
         .unwrap();

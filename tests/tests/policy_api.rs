@@ -165,7 +165,7 @@ async fn example_plugins_allow_and_deny() {
         403,
         "admins only"
     );
-    let metrics = app.call("GET", "/metrics", None, None).await.text;
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("snapgate_policy_decisions_total"),
         "{metrics}"
@@ -349,13 +349,31 @@ async fn failing_plugins_respect_on_error_and_the_gateway_serves_on() {
         if want == 403 {
             assert_eq!(r.code(), "policy_denied");
         }
+        if file == "test-trap" && want == 403 {
+            // The client learns which plugin failed and how, not wasmtime's trap dump; the
+            // log has the dump, in the request's span.
+            assert_eq!(
+                r.body["error"]["reason"],
+                "policy plugin test-trap failed (trap): the plugin trapped",
+                "{}",
+                r.body
+            );
+            let request_id = r.header("x-request-id").unwrap().to_owned();
+            let log = app.log();
+            assert!(
+                log.lines().any(|l| l.contains("policy plugin failed")
+                    && l.contains(&request_id)
+                    && l.contains("wasm")),
+                "the trap's detail is logged with request id {request_id}:\n{log}"
+            );
+        }
         assert_eq!(app.call("GET", "/healthz", None, None).await.status, 200);
         let d = app
             .get(&format!("/v1/policy/decisions?plugin={file}"), &app.admin)
             .await;
         assert_eq!(d.body["values"][0]["outcome"], "error", "{}", d.body);
         if on_error == "allow" {
-            let m = app.call("GET", "/metrics", None, None).await.text;
+            let m = app.metrics().await;
             assert!(
                 m.contains("snapgate_policy_fail_open_total"),
                 "fail-open is counted"
@@ -409,19 +427,26 @@ async fn hot_reload_under_load_loses_no_request() {
         )
     );
     std::fs::write(&config_path, &extended).unwrap();
+    // The reload starts once some of the load has been answered, so it lands amid the rest.
+    let answered = std::sync::atomic::AtomicUsize::new(0);
     let load = (0..60).map(|i| {
-        let app = &app;
+        let (app, answered) = (&app, &answered);
         async move {
-            app.post(
-                &format!("/v1/instances/{}/states?dry_run=true", demo::WEB),
-                &app.member,
-                json!({"name": format!("n{i}")}),
-            )
-            .await
+            let r = app
+                .post(
+                    &format!("/v1/instances/{}/states?dry_run=true", demo::WEB),
+                    &app.member,
+                    json!({"name": format!("n{i}")}),
+                )
+                .await;
+            answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            r
         }
     });
     let reload = async {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        while answered.load(std::sync::atomic::Ordering::SeqCst) < 5 {
+            tokio::task::yield_now().await;
+        }
         app.post("/v1/policy/reload", &app.admin, json!({})).await
     };
     let (results, reloaded) = tokio::join!(join_all(load), reload);

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use snapgate_core::ports::Repository;
 use snapgate_store::SeaRepository;
 use snapgate_tests::app::{demo, free_port, many_instances_node, many_uuid, Db, Shared, TestApp};
+use snapgate_tests::faults::{gateway_with_instances, saves_then_kill, SAVES_AT_ONCE};
 
 const UNLIMITED_BUT_STATES_10: &str =
     r#"{"states": 10, "state_bytes": -1, "concurrent_operations": -1, "saves_per_hour": -1}"#;
@@ -67,16 +68,19 @@ async fn wait_all(app: &TestApp, accepted: &[Value]) {
 
 /// Redis usage (through the API) equals what the database keeps, byte for byte.
 async fn assert_usage_is_truth(app: &TestApp) {
+    assert_usage_is_truth_for(app, demo::TENANT, &app.member).await;
+}
+
+/// `tenant`'s usage (read with `token`) equals what the database keeps for it.
+async fn assert_usage_is_truth_for(app: &TestApp, tenant: &str, token: &str) {
     let repo = SeaRepository::connect(&app.shared.db_url).await.unwrap();
     let totals = repo.tenant_totals().await.unwrap();
     let truth = totals
         .iter()
-        .find(|t| t.tenant == demo::TENANT)
+        .find(|t| t.tenant == tenant)
         .map(|t| (t.states, t.bytes))
         .unwrap_or((0, 0));
-    let q = app
-        .get(&format!("/v1/quotas/{}", demo::TENANT), &app.member)
-        .await;
+    let q = app.get(&format!("/v1/quotas/{tenant}"), token).await;
     assert_eq!(q.status, 200, "{}", q.text);
     let u = &q.body["usage"];
     assert_eq!(
@@ -335,31 +339,87 @@ async fn redis_stopped_mid_run_then_rebuilt_exactly() {
     );
 }
 
+/// `kill -9` while saves hold reservations: Redis still holds some after the kill (so the kill
+/// landed mid-work), and after a restart every held unit comes back: usage equals the database,
+/// nothing stays reserved, and a limit of exactly what is kept plus one lets one more save in.
+/// When every save had ended before the kill, nothing was proven: more saves at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_killed_holding_a_reservation_gives_the_units_back() {
-    let mut app = TestApp::builder()
-        .postgres()
-        .redis()
-        .config("[snapshots]\nstale_after_secs = 0.5\nmaintenance_interval_secs = 0.2")
-        .start()
+    for n in SAVES_AT_ONCE {
+        if kill_holding_reservations(n).await {
+            return;
+        }
+        eprintln!("all {n} saves ended before the kill; retrying with more");
+    }
+    panic!("every save ended before the gateway was killed ({SAVES_AT_ONCE:?} at once): no reservation was held");
+}
+
+/// The operations holding a reservation of the demo tenant in Redis.
+fn held_reservations(app: &TestApp) -> Vec<String> {
+    let prefix = app.shared.redis_prefix.clone().expect("a Redis prefix");
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "--raw", "HKEYS"])
+        .arg(format!("{prefix}:{{{}}}:resv", demo::TENANT))
+        .output()
+        .expect("redis-cli");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// One attempt; false when no reservation was held at the kill.
+async fn kill_holding_reservations(n: usize) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = gateway_with_instances(dir.path(), n, true).await;
+    let ops = saves_then_kill(&mut app, n).await;
+    let held = held_reservations(&app);
+    if held.is_empty() {
+        return false;
+    }
+    eprintln!("{} of {n} saves held a reservation at the kill", held.len());
+    assert!(held.iter().all(|op| ops.contains(op)), "{held:?}");
+
+    app.restart().await;
+    for op in &ops {
+        let ended = app.wait(op, &app.member).await;
+        assert!(
+            ended["status"] == "succeeded" || ended["status"] == "failed",
+            "{ended}"
+        );
+    }
+    assert_usage_is_truth(&app).await;
+    assert!(held_reservations(&app).is_empty());
+    // The units came back: room for exactly one more state than the ones kept.
+    let q = app
+        .get(&format!("/v1/quotas/{}", demo::TENANT), &app.member)
         .await;
+    let kept = q.body["usage"]["states"]["in_use"].as_i64().unwrap();
     set_limits(
         &app,
-        r#"{"states": 1, "state_bytes": -1, "concurrent_operations": 1, "saves_per_hour": -1}"#,
+        &format!(r#"{{"states": {}, "state_bytes": -1, "concurrent_operations": -1, "saves_per_hour": -1}}"#, kept + 1),
     )
     .await;
-    let r = app.save(demo::WEB, "held", &app.member).await;
-    assert_eq!(r.status, 202);
-    let op = r.body["operation"].as_str().unwrap().to_owned();
-    app.kill9().await;
-    app.restart().await;
-    let ended = app.wait(&op, &app.member).await;
-    assert!(ended["status"] == "succeeded" || ended["status"] == "failed");
-    assert_usage_is_truth(&app).await;
-    if ended["status"] == "failed" {
-        // The unit came back: a new save fits the limit of one.
-        assert_eq!(app.save(demo::DB, "fits", &app.member).await.status, 202);
-    }
+    let one_more = app.save(&many_uuid(0), "fits", &app.member).await;
+    assert_eq!(one_more.status, 202, "{}", one_more.text);
+    let two_more = app.save(&many_uuid(1), "does not fit", &app.member).await;
+    assert_eq!(
+        (
+            two_more.status,
+            two_more.code(),
+            two_more.body["error"]["resource"].as_str()
+        ),
+        (403, "quota_exceeded", Some("states")),
+        "{}",
+        two_more.text
+    );
+    true
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -401,4 +461,205 @@ async fn drifted_usage_is_corrected_from_the_database_while_idle() {
     }
     assert!(fixed, "usage was not corrected: {}", app.log());
     assert_usage_is_truth(&app).await;
+}
+
+/// The saves-per-hour usage of the demo tenant, as the API reports it.
+async fn saves_this_hour(app: &TestApp) -> i64 {
+    let q = app
+        .get(&format!("/v1/quotas/{}", demo::TENANT), &app.member)
+        .await;
+    assert_eq!(q.status, 200, "{}", q.text);
+    q.body["usage"]["saves_per_hour"]["in_use"]
+        .as_i64()
+        .unwrap()
+}
+
+const TWO_SAVES_AN_HOUR: &str =
+    r#"{"states": -1, "state_bytes": -1, "concurrent_operations": -1, "saves_per_hour": 2}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_per_hour_survive_a_graceful_restart_on_the_in_process_store() {
+    let mut app = TestApp::builder().start().await;
+    set_limits(&app, TWO_SAVES_AN_HOUR).await;
+    app.saved(demo::WEB, "one", &app.member).await;
+    app.saved(demo::DB, "two", &app.member).await;
+    assert_eq!(saves_this_hour(&app).await, 2);
+
+    app.restart_gracefully().await;
+    // The gateway rebuilds its in-process quotas from the database before it serves.
+    assert_eq!(saves_this_hour(&app).await, 2, "{}", app.log());
+    assert_usage_is_truth(&app).await;
+    let r = app.save(demo::WEB, "three", &app.member).await;
+    assert_eq!((r.status, r.code()), (429, "rate_limited"), "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_per_hour_survive_a_redis_flush() {
+    let app = TestApp::builder()
+        .redis()
+        .config("[snapshots]\nmaintenance_interval_secs = 0.2")
+        .start()
+        .await;
+    set_limits(&app, TWO_SAVES_AN_HOUR).await;
+    app.saved(demo::WEB, "one", &app.member).await;
+    app.saved(demo::DB, "two", &app.member).await;
+    assert_eq!(saves_this_hour(&app).await, 2);
+
+    // Every key of this gateway's prefix goes, as in a flushed or restarted Redis.
+    let prefix = app.shared.redis_prefix.clone().unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "redis-cli -h 127.0.0.1 --scan --pattern '{prefix}:*' | xargs -r redis-cli -h 127.0.0.1 DEL"
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // DEL's answer: how many keys went (the tenant's window among them).
+    let deleted: i64 = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|n| n.parse::<i64>().unwrap_or(0))
+        .sum();
+    assert!(deleted > 0, "the flush took: {out:?}");
+
+    // The tenant's data is no longer owned by this Redis process: the first decision rebuilds
+    // it from the database (the reconciler's full rebuild may come first), hour's saves and all.
+    assert_eq!(saves_this_hour(&app).await, 2, "{}", app.log());
+    let q = app
+        .get(&format!("/v1/quotas/{}", demo::TENANT), &app.member)
+        .await;
+    assert_eq!(q.body["usage"]["states"]["in_use"], 2, "{}", q.body);
+    let r = app.save(demo::WEB, "three", &app.member).await;
+    assert_eq!((r.status, r.code()), (429, "rate_limited"), "{}", r.body);
+}
+
+async fn set_owner(
+    app: &TestApp,
+    instance: &str,
+    tenant: Option<&str>,
+) -> snapgate_tests::app::Resp {
+    app.call(
+        "PUT",
+        &format!("/v1/instances/{instance}/owner"),
+        Some(&app.admin),
+        Some(json!({ "tenant_id": tenant })),
+    )
+    .await
+}
+
+/// Both tenants' usage equals the database's after an ownership change, in both directions;
+/// the states go with the instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ownership_change_moves_the_states_and_their_usage() {
+    for redis in [false, true] {
+        let builder = TestApp::builder().postgres();
+        let app = if redis { builder.redis() } else { builder }.start().await;
+        app.saved(demo::DB, "one", &app.member).await;
+        app.saved(demo::DB, "two", &app.member).await;
+        app.saved(demo::WEB, "stays", &app.member).await;
+        assert_usage_is_truth(&app).await;
+
+        // demo-db goes to the Nova tenant: its two states (and their bytes) go with it.
+        let r = set_owner(&app, demo::DB, Some(demo::NOVA_TENANT)).await;
+        assert_eq!(r.status, 204, "{}", r.text);
+        assert_usage_is_truth_for(&app, demo::TENANT, &app.member).await;
+        assert_usage_is_truth_for(&app, demo::NOVA_TENANT, &app.other_member).await;
+        let q = app
+            .get(
+                &format!("/v1/quotas/{}", demo::NOVA_TENANT),
+                &app.other_member,
+            )
+            .await;
+        assert_eq!(q.body["usage"]["states"]["in_use"], 2, "{}", q.body);
+        let list = app
+            .get(
+                &format!("/v1/instances/{}/states", demo::DB),
+                &app.other_member,
+            )
+            .await;
+        assert_eq!(
+            list.body["values"].as_array().unwrap().len(),
+            2,
+            "{}",
+            list.body
+        );
+
+        // And back to the domain's metadata (the demo tenant).
+        let r = set_owner(&app, demo::DB, None).await;
+        assert_eq!(r.status, 204, "{}", r.text);
+        assert_usage_is_truth_for(&app, demo::TENANT, &app.member).await;
+        assert_usage_is_truth_for(&app, demo::NOVA_TENANT, &app.other_member).await;
+        let q = app
+            .get(&format!("/v1/quotas/{}", demo::TENANT), &app.member)
+            .await;
+        assert_eq!(q.body["usage"]["states"]["in_use"], 3, "{}", q.body);
+        let list = app
+            .get(&format!("/v1/instances/{}/states", demo::DB), &app.member)
+            .await;
+        assert_eq!(
+            list.body["values"].as_array().unwrap().len(),
+            2,
+            "{}",
+            list.body
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ownership_change_waits_for_the_operation_in_flight() {
+    let app = TestApp::builder().postgres().start().await;
+    let kept = app.saved(demo::DB, "kept", &app.member).await;
+    // An operation in flight on the instance, as another gateway would hold it: a delete
+    // recorded and holding the instance's lock.
+    let repo = SeaRepository::connect(&app.shared.db_url).await.unwrap();
+    let state = repo
+        .get_state(kept["uuid"].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let now = chrono::Utc::now();
+    let op = snapgate_core::Operation {
+        uuid: uuid::Uuid::now_v7(),
+        kind: snapgate_core::OperationKind::Delete,
+        status: snapgate_core::OperationStatus::Running,
+        instance_uuid: state.instance_uuid,
+        state_uuid: state.uuid,
+        tenant_id: state.tenant_id.clone(),
+        host: state.host.clone(),
+        error: None,
+        created_at: now,
+        updated_at: now,
+        started_at: Some(now),
+        finished_at: None,
+        reserved_bytes: 0,
+    };
+    repo.begin_state_operation(
+        &op,
+        &[snapgate_core::StateStatus::Available],
+        snapgate_core::StateStatus::Deleting,
+    )
+    .await
+    .unwrap();
+
+    let r = set_owner(&app, demo::DB, Some(demo::NOVA_TENANT)).await;
+    assert_eq!((r.status, r.code()), (409, "instance_busy"), "{}", r.text);
+    assert_eq!(r.body["error"]["operation"], op.uuid.to_string());
+    // Nothing moved.
+    let list = app
+        .get(&format!("/v1/instances/{}/states", demo::DB), &app.member)
+        .await;
+    assert_eq!(list.status, 200);
+    assert_usage_is_truth(&app).await;
+
+    // Once the operation ends (here: it gives up), the move goes through.
+    let mut ended = op.clone();
+    ended.status = snapgate_core::OperationStatus::Failed;
+    ended.finished_at = Some(chrono::Utc::now());
+    let mut back = state.clone();
+    back.status = snapgate_core::StateStatus::Available;
+    repo.finish_operation(&ended, Some(&back)).await.unwrap();
+    let r = set_owner(&app, demo::DB, Some(demo::NOVA_TENANT)).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_usage_is_truth_for(&app, demo::TENANT, &app.member).await;
+    assert_usage_is_truth_for(&app, demo::NOVA_TENANT, &app.other_member).await;
 }

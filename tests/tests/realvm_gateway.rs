@@ -2,14 +2,15 @@
 //! a running QEMU guest on `qemu:///system`, and the guest's counter proves its RAM came back.
 //! A raw disk is refused before any work. Fails (never skips) when libvirtd cannot run here.
 
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use snapgate_tests::app::{demo, snapgate_bin, TestApp};
 use snapgate_tests::realvm::{
-    kill9_libvirtd, process_alive, restart_libvirtd, DiskKind, Guest, LibvirtdOutageLock,
-    RealVmEnv, DEFAULT_MEMORY_MIB, LIBVIRT_URI,
+    kill9_libvirtd, process_alive, restart_libvirtd, DiskKind, Guest, Hypervisor,
+    LibvirtdOutageLock, RealVmEnv, DEFAULT_MEMORY_MIB, LIBVIRT_URI,
 };
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -30,26 +31,39 @@ fn boot(label: &str, disk: DiskKind) -> Guest {
         .unwrap_or_else(|error| panic!("booting {label}: {error}"))
 }
 
-/// A gateway whose only host is this machine's QEMU, writing external snapshot files into
-/// the guest's directory (QEMU runs as libvirt-qemu and must reach them; the harness removes
-/// them with the guest).
-async fn gateway_for(guest: &Guest) -> TestApp {
-    gateway_with(guest, false).await
+/// A gateway whose only host is this machine's QEMU, with the host's test state directory.
+async fn gateway() -> TestApp {
+    gateway_with(false).await
 }
 
-/// [`gateway_for`], with Redis quotas when `redis`.
-async fn gateway_with(guest: &Guest, redis: bool) -> TestApp {
-    let state_dir = guest.dir().join("states");
+/// [`gateway`], with Redis quotas when `redis`.
+async fn gateway_with(redis: bool) -> TestApp {
     let builder = TestApp::builder();
     let builder = if redis { builder.redis() } else { builder };
     builder
-        .host(HOST, LIBVIRT_URI)
-        .config(&format!(
-            "[snapshots]\nstate_dir = \"{}\"\n",
-            state_dir.display()
-        ))
+        .host_with_state_dir(HOST, LIBVIRT_URI, &state_dir())
         .start()
         .await
+}
+
+fn state_dir() -> PathBuf {
+    Hypervisor::System
+        .state_dir()
+        .expect("the system host's state directory")
+}
+
+/// Files of one state in a host's state directory (`<state>.memory`, `<state>.<disk>.qcow2`
+/// and whatever else libvirt named after them).
+fn state_files(dir: &Path, state: &str) -> Vec<PathBuf> {
+    let prefix = format!("{state}.");
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 fn states_path(guest: &Guest) -> String {
@@ -72,7 +86,7 @@ async fn wait_succeeded(app: &TestApp, operation: &Value, what: &str) {
 /// Save while the guest runs, let it run on, apply, check the counter rewound, delete.
 async fn save_apply_delete(mode: &str) {
     let guest = boot(&format!("gw-{mode}"), DiskKind::Qcow2);
-    let app = gateway_for(&guest).await;
+    let app = gateway().await;
     let token = &app.member;
     let path = states_path(&guest);
 
@@ -105,29 +119,32 @@ async fn save_apply_delete(mode: &str) {
     );
     let memory_bytes = state["memory_bytes"].as_i64().expect("memory_bytes");
     let size_bytes = state["size_bytes"].as_i64().expect("size_bytes");
-    let state_files = guest.dir().join("states").join(&state_id);
+    let dir = state_dir();
     match mode {
         "internal" => {
             assert_eq!(memory_bytes, i64::from(DEFAULT_MEMORY_MIB) << 20, "{state}");
             assert!(size_bytes >= memory_bytes, "{state}");
-            assert!(
-                !state_files.exists(),
+            assert_eq!(
+                state_files(&dir, &state_id),
+                Vec::<PathBuf>::new(),
                 "an internal snapshot writes no state files"
             );
         }
         _ => {
             let memory_file =
-                std::fs::metadata(state_files.join("memory.save")).expect("memory file");
-            let overlay = std::fs::metadata(state_files.join("vda.qcow2")).expect("disk overlay");
+                std::fs::metadata(dir.join(format!("{state_id}.memory"))).expect("memory file");
+            let overlay =
+                std::fs::metadata(dir.join(format!("{state_id}.vda.qcow2"))).expect("disk overlay");
             assert_eq!(
                 memory_bytes,
                 memory_file.len() as i64,
                 "memory_bytes is the memory file: {state}"
             );
+            // The overlay is measured by what it takes on disk; it only grows after the save.
+            let overlay_allocated = overlay.blocks() as i64 * 512;
             assert!(
-                size_bytes >= memory_bytes && size_bytes <= memory_bytes + overlay.len() as i64,
-                "size_bytes is memory plus overlay at save time: {state}, overlay now {}",
-                overlay.len()
+                size_bytes >= memory_bytes && size_bytes <= memory_bytes + overlay_allocated,
+                "size_bytes is memory plus overlay at save time: {state}, overlay now {overlay_allocated}"
             );
         }
     }
@@ -166,21 +183,15 @@ async fn save_apply_delete(mode: &str) {
         .snapshot_names()
         .expect("listing snapshots")
         .is_empty());
-    assert_no_files_under(&state_files);
+    assert_no_state_files(&dir, &state_id);
 
     drop(app);
     assert_guest_removed(guest);
 }
 
-fn assert_no_files_under(dir: &Path) {
-    if dir.exists() {
-        let left: Vec<_> = std::fs::read_dir(dir)
-            .expect("list")
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        assert!(left.is_empty(), "delete left files: {left:?}");
-    }
+fn assert_no_state_files(dir: &Path, state: &str) {
+    let left = state_files(dir, state);
+    assert!(left.is_empty(), "files of state {state} left: {left:?}");
 }
 
 fn assert_guest_removed(guest: Guest) {
@@ -207,7 +218,7 @@ async fn external_state_with_memory_saved_applied_deleted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_disk_is_refused_before_any_work() {
     let guest = boot("gw-raw", DiskKind::Raw);
-    let app = gateway_for(&guest).await;
+    let app = gateway().await;
     let path = states_path(&guest);
 
     let r = app
@@ -278,7 +289,7 @@ async fn kill_libvirtd_during_save(memory_mib: u32) -> bool {
     let guest =
         blocking(|| Guest::boot_owned("gw-outage", DiskKind::Qcow2, memory_mib, demo::TENANT))
             .unwrap_or_else(|error| panic!("booting a {memory_mib} MiB guest: {error}"));
-    let app = gateway_with(&guest, true).await;
+    let app = gateway_with(true).await;
     let token = &app.member;
     let path = states_path(&guest);
     let quota_path = format!("/v1/quotas/{}", demo::TENANT);
@@ -302,8 +313,8 @@ async fn kill_libvirtd_during_save(memory_mib: u32) -> bool {
         .as_str()
         .expect("operation id")
         .to_owned();
-    let state_files = guest.dir().join("states").join(&state_id);
-    let memory_file = state_files.join("memory.save");
+    let dir = state_dir();
+    let memory_file = dir.join(format!("{state_id}.memory"));
     let killed = blocking(|| {
         let deadline = std::time::Instant::now() + STEP_TIMEOUT;
         while !memory_file.exists() {
@@ -381,7 +392,19 @@ async fn kill_libvirtd_during_save(memory_mib: u32) -> bool {
         Vec::<String>::new(),
         "libvirt kept a snapshot of the interrupted save"
     );
-    assert_no_files_under(&state_files);
+    // The half-written memory file is removed through libvirt once libvirtd answers again.
+    blocking(|| {
+        let deadline = std::time::Instant::now() + STEP_TIMEOUT;
+        while !state_files(&dir, &state_id).is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "files of the interrupted save stay: {:?}\ngateway log:\n{}",
+                state_files(&dir, &state_id),
+                app.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
     let now = guest.booted_counter();
     blocking(|| guest.wait_counter_at_least(now + 2, STEP_TIMEOUT))
         .expect("the guest keeps counting after libvirtd came back");
@@ -457,7 +480,7 @@ fn cli_json(app: &TestApp, args: &[&str]) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_saves_lists_loads_and_deletes_a_real_guest() {
     let guest = boot("gw-cli", DiskKind::Qcow2);
-    let app = gateway_for(&guest).await;
+    let app = gateway().await;
     let vm = guest.uuid().to_string();
 
     let before_save = guest.booted_counter();

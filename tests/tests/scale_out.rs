@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use snapgate_core::ports::Repository;
 use snapgate_store::SeaRepository;
 use snapgate_tests::app::{
-    demo, jwt, many_instances_node, many_uuid, Db, Shared, TestApp, JWT_SECRET,
+    demo, jwt, many_instances_node, many_uuid, operator_jwt, Db, Shared, TestApp, JWT_SECRET,
 };
 use snapgate_tests::cluster::{self, ClusterLock};
 use snapgate_tests::haproxy::HaProxy;
@@ -109,8 +109,9 @@ fn member() -> String {
     jwt(demo::TENANT, &["member"], 3600, JWT_SECRET)
 }
 
-fn admin() -> String {
-    jwt(demo::TENANT, &["admin", "member"], 3600, JWT_SECRET)
+/// Limits are the cloud operator's to set (operator scope and the admin role).
+fn operator() -> String {
+    operator_jwt(demo::TENANT, &["admin", "member"], 3600)
 }
 
 async fn set_states_limit(front: &Front, states: i64) {
@@ -118,7 +119,7 @@ async fn set_states_limit(front: &Front, states: i64) {
         .call(
             "PUT",
             &format!("/v1/quotas/{}", demo::TENANT),
-            &admin(),
+            &operator(),
             Some(json!({"states": states, "state_bytes": -1, "concurrent_operations": -1, "saves_per_hour": -1})),
         )
         .await

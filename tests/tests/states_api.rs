@@ -403,3 +403,101 @@ async fn oversized_post(app: &TestApp, path: &str, token: &str) -> (u16, String)
         .unwrap_or(0);
     (status, text)
 }
+
+/// A save that fails on the host: the client reads a stable code and a fixed sentence (no
+/// server path, no libvirt or OS text); the log has the detail, under the operation's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_save_tells_the_client_what_and_the_log_where() {
+    let app = TestApp::builder().start().await;
+    // External snapshots go to STATE_DIR/<state uuid>/: make STATE_DIR a plain file, so the
+    // host side fails with an OS error that names the path.
+    let state_dir = app.data_dir.join("states");
+    let _ = std::fs::remove_dir_all(&state_dir);
+    std::fs::write(&state_dir, b"not a directory").unwrap();
+
+    let r = app
+        .post(
+            &format!("/v1/instances/{}/states", demo::WEB),
+            &app.member,
+            json!({"name": "doomed", "mode": "external"}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let op_id = r.body["operation"].as_str().unwrap().to_owned();
+    let op = app.wait(&op_id, &app.member).await;
+    assert_eq!(op["status"], "failed", "{op}");
+    assert_eq!(op["error"]["code"], "compute_error", "{op}");
+    let message = op["error"]["message"].as_str().unwrap();
+    assert_eq!(message, "the compute host failed the operation", "{op}");
+    for leak in ["/", "libvirt", "demo", "directory", "os error"] {
+        assert!(!message.contains(leak), "{leak:?} leaked: {op}");
+    }
+    // The state's error (which its readers see) is the same.
+    let s = app
+        .get(
+            &format!(
+                "/v1/instances/{}/states/{}",
+                demo::WEB,
+                r.body["uuid"].as_str().unwrap()
+            ),
+            &app.member,
+        )
+        .await;
+    assert_eq!(s.body["error"], op["error"], "{}", s.body);
+
+    // The log has the cause with the path, on a line carrying the operation id.
+    let log = app.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("operation failed") && l.contains(&op_id))
+        .unwrap_or_else(|| panic!("no log line for {op_id}:\n{log}"));
+    assert!(
+        line.contains(&state_dir.display().to_string()),
+        "the detail is logged: {line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_show_what_they_hold_and_are_compared_in_nfc() {
+    let app = TestApp::builder().start().await;
+    for name in [
+        "\u{200B}", // zero-width only
+        "\u{200B}\u{200D}\u{2060}",
+        "backup\u{202E}exe.pdf", // bidi override
+        "a\u{2066}b\u{2069}",    // bidi isolate
+        "\u{FEFF}bom",
+        "\u{3164}", // a blank filler letter
+        " padded",
+        "padded ",
+    ] {
+        let r = app.save(demo::WEB, name, &app.member).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "invalid_name"),
+            "{name:?}: {}",
+            r.body
+        );
+    }
+    let r = app
+        .post(
+            &format!("/v1/instances/{}/states", demo::WEB),
+            &app.member,
+            json!({"name": "fine", "description": "hidden\u{202E}text"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "invalid_description"),
+        "{}",
+        r.body
+    );
+
+    // "café" composed, then decomposed: the same name.
+    let first = app.saved(demo::WEB, "caf\u{00E9}", &app.member).await;
+    assert_eq!(first["name"], "caf\u{00E9}");
+    let r = app.save(demo::WEB, "cafe\u{0301}", &app.member).await;
+    assert_eq!((r.status, r.code()), (409, "duplicate_name"), "{}", r.body);
+    // Decomposed first on another instance: stored composed.
+    let other = app.saved(demo::DB, "cafe\u{0301}", &app.member).await;
+    assert_eq!(other["name"], "caf\u{00E9}");
+}

@@ -1,6 +1,11 @@
 //! Authentication: bearer tokens become a [`Caller`]. Signed JWTs (HS256 secret, or RS256/ES256
-//! public keys from PEM or JWKS files) with issuer, audience and expiry checked, and a static
-//! token file for small setups.
+//! public keys from PEM or JWKS files) and a static token file for small setups.
+//!
+//! Everything fails closed: `exp` is always required, `iss` and `aud` are required whenever
+//! they are configured (a token that lacks them is refused, not waved through), `nbf` is
+//! enforced, an HS256 secret shorter than 32 bytes is refused at start, the tenant claim must
+//! pass the one tenant-id rule, and operator scope comes only from the configured operator
+//! claim — never from a role name.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,16 +14,24 @@ use axum::extract::FromRequestParts;
 use http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use snapgate_core::auth::{Caller, Role};
+use snapgate_core::service::validate;
 
 use crate::error::ApiError;
 use crate::AppState;
+
+/// The shortest HS256 secret accepted: 256 bits, the size of the HMAC-SHA-256 output (RFC 7518
+/// §3.2). Anyone who guesses the secret signs tokens of any tenant, the operator's included.
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
 
 /// How tokens are checked.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    /// A static token file: TOML `[tokens."<token>"] tenant = "…" role = "member"`.
+    /// A static token file: TOML `[tokens."<token>"] tenant = "…" role = "member"`, the key
+    /// being the token itself or `sha256:<hex of its SHA-256>`; `operator = true` grants
+    /// operator scope.
     pub token_file: Option<PathBuf>,
     pub jwt: Option<JwtConfig>,
 }
@@ -26,13 +39,15 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
-    /// HS256 shared secret.
+    /// HS256 shared secret, at least 32 bytes.
     pub hs256_secret: Option<String>,
     /// A PEM file with an RSA or EC public key (RS256 / ES256).
     pub public_key_pem: Option<PathBuf>,
     /// A JWKS file with RSA or EC keys, chosen by the token's `kid`.
     pub jwks_file: Option<PathBuf>,
+    /// When set, the `iss` claim is required and must equal it.
     pub issuer: Option<String>,
+    /// When set, the `aud` claim is required and must contain it.
     pub audience: Option<String>,
     /// Claim holding the tenant (project) id.
     #[serde(default = "default_tenant_claim")]
@@ -43,6 +58,46 @@ pub struct JwtConfig {
     /// Clock skew allowed on `exp`/`nbf`, in seconds.
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
+    /// The claim that marks the cloud operator. Absent: no JWT is ever the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<OperatorClaim>,
+}
+
+/// Operator scope for tokens whose `claim` holds `value`, e.g. Keystone's system scope
+/// (`claim = "/system/all"`, `value = "true"`) or an IdP group (`claim = "groups"`,
+/// `value = "cloud-operators"`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorClaim {
+    /// A top-level claim name, or a JSON pointer into the claims (`/system/all`).
+    pub claim: String,
+    /// Matches a string claim equal to it, a list of strings holding it, or a boolean or number
+    /// written the same way (`"true"`).
+    pub value: String,
+    /// The tenant an operator token without a tenant claim acts as (system-scoped tokens carry
+    /// no project). Absent: operator tokens need the tenant claim like any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+}
+
+impl OperatorClaim {
+    fn matches(&self, claims: &serde_json::Value) -> bool {
+        let found = if self.claim.starts_with('/') {
+            claims.pointer(&self.claim)
+        } else {
+            claims.get(&self.claim)
+        };
+        match found {
+            Some(serde_json::Value::String(s)) => *s == self.value,
+            Some(serde_json::Value::Array(items)) => {
+                items.iter().any(|v| v.as_str() == Some(&self.value))
+            }
+            Some(v @ (serde_json::Value::Bool(_) | serde_json::Value::Number(_))) => {
+                serde_json::from_str::<serde_json::Value>(&self.value).is_ok_and(|want| want == *v)
+            }
+            _ => false,
+        }
+    }
 }
 
 fn default_tenant_claim() -> String {
@@ -66,6 +121,41 @@ pub enum AuthSetupError {
     Invalid { path: PathBuf, message: String },
     #[error("auth.jwt needs one of hs256_secret, public_key_pem or jwks_file")]
     NoJwtKey,
+    /// `key` is the configuration key in full (`auth.jwt.hs256_secret`).
+    #[error("{key}: {message}")]
+    InvalidJwt { key: &'static str, message: String },
+}
+
+/// Checks what can be checked without reading files: the HS256 secret's length, the operator
+/// claim. Run by the configuration's validation too, so `snapgate config` refuses the same.
+pub fn check_jwt_config(cfg: &JwtConfig) -> Result<(), AuthSetupError> {
+    if let Some(secret) = &cfg.hs256_secret {
+        if secret.len() < MIN_HS256_SECRET_BYTES {
+            return Err(AuthSetupError::InvalidJwt {
+                key: "auth.jwt.hs256_secret",
+                message: format!(
+                    "is {} bytes long; at least {MIN_HS256_SECRET_BYTES} are needed \
+                     (e.g. `openssl rand -base64 48`)",
+                    secret.len()
+                ),
+            });
+        }
+    }
+    if let Some(op) = &cfg.operator {
+        if op.claim.is_empty() || op.value.is_empty() {
+            return Err(AuthSetupError::InvalidJwt {
+                key: "auth.jwt.operator",
+                message: "claim and value must both be non-empty".into(),
+            });
+        }
+        if let Some(t) = &op.tenant {
+            validate::tenant_id(t).map_err(|e| AuthSetupError::InvalidJwt {
+                key: "auth.jwt.operator.tenant",
+                message: e.to_string(),
+            })?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +172,17 @@ struct StaticToken {
     role: Role,
     #[serde(default)]
     subject: Option<String>,
+    /// Cloud operator scope; only ever granted explicitly.
+    #[serde(default)]
+    operator: bool,
+}
+
+/// SHA-256 of a token: static tokens are kept and looked up by digest only, so neither the
+/// process's memory nor the comparison's timing reveals a token.
+type TokenDigest = [u8; 32];
+
+fn digest(token: &str) -> TokenDigest {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 struct JwtVerifier {
@@ -89,11 +190,12 @@ struct JwtVerifier {
     validation_base: Validation,
     tenant_claim: String,
     roles_claim: String,
+    operator: Option<OperatorClaim>,
 }
 
 /// Checks bearer tokens.
 pub struct Authenticator {
-    static_tokens: HashMap<String, StaticToken>,
+    static_tokens: HashMap<TokenDigest, StaticToken>,
     jwt: Option<JwtVerifier>,
 }
 
@@ -118,8 +220,11 @@ impl Authenticator {
 
     /// Checks a bearer token. The error text is for logs; clients get a generic 401.
     pub fn verify(&self, token: &str) -> Result<Caller, String> {
-        if let Some(t) = self.static_tokens.get(token) {
+        if let Some(t) = self.static_tokens.get(&digest(token)) {
             let mut caller = Caller::new(t.tenant.clone(), t.role);
+            if t.operator {
+                caller = caller.with_operator_scope();
+            }
             if let Some(s) = &t.subject {
                 caller.subject = s.clone();
             }
@@ -138,9 +243,7 @@ impl Authenticator {
             let mut validation = jwt.validation_base.clone();
             validation.algorithms = vec![*alg];
             match jsonwebtoken::decode::<serde_json::Value>(token, key, &validation) {
-                Ok(data) => {
-                    return caller_from_claims(&data.claims, &jwt.tenant_claim, &jwt.roles_claim)
-                }
+                Ok(data) => return jwt.caller_from_claims(&data.claims),
                 Err(e) => last_error = e.to_string(),
             }
         }
@@ -148,49 +251,85 @@ impl Authenticator {
     }
 }
 
-fn caller_from_claims(
-    claims: &serde_json::Value,
-    tenant_claim: &str,
-    roles_claim: &str,
-) -> Result<Caller, String> {
-    let tenant = claims
-        .get(tenant_claim)
-        .and_then(|v| v.as_str())
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| format!("token has no {tenant_claim} claim"))?;
-    let roles: Vec<String> = match claims.get(roles_claim) {
-        Some(serde_json::Value::Array(items)) => items
+impl JwtVerifier {
+    fn caller_from_claims(&self, claims: &serde_json::Value) -> Result<Caller, String> {
+        let operator = self.operator.as_ref().filter(|op| op.matches(claims));
+        let tenant = match claims.get(&self.tenant_claim) {
+            Some(serde_json::Value::String(t)) => t.as_str(),
+            Some(_) => return Err(format!("claim {} is not a string", self.tenant_claim)),
+            None => operator
+                .and_then(|op| op.tenant.as_deref())
+                .ok_or_else(|| format!("token has no {} claim", self.tenant_claim))?,
+        };
+        validate::tenant_id(tenant).map_err(|e| format!("claim {}: {e}", self.tenant_claim))?;
+        let roles: Vec<String> = match claims.get(&self.roles_claim) {
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            Some(serde_json::Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        let role = roles
             .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect(),
-        Some(serde_json::Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
-        _ => Vec::new(),
-    };
-    let role = roles
-        .iter()
-        .filter_map(|r| Role::parse(r))
-        .max()
-        .ok_or_else(|| "token grants no snapgate role".to_owned())?;
-    let mut caller = Caller::new(tenant, role);
-    if let Some(sub) = claims.get("sub").and_then(|v| v.as_str()) {
-        caller.subject = sub.to_owned();
+            .filter_map(|r| Role::parse(r))
+            .max()
+            .ok_or_else(|| "token grants no snapgate role".to_owned())?;
+        let mut caller = Caller::new(tenant, role);
+        if operator.is_some() {
+            caller = caller.with_operator_scope();
+        }
+        if let Some(sub) = claims.get("sub").and_then(|v| v.as_str()) {
+            caller.subject = sub.to_owned();
+        }
+        Ok(caller)
     }
-    Ok(caller)
 }
 
-fn read_token_file(path: &Path) -> Result<HashMap<String, StaticToken>, AuthSetupError> {
+fn read_token_file(path: &Path) -> Result<HashMap<TokenDigest, StaticToken>, AuthSetupError> {
     let text = std::fs::read_to_string(path).map_err(|source| AuthSetupError::Read {
         path: path.into(),
         source,
     })?;
-    let file: TokenFile = toml::from_str(&text).map_err(|e| AuthSetupError::Invalid {
+    let invalid = |message: String| AuthSetupError::Invalid {
         path: path.into(),
-        message: e.to_string(),
-    })?;
-    Ok(file.tokens)
+        message,
+    };
+    let file: TokenFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let mut tokens = HashMap::with_capacity(file.tokens.len());
+    for (key, entry) in file.tokens {
+        validate::tenant_id(&entry.tenant)
+            .map_err(|e| invalid(format!("tenant {:?}: {e}", entry.tenant)))?;
+        // The key is never echoed: it may be a live token.
+        let token_digest = match key.strip_prefix("sha256:") {
+            Some(hex_digest) => parse_digest(hex_digest).ok_or_else(|| {
+                invalid("a `sha256:` key must be followed by 64 hexadecimal digits".into())
+            })?,
+            None if key.is_empty() => return Err(invalid("a token must not be empty".into())),
+            None => digest(&key),
+        };
+        if tokens.insert(token_digest, entry).is_some() {
+            return Err(invalid(
+                "a token is listed twice (once plain, once as sha256:)".into(),
+            ));
+        }
+    }
+    Ok(tokens)
+}
+
+fn parse_digest(hex_digest: &str) -> Option<TokenDigest> {
+    let mut out = [0u8; 32];
+    if hex_digest.len() != 64 || !hex_digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    for (byte, pair) in out.iter_mut().zip(hex_digest.as_bytes().chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
 }
 
 fn build_jwt(cfg: &JwtConfig) -> Result<JwtVerifier, AuthSetupError> {
+    check_jwt_config(cfg)?;
     let mut keys = Vec::new();
     if let Some(secret) = &cfg.hs256_secret {
         keys.push((
@@ -244,26 +383,45 @@ fn build_jwt(cfg: &JwtConfig) -> Result<JwtVerifier, AuthSetupError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = cfg.leeway_secs;
     validation.validate_exp = true;
-    validation.set_required_spec_claims(&["exp"]);
+    validation.validate_nbf = true;
+    // jsonwebtoken checks `iss` and `aud` only when the token carries them, unless they are
+    // required claims: require every one that is configured.
+    let mut required = vec!["exp"];
     match &cfg.issuer {
-        Some(iss) => validation.set_issuer(&[iss]),
+        Some(iss) => {
+            validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
         None => validation.iss = None,
     }
     match &cfg.audience {
-        Some(aud) => validation.set_audience(&[aud]),
+        Some(aud) => {
+            validation.set_audience(&[aud]);
+            required.push("aud");
+        }
         None => validation.validate_aud = false,
     }
+    validation.set_required_spec_claims(&required);
     Ok(JwtVerifier {
         keys,
         validation_base: validation,
         tenant_claim: cfg.tenant_claim.clone(),
         roles_claim: cfg.roles_claim.clone(),
+        operator: cfg.operator.clone(),
     })
 }
 
 /// The authenticated caller of a `/v1` request.
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub Caller);
+
+/// The token of an `Authorization` header. The scheme is case-insensitive (RFC 9110 §11.1):
+/// `Bearer`, `bearer` and `BEARER` are the same.
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim_start().split_once([' ', '\t'])?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
 
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
@@ -277,14 +435,9 @@ impl FromRequestParts<AppState> for Authenticated {
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| ApiError::unauthenticated("missing bearer token"))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthenticated("the Authorization header must be `Bearer <token>`")
-            })?;
+        let token = bearer_token(header).ok_or_else(|| {
+            ApiError::unauthenticated("the Authorization header must be `Bearer <token>`")
+        })?;
         match state.auth.verify(token) {
             Ok(caller) => {
                 tracing::Span::current().record("tenant", caller.tenant.as_str());
@@ -320,7 +473,21 @@ mod tests {
             tenant_claim: default_tenant_claim(),
             roles_claim: default_roles_claim(),
             leeway_secs: 0,
+            operator: None,
         }
+    }
+
+    /// An HS256 secret of the shortest accepted length.
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn hs256() -> (Authenticator, EncodingKey) {
+        let mut cfg = jwt_config();
+        cfg.hs256_secret = Some(SECRET.into());
+        (auth(cfg), EncodingKey::from_secret(SECRET.as_bytes()))
+    }
+
+    fn sign(claims: &serde_json::Value, key: &EncodingKey) -> String {
+        encode(&Header::default(), claims, key).unwrap()
     }
 
     fn auth(jwt: JwtConfig) -> Authenticator {
@@ -376,10 +543,7 @@ mod tests {
 
     #[test]
     fn hs256_checks_signature_expiry_issuer_audience_and_claims() {
-        let mut cfg = jwt_config();
-        cfg.hs256_secret = Some("s3cret".into());
-        let a = auth(cfg);
-        let key = EncodingKey::from_secret(b"s3cret");
+        let (a, key) = hs256();
         let ok = encode(&Header::default(), &claims(60), &key).unwrap();
         let caller = a.verify(&ok).unwrap();
         assert_eq!(
@@ -397,7 +561,7 @@ mod tests {
                 &encode(
                     &Header::default(),
                     &claims(60),
-                    &EncodingKey::from_secret(b"other")
+                    &EncodingKey::from_secret(b"another secret of thirty-two bytes")
                 )
                 .unwrap()
             )
@@ -449,14 +613,14 @@ mod tests {
     #[test]
     fn configurable_claim_names_and_space_separated_roles() {
         let mut cfg = jwt_config();
-        cfg.hs256_secret = Some("k".into());
+        cfg.hs256_secret = Some(SECRET.into());
         cfg.tenant_claim = "tenant".into();
         cfg.roles_claim = "scope".into();
         let a = auth(cfg);
         let now = chrono::Utc::now().timestamp();
         let c = json!({"tenant": "t9", "scope": "openid admin", "iss": "iss", "aud": "aud", "exp": now + 60});
         let caller = a
-            .verify(&encode(&Header::default(), &c, &EncodingKey::from_secret(b"k")).unwrap())
+            .verify(&sign(&c, &EncodingKey::from_secret(SECRET.as_bytes())))
             .unwrap();
         assert_eq!((caller.tenant.as_str(), caller.role), ("t9", Role::Admin));
     }
@@ -654,5 +818,250 @@ mod tests {
         })
         .is_err());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_configured_audience_is_required() {
+        let (a, key) = hs256();
+        let mut c = claims(60);
+        c.as_object_mut().unwrap().remove("aud");
+        assert!(a.verify(&sign(&c, &key)).is_err(), "no aud");
+        c["aud"] = json!(["other", "aud"]);
+        assert!(a.verify(&sign(&c, &key)).is_ok(), "aud list holding ours");
+    }
+
+    #[test]
+    fn a_configured_issuer_is_required() {
+        let (a, key) = hs256();
+        let mut c = claims(60);
+        c.as_object_mut().unwrap().remove("iss");
+        assert!(a.verify(&sign(&c, &key)).is_err(), "no iss");
+    }
+
+    #[test]
+    fn exp_is_always_required_and_unconfigured_iss_aud_are_not() {
+        let mut cfg = jwt_config();
+        cfg.hs256_secret = Some(SECRET.into());
+        cfg.issuer = None;
+        cfg.audience = None;
+        let a = auth(cfg);
+        let key = EncodingKey::from_secret(SECRET.as_bytes());
+        let mut c = claims(60);
+        c.as_object_mut().unwrap().remove("iss");
+        c.as_object_mut().unwrap().remove("aud");
+        assert!(a.verify(&sign(&c, &key)).is_ok());
+        c.as_object_mut().unwrap().remove("exp");
+        assert!(a.verify(&sign(&c, &key)).is_err(), "no exp");
+        c["exp"] = json!("tomorrow");
+        assert!(a.verify(&sign(&c, &key)).is_err(), "exp not a number");
+    }
+
+    #[test]
+    fn a_future_nbf_is_refused() {
+        let (a, key) = hs256();
+        let now = chrono::Utc::now().timestamp();
+        let mut c = claims(3600);
+        c["nbf"] = json!(now + 600);
+        assert!(a.verify(&sign(&c, &key)).is_err(), "not valid yet");
+        c["nbf"] = json!(now - 600);
+        assert!(a.verify(&sign(&c, &key)).is_ok(), "valid since");
+    }
+
+    #[test]
+    fn short_and_empty_hs256_secrets_are_refused_at_start() {
+        for secret in ["", "s3cret", &SECRET[1..]] {
+            let mut cfg = jwt_config();
+            cfg.hs256_secret = Some(secret.into());
+            let error = Authenticator::from_config(&AuthConfig {
+                token_file: None,
+                jwt: Some(cfg),
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(
+                error.contains("auth.jwt.hs256_secret"),
+                "{secret:?}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in [
+            "Bearer abc",
+            "bearer abc",
+            "BEARER abc",
+            "bEaReR  abc ",
+            "Bearer\tabc",
+        ] {
+            assert_eq!(bearer_token(header), Some("abc"), "{header:?}");
+        }
+        for header in ["Basic abc", "Bearer", "Bearer   ", "Bearerabc", "abc", ""] {
+            assert_eq!(bearer_token(header), None, "{header:?}");
+        }
+    }
+
+    fn token_file(body: &str) -> Result<Authenticator, AuthSetupError> {
+        let dir = std::env::temp_dir().join(format!("snapgate-tokens-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("tokens.toml");
+        std::fs::write(&f, body).unwrap();
+        let a = Authenticator::from_config(&AuthConfig {
+            token_file: Some(f),
+            jwt: None,
+        });
+        std::fs::remove_dir_all(dir).unwrap();
+        a
+    }
+
+    #[test]
+    fn static_tokens_are_kept_as_sha256_digests() {
+        let hashed = format!("sha256:{}", hex_of(&digest("hashed-token")));
+        let a = token_file(&format!(
+            "[tokens.\"plain-token\"]\ntenant = \"t1\"\nrole = \"member\"\n\
+             [tokens.\"{}\"]\ntenant = \"t2\"\nrole = \"reader\"\n",
+            hashed.to_uppercase().replacen("SHA256", "sha256", 1)
+        ))
+        .unwrap();
+        assert_eq!(a.verify("plain-token").unwrap().tenant, "t1");
+        assert_eq!(a.verify("hashed-token").unwrap().tenant, "t2");
+        assert!(a.verify(&hashed).is_err(), "the digest is no token");
+        assert!(a.verify("plain-toke").is_err());
+        // Only digests are kept: nothing in the authenticator holds a token's text.
+        assert!(a.static_tokens.contains_key(&digest("plain-token")));
+        assert!(!format!("{a:?}").contains("plain-token"));
+
+        for bad in [
+            "[tokens.\"sha256:abc\"]\ntenant = \"t\"\nrole = \"member\"\n",
+            &format!("[tokens.\"sha256:{}\"]\ntenant = \"t\"\nrole = \"member\"\n", "g".repeat(64)),
+            "[tokens.\"\"]\ntenant = \"t\"\nrole = \"member\"\n",
+            &format!(
+                "[tokens.\"x\"]\ntenant = \"t\"\nrole = \"member\"\n[tokens.\"sha256:{}\"]\ntenant = \"t\"\nrole = \"member\"\n",
+                hex_of(&digest("x"))
+            ),
+        ] {
+            assert!(token_file(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn hex_of(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn static_tokens_hold_valid_tenants_and_explicit_operators() {
+        let a = token_file(
+            "[tokens.\"op\"]\ntenant = \"ops\"\nrole = \"admin\"\noperator = true\n\
+             [tokens.\"adm\"]\ntenant = \"t1\"\nrole = \"admin\"\n",
+        )
+        .unwrap();
+        assert!(a.verify("op").unwrap().is_cloud_admin());
+        let admin = a.verify("adm").unwrap();
+        assert!(
+            !admin.is_operator() && !admin.can_see("ops"),
+            "a role is no scope"
+        );
+        for tenant in ["", "a b", "t\u{200b}", &"t".repeat(256)] {
+            let error = token_file(&format!(
+                "[tokens.\"x\"]\ntenant = \"{tenant}\"\nrole = \"member\"\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains("tenant"), "{tenant:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_tenant_claim_that_breaks_the_tenant_rule_is_refused() {
+        let (a, key) = hs256();
+        for tenant in [
+            json!(""),
+            json!("x".repeat(300)),
+            json!("p\u{200b}1"),
+            json!("p\u{202e}1"),
+            json!("p 1"),
+            json!(42),
+        ] {
+            let mut c = claims(60);
+            c["project_id"] = tenant.clone();
+            assert!(a.verify(&sign(&c, &key)).is_err(), "{tenant}");
+        }
+        let mut c = claims(60);
+        c["project_id"] = json!("x".repeat(255));
+        assert!(
+            a.verify(&sign(&c, &key)).is_ok(),
+            "255 characters fit the column"
+        );
+    }
+
+    #[test]
+    fn operator_scope_comes_only_from_the_configured_claim() {
+        let admin_claims = || {
+            let mut c = claims(60);
+            c["roles"] = json!(["admin", "member", "reader"]);
+            c
+        };
+        let key = EncodingKey::from_secret(SECRET.as_bytes());
+        // No operator claim configured: an admin is its tenant's admin, whatever it carries.
+        let (a, _) = hs256();
+        let mut c = admin_claims();
+        c["system"] = json!({"all": true});
+        let caller = a.verify(&sign(&c, &key)).unwrap();
+        assert_eq!(caller.role, Role::Admin);
+        assert!(!caller.is_operator() && !caller.can_see("another-tenant"));
+
+        // Keystone's system scope, as `{"system": {"all": true}}`.
+        let mut cfg = jwt_config();
+        cfg.hs256_secret = Some(SECRET.into());
+        cfg.operator = Some(OperatorClaim {
+            claim: "/system/all".into(),
+            value: "true".into(),
+            tenant: Some("cloud-admin".into()),
+        });
+        let a = auth(cfg);
+        let caller = a.verify(&sign(&c, &key)).unwrap();
+        assert!(caller.is_cloud_admin() && caller.can_see("another-tenant"));
+        assert!(
+            !a.verify(&sign(&admin_claims(), &key))
+                .unwrap()
+                .is_operator(),
+            "the bare admin role"
+        );
+        c["system"] = json!({"all": false});
+        assert!(!a.verify(&sign(&c, &key)).unwrap().is_operator());
+        // A system-scoped token carries no project: it acts as the configured tenant.
+        let mut c = admin_claims();
+        c["system"] = json!({"all": true});
+        c.as_object_mut().unwrap().remove("project_id");
+        assert_eq!(a.verify(&sign(&c, &key)).unwrap().tenant, "cloud-admin");
+        c["system"] = json!({});
+        assert!(
+            a.verify(&sign(&c, &key)).is_err(),
+            "no project, no operator"
+        );
+
+        // A top-level claim: a string, or a list holding the value.
+        let mut cfg = jwt_config();
+        cfg.hs256_secret = Some(SECRET.into());
+        cfg.operator = Some(OperatorClaim {
+            claim: "groups".into(),
+            value: "cloud-operators".into(),
+            tenant: None,
+        });
+        let a = auth(cfg);
+        for (groups, operator) in [
+            (json!("cloud-operators"), true),
+            (json!(["staff", "cloud-operators"]), true),
+            (json!(["cloud-operators-2"]), false),
+            (json!("admin"), false),
+        ] {
+            let mut c = admin_claims();
+            c["groups"] = groups.clone();
+            assert_eq!(
+                a.verify(&sign(&c, &key)).unwrap().is_operator(),
+                operator,
+                "{groups}"
+            );
+        }
     }
 }

@@ -196,6 +196,14 @@ mod tests {
                 "state_not_available",
             ),
             (
+                ServiceError::StateOnOtherHost {
+                    holder: "a".into(),
+                    current: "b".into(),
+                },
+                409,
+                "state_on_other_host",
+            ),
+            (
                 ServiceError::Unsupported {
                     code: "instance_not_running",
                     message: "x".into(),
@@ -228,6 +236,20 @@ mod tests {
                 },
                 429,
                 "rate_limited",
+            ),
+            (
+                ServiceError::Throttled {
+                    code: "too_many_waits",
+                    message: "x".into(),
+                    retry_after_secs: 1,
+                },
+                429,
+                "too_many_waits",
+            ),
+            (
+                ServiceError::PolicyReloadFailed("x".into()),
+                422,
+                "policy_reload_failed",
             ),
             (
                 ServiceError::PolicyDenied {

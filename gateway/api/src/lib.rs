@@ -7,48 +7,31 @@ pub mod error;
 pub mod extract;
 mod middleware;
 pub mod openapi;
+mod patterns;
 pub mod routes;
 mod warnings;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use async_trait::async_trait;
-use axum::routing::{get, post, put};
+use axum::routing::{get, post, put, MethodRouter};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use snapgate_core::service::Service;
 
-pub use auth::{AuthConfig, Authenticator, JwtConfig};
+pub use auth::{AuthConfig, Authenticator, JwtConfig, OperatorClaim};
 pub use error::ApiError;
-
-/// Admin actions that need the gateway's wiring (the policy engine's reload).
-#[async_trait]
-pub trait AdminHooks: Send + Sync + 'static {
-    /// Rebuilds the policy chain from the configuration and swaps it in; returns the new chain.
-    async fn reload_policy(&self) -> Result<serde_json::Value, String>;
-    /// The loaded chain, in order.
-    fn policy_chain(&self) -> serde_json::Value;
-}
-
-/// Used when the gateway has no plugin chain configured.
-#[derive(Debug, Default)]
-pub struct NoAdminHooks;
-
-#[async_trait]
-impl AdminHooks for NoAdminHooks {
-    async fn reload_policy(&self) -> Result<serde_json::Value, String> {
-        Ok(serde_json::json!({ "plugins": [] }))
-    }
-    fn policy_chain(&self) -> serde_json::Value {
-        serde_json::json!({ "plugins": [] })
-    }
-}
 
 /// HTTP-level limits.
 #[derive(Debug, Clone, Copy)]
 pub struct ApiLimits {
     pub max_body_bytes: usize,
     pub max_wait_secs: u64,
+    /// Requests served at once (all routes but `/healthz`); more answer 503 `overloaded`.
+    pub max_requests_in_flight: usize,
+    /// How long the gateway waits for a handler before answering 504 `request_timeout`
+    /// (`/wait` gets `max_wait_secs` on top).
+    pub request_timeout: Duration,
 }
 
 impl Default for ApiLimits {
@@ -56,6 +39,8 @@ impl Default for ApiLimits {
         Self {
             max_body_bytes: 64 * 1024,
             max_wait_secs: 300,
+            max_requests_in_flight: 1024,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -64,46 +49,77 @@ impl Default for ApiLimits {
 pub struct AppState {
     pub service: Arc<Service>,
     pub auth: Arc<Authenticator>,
-    pub admin: Arc<dyn AdminHooks>,
+    /// Rendered only on the operator's listener ([`admin_router`]).
     pub metrics: Option<PrometheusHandle>,
     pub limits: ApiLimits,
 }
 
-/// The whole HTTP surface.
+/// The public HTTP surface: the API, `/healthz`, `/readyz` (status only) and the OpenAPI
+/// document. Metrics and readiness detail are on [`admin_router`].
 pub fn router(state: AppState) -> Router {
-    use routes::{admin, operations, quotas, states, system};
-    let v1 = Router::new()
-        .route(
-            "/instances/{instance_uuid}/states",
-            get(states::list).post(states::save),
-        )
-        .route(
-            "/instances/{instance_uuid}/states/apply",
-            post(states::apply),
-        )
-        .route(
-            "/instances/{instance_uuid}/states/{state_uuid}",
-            get(states::get).delete(states::delete),
-        )
-        .route("/instances/{instance_uuid}/owner", put(admin::set_owner))
-        .route("/operations/{operation_uuid}", get(operations::get))
-        .route("/operations/{operation_uuid}/wait", get(operations::wait))
-        .route(
-            "/quotas/{tenant_id}",
-            get(quotas::get).put(quotas::put).delete(quotas::delete),
-        )
-        .route("/policy/decisions", get(admin::decisions))
-        .route("/policy/plugins", get(admin::plugins))
-        .route("/policy/reload", post(admin::reload));
     let limits = state.limits;
-    let router = Router::new()
-        .nest("/v1", v1)
-        .route("/healthz", get(system::healthz))
-        .route("/readyz", get(system::readyz))
-        .route("/metrics", get(system::metrics))
-        .route("/openapi.json", get(system::openapi))
+    let router = routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, handlers)| {
+            router.route(path, handlers)
+        })
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state);
     middleware::apply(router, limits)
+}
+
+/// The operator's surface, for a listener of its own (`api.admin_listen`, kept off the public
+/// network): `/metrics`, `/readyz` with every check's detail (error texts, host names), and
+/// `/healthz`. No token: who can reach the listener is the access control.
+pub fn admin_router(state: AppState) -> Router {
+    use routes::system;
+    let router = Router::new()
+        .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz_detail))
+        .route("/metrics", get(system::metrics))
+        .fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .with_state(state);
+    middleware::apply_admin(router)
+}
+
+/// The paths the router serves, for the test that holds them and the OpenAPI document equal.
+pub fn route_paths() -> Vec<&'static str> {
+    routes().into_iter().map(|(path, _)| path).collect()
+}
+
+/// Every route, in one list: the router is built from it and `route_paths` reads it.
+fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    use routes::{admin, operations, quotas, states, system};
+    vec![
+        (
+            "/v1/instances/{instance_uuid}/states",
+            get(states::list).post(states::save),
+        ),
+        (
+            "/v1/instances/{instance_uuid}/states/apply",
+            post(states::apply),
+        ),
+        (
+            "/v1/instances/{instance_uuid}/states/{state_uuid}",
+            get(states::get).delete(states::delete),
+        ),
+        ("/v1/instances/{instance_uuid}/owner", put(admin::set_owner)),
+        ("/v1/operations/{operation_uuid}", get(operations::get)),
+        (
+            "/v1/operations/{operation_uuid}/wait",
+            get(operations::wait),
+        ),
+        (
+            "/v1/quotas/{tenant_id}",
+            get(quotas::get).put(quotas::put).delete(quotas::delete),
+        ),
+        ("/v1/policy/decisions", get(admin::decisions)),
+        ("/v1/policy/plugins", get(admin::plugins)),
+        ("/v1/policy/reload", post(admin::reload)),
+        ("/healthz", get(system::healthz)),
+        ("/readyz", get(system::readyz)),
+        ("/openapi.json", get(system::openapi)),
+    ]
 }

@@ -11,15 +11,17 @@ use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::domain_snapshot::DomainSnapshot;
 use virt::error::ErrorNumber;
+use virt::storage_pool::StoragePool;
 use virt::sys;
 
 use crate::errors::Fail;
+use crate::files::{self, ExternalLayout};
 use crate::{ffi, xml};
 
-/// Where a call runs: the host's name and whether its files are on this machine.
+/// Where a call runs: the host's name and its state directory (a path on that host).
 pub(crate) struct Site<'a> {
     pub(crate) host: &'a str,
-    pub(crate) local: bool,
+    pub(crate) state_dir: &'a Path,
 }
 
 pub(crate) fn lookup_domain(conn: &Connect, uuid: Uuid) -> Result<Domain, Fail> {
@@ -130,43 +132,12 @@ pub(crate) fn check_existing_snapshots(
     refuse_mixed_kinds(&lookup_domain(conn, instance)?, site, kind)
 }
 
-/// The files of one external snapshot, all inside `STATE_DIR/<name>/`.
-struct ExternalLayout {
-    dir: PathBuf,
-    memory_file: PathBuf,
-    overlays: Vec<(String, PathBuf)>,
-}
-
-impl ExternalLayout {
-    fn new(root: &Path, name: &str, disks: &[DiskInfo]) -> Result<Self, ComputeError> {
-        let dir = root.join(name);
-        let overlays = disks
-            .iter()
-            .map(|d| {
-                if !is_safe_file_component(&d.target) {
-                    return Err(ComputeError::Unsupported {
-                        code: "unsupported_disk_format",
-                        message: format!("disk target {:?} cannot name an overlay file", d.target),
-                    });
-                }
-                Ok((d.target.clone(), dir.join(format!("{}.qcow2", d.target))))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Self {
-            memory_file: dir.join("memory.save"),
-            dir,
-            overlays,
-        })
-    }
-}
-
 pub(crate) fn save(
     conn: &Connect,
     site: &Site<'_>,
     instance: Uuid,
     name: &str,
     kind: SnapshotKind,
-    state_root: &Path,
 ) -> Result<SavedSnapshot, Fail> {
     validate_snapshot_name(name)?;
     let before = describe(conn, site, instance)?;
@@ -178,22 +149,28 @@ pub(crate) fn save(
         .map(|t| dom.get_block_info(t, 0).ok().map(|b| b.physical))
         .collect();
 
-    let snapshot = match kind {
+    let (snapshot, layout) = match kind {
         SnapshotKind::Internal => {
             let flags = sys::VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC;
-            DomainSnapshot::create_xml(&dom, &xml::internal_snapshot_xml(name, &targets), flags)?
+            let snap = DomainSnapshot::create_xml(
+                &dom,
+                &xml::internal_snapshot_xml(name, &targets),
+                flags,
+            )?;
+            (snap, None)
         }
         SnapshotKind::External => {
-            let layout = ExternalLayout::new(state_root, name, &before.disks)?;
-            // The directory is made here on local hosts; on a remote host it must exist on
-            // that host (the state dir is shared storage or prepared by deployment).
-            if site.local {
-                std::fs::create_dir_all(&layout.dir).map_err(|e| {
-                    Fail::Compute(ComputeError::Backend {
-                        host: site.host.to_owned(),
-                        message: format!("cannot create {}: {e}", layout.dir.display()),
-                    })
-                })?;
+            let layout = ExternalLayout::new(site.state_dir, name, &before.disks)?;
+            // The pool makes the directory on the host and is how its files are measured and
+            // cleaned up; the gateway's own filesystem is never involved.
+            let pool = files::state_pool(conn, site.host, site.state_dir)?;
+            files::refresh(&pool)?;
+            // Names are fresh uuids, so nothing should be there; whatever is, is not ours.
+            let mut created_here = Vec::new();
+            for file in layout.files() {
+                if files::volume(conn, file)?.is_none() {
+                    created_here.push(file.clone());
+                }
             }
             let overlays: Vec<(&str, String)> = layout
                 .overlays
@@ -209,39 +186,28 @@ pub(crate) fn save(
             // save leave no half-made overlays. The test driver and QEMU accept both.
             let flags =
                 sys::VIR_DOMAIN_SNAPSHOT_CREATE_LIVE | sys::VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC;
-            // ATOMIC only helps while libvirtd lives: a daemon killed mid-save leaves the
-            // partial memory file (and maybe overlays) behind. Files that were not there
-            // before this call belong to this failed save alone.
-            let created_here: Vec<PathBuf> = std::iter::once(&layout.memory_file)
-                .chain(layout.overlays.iter().map(|(_, p)| p))
-                .filter(|p| !p.exists())
-                .cloned()
-                .collect();
             match DomainSnapshot::create_xml(&dom, &snapshot_xml, flags) {
-                Ok(snap) => snap,
-                Err(e) => {
-                    if site.local {
-                        for file in &created_here {
-                            match std::fs::remove_file(file) {
-                                Ok(()) => {
-                                    tracing::warn!(file = %file.display(), "removed a file of the failed save")
-                                }
-                                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                                Err(err) => {
-                                    tracing::warn!(file = %file.display(), error = %err, "cannot remove a file of the failed save")
-                                }
-                            }
-                        }
-                        remove_dir_if_empty(&layout.dir);
+                Ok(snap) => {
+                    // The pool learns of the files QEMU just wrote, to measure them.
+                    if let Err(e) = files::refresh(&pool) {
+                        tracing::warn!(host = site.host, error = ?e, "cannot refresh the state pool; sizes are estimated");
                     }
+                    (snap, Some(layout))
+                }
+                Err(e) => {
+                    // ATOMIC only helps while libvirtd lives: a daemon killed mid-save leaves
+                    // the partial memory file (and maybe overlays) behind.
+                    remove_created(conn, site, &pool, &created_here);
                     return Err(Fail::Virt(e));
                 }
             }
         }
     };
 
-    let meta = xml::parse_snapshot(&snapshot.get_xml_desc(0)?).map_err(|e| parse_error(site, e))?;
-    let (memory_bytes, size_bytes) = measure(&dom, site, kind, &before, &physical_before, &meta);
+    let snapshot_xml = snapshot.get_xml_desc(0)?;
+    let meta = xml::parse_snapshot(&snapshot_xml).map_err(|e| parse_error(site, e))?;
+    let (memory_bytes, size_bytes) =
+        measure(conn, &dom, &before, &physical_before, layout.as_ref());
     Ok(SavedSnapshot {
         kind,
         memory_bytes,
@@ -254,7 +220,32 @@ pub(crate) fn save(
         cpu: before.cpu,
         cpu_xml: before.cpu_xml,
         parent: meta.parent,
+        snapshot_xml: Some(snapshot_xml),
     })
+}
+
+/// Removes, through the state pool, files a failed save made.
+fn remove_created(conn: &Connect, site: &Site<'_>, pool: &StoragePool, created: &[PathBuf]) {
+    if let Err(e) = files::refresh(pool) {
+        tracing::warn!(host = site.host, error = ?e, "cannot look for files of the failed save");
+        return;
+    }
+    for file in created {
+        match files::volume(conn, file) {
+            Ok(Some(vol)) => match vol.delete(0) {
+                Ok(()) => {
+                    tracing::warn!(file = %file.display(), "removed a file of the failed save")
+                }
+                Err(err) => {
+                    tracing::warn!(file = %file.display(), error = %err, "cannot remove a file of the failed save")
+                }
+            },
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(file = %file.display(), error = ?err, "cannot look up a file of the failed save")
+            }
+        }
+    }
 }
 
 /// Memory and total size of a fresh snapshot.
@@ -262,61 +253,52 @@ pub(crate) fn save(
 /// Internal: QEMU writes the RAM image into the qcow2 files, so their growth already holds
 /// it; the size is that growth, never less than the guest's memory (the growth is invisible
 /// on the test driver, on remote block devices, or when the image had preallocated room).
-/// External: the memory file plus the new overlays; the guest's memory stands in for a memory
-/// file this machine cannot see (remote host, test driver).
+/// External: the memory file plus the new overlays, as the host's storage pool reports them;
+/// the guest's memory and the disks' block info stand in where libvirt has no such file (the
+/// test driver writes none).
 fn measure(
+    conn: &Connect,
     dom: &Domain,
-    site: &Site<'_>,
-    kind: SnapshotKind,
     before: &Instance,
     physical_before: &[Option<u64>],
-    meta: &xml::SnapshotXml,
+    layout: Option<&ExternalLayout>,
 ) -> (i64, i64) {
     let guest_memory = before.memory_bytes;
-    match kind {
-        SnapshotKind::Internal => {
-            let growth: u64 = before
-                .disks
-                .iter()
-                .zip(physical_before)
-                .filter_map(|(disk, was)| {
-                    let now = dom.get_block_info(&disk.target, 0).ok()?.physical;
-                    Some(now.saturating_sub((*was)?))
-                })
-                .sum();
-            (guest_memory, guest_memory.max(to_i64(growth)))
-        }
-        SnapshotKind::External => {
-            let memory_bytes = meta
-                .memory_file
-                .as_deref()
-                .filter(|_| site.local)
-                .and_then(|f| std::fs::metadata(f).ok())
-                .map(|m| to_i64(m.len()))
-                .filter(|len| *len > 0)
-                .unwrap_or(guest_memory);
-            let overlays: u64 = if site.local {
-                meta.overlay_files
-                    .iter()
-                    .filter_map(|f| std::fs::metadata(f).ok())
-                    .map(|m| m.len())
-                    .sum()
-            } else {
-                // After an external snapshot the domain writes to the overlays, so its block
-                // info is theirs.
-                before
-                    .disks
-                    .iter()
-                    .filter_map(|d| dom.get_block_info(&d.target, 0).ok())
-                    .map(|b| b.physical)
-                    .sum()
-            };
-            (memory_bytes, memory_bytes.saturating_add(to_i64(overlays)))
-        }
-    }
+    let Some(layout) = layout else {
+        let growth: u64 = before
+            .disks
+            .iter()
+            .zip(physical_before)
+            .filter_map(|(disk, was)| {
+                let now = dom.get_block_info(&disk.target, 0).ok()?.physical;
+                Some(now.saturating_sub((*was)?))
+            })
+            .sum();
+        return (guest_memory, guest_memory.max(to_i64(growth)));
+    };
+    let pool_knows = |path: &Path| files::file_size(conn, path);
+    let memory_bytes = pool_knows(&layout.memory_file)
+        .map(|(length, _)| to_i64(length))
+        .filter(|len| *len > 0)
+        .unwrap_or(guest_memory);
+    let overlays: u64 = layout
+        .overlays
+        .iter()
+        .map(|(target, file)| match pool_knows(file) {
+            Some((_, allocated)) => allocated,
+            // After an external snapshot the domain writes to the overlays, so its block
+            // info is theirs.
+            None => dom
+                .get_block_info(target, 0)
+                .map(|b| b.physical)
+                .unwrap_or(0),
+        })
+        .sum();
+    (memory_bytes, memory_bytes.saturating_add(to_i64(overlays)))
 }
 
-/// Deletes the snapshot, then the files it owned on this machine.
+/// Deletes the snapshot (libvirt removes an external snapshot's files), then, through the
+/// host's state pool, whatever files of it are left in the state directory.
 pub(crate) fn delete(
     conn: &Connect,
     site: &Site<'_>,
@@ -325,74 +307,62 @@ pub(crate) fn delete(
 ) -> Result<(), Fail> {
     let dom = lookup_domain(conn, instance)?;
     let snap = require_snapshot(&dom, name)?;
-    // Read which files the snapshot names before libvirt forgets them.
     let meta = xml::parse_snapshot(&snap.get_xml_desc(0)?).map_err(|e| parse_error(site, e))?;
     snap.delete(0)?;
-    if site.local && is_safe_file_component(name) {
-        let in_use: Vec<PathBuf> = match dom
-            .get_xml_desc(0)
-            .ok()
-            .and_then(|x| xml::parse_domain(&x).ok())
-        {
-            Some(desc) => desc
-                .disks
-                .into_iter()
-                .filter_map(|d| d.source)
-                .map(PathBuf::from)
-                .collect(),
+    if meta.kind() == SnapshotKind::External && files::is_safe_file_component(name) {
+        let in_use = match dom.get_xml_desc(0).map(|x| xml::disk_files(&x)) {
+            Ok(Ok(files)) => files,
             // Without knowing what the domain uses, removing nothing is the safe choice.
-            None => return Ok(()),
+            _ => return Ok(()),
         };
-        remove_owned_files(name, &meta, &in_use);
+        let pool = files::state_pool(conn, site.host, site.state_dir)?;
+        files::remove_leftovers(&pool, site.host, name, &in_use)?;
     }
     Ok(())
 }
 
-/// Removes what an external snapshot left behind: its memory file, its overlays and any other
-/// file in its per-state directory (libvirt may leave overlays after a revert), then the
-/// directory. A directory is ours only when it is named after the snapshot (a uuid this backend
-/// made it for); files outside such a directory and files the domain still uses are kept.
-fn remove_owned_files(name: &str, meta: &xml::SnapshotXml, in_use: &[PathBuf]) {
-    let named: Vec<PathBuf> = meta
-        .memory_file
-        .iter()
-        .chain(&meta.overlay_files)
-        .map(PathBuf::from)
-        .collect();
-    let mut dirs: Vec<PathBuf> = named
-        .iter()
-        .filter_map(|f| f.parent())
-        .filter(|d| d.file_name().is_some_and(|n| n == name))
-        .map(Path::to_path_buf)
-        .collect();
-    dirs.sort();
-    dirs.dedup();
-    for dir in &dirs {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
-            if !is_file {
-                continue;
-            }
-            if in_use.iter().any(|u| u == &path) {
-                tracing::warn!(file = %path.display(), "snapshot file still used by the domain, kept");
-                continue;
-            }
-            if let Err(e) = std::fs::remove_file(&path) {
-                tracing::warn!(file = %path.display(), error = %e, "cannot remove snapshot file");
-            }
+/// What a save cut off by a lost connection may have left in the host's state directory
+/// (`<name>.`-prefixed files), removed unless libvirt finished the snapshot after all.
+pub(crate) fn remove_files_of_failed_save(
+    conn: &Connect,
+    site: &Site<'_>,
+    instance: Uuid,
+    name: &str,
+) -> Result<(), Fail> {
+    if !files::is_safe_file_component(name) {
+        return Ok(());
+    }
+    let dom = lookup_domain(conn, instance)?;
+    if lookup_snapshot(&dom, name)?.is_some() {
+        return Ok(());
+    }
+    let in_use = xml::disk_files(&dom.get_xml_desc(0)?).map_err(|e| parse_error(site, e))?;
+    let pool = files::state_pool(conn, site.host, site.state_dir)?;
+    files::remove_leftovers(&pool, site.host, name, &in_use)
+}
+
+/// Defines a snapshot from the XML libvirt gave when it was made (metadata only: an internal
+/// snapshot's data is in the disks, which moved with the instance). A parent this host does
+/// not have is left out, so the snapshot is defined as a root.
+pub(crate) fn redefine(
+    conn: &Connect,
+    site: &Site<'_>,
+    instance: Uuid,
+    snapshot_xml: &str,
+) -> Result<(), Fail> {
+    let dom = lookup_domain(conn, instance)?;
+    let meta = xml::parse_snapshot(snapshot_xml).map_err(|e| parse_error(site, e))?;
+    let stripped;
+    let definition = match meta.parent.as_deref() {
+        Some(parent) if lookup_snapshot(&dom, parent)?.is_none() => {
+            stripped = xml::without_parent(snapshot_xml).map_err(|e| parse_error(site, e))?;
+            stripped.as_str()
         }
-        remove_dir_if_empty(dir);
-    }
-    for file in named
-        .iter()
-        .filter(|f| !dirs.iter().any(|d| f.starts_with(d)))
-    {
-        tracing::debug!(file = %file.display(), "snapshot file outside a snapgate state directory, kept");
-    }
+        _ => snapshot_xml,
+    };
+    DomainSnapshot::create_xml(&dom, definition, sys::VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)?;
+    tracing::info!(host = site.host, %instance, "redefined a snapshot from its stored XML");
+    Ok(())
 }
 
 pub(crate) fn apply(conn: &Connect, instance: Uuid, name: &str) -> Result<(), Fail> {
@@ -477,10 +447,10 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Snapshot names become directory names and XML text: accept only what a uuid (or a simple
-/// name) needs.
+/// Snapshot names become file names and XML text: accept only what a uuid (or a simple name)
+/// needs.
 fn validate_snapshot_name(name: &str) -> Result<(), Fail> {
-    if is_safe_file_component(name) {
+    if files::is_safe_file_component(name) {
         Ok(())
     } else {
         Err(Fail::Compute(ComputeError::Unsupported {
@@ -488,17 +458,4 @@ fn validate_snapshot_name(name: &str) -> Result<(), Fail> {
             message: format!("snapshot name {name:?} is not a plain name"),
         }))
     }
-}
-
-fn is_safe_file_component(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && !s.starts_with('.')
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
-fn remove_dir_if_empty(dir: &Path) {
-    // `remove_dir` refuses non-empty directories, which is exactly the guard wanted here.
-    let _ = std::fs::remove_dir(dir);
 }

@@ -4,7 +4,7 @@
 //! checked wrappers and do every decision in safe code (`blocking.rs`).
 #![allow(unsafe_code)]
 
-use std::ffi::CStr;
+use std::ffi::{c_char, c_int, c_void, CStr};
 
 use virt::connect::Connect;
 use virt::error::Error as VirtError;
@@ -47,4 +47,139 @@ pub(crate) fn compare_hypervisor_cpu(
         return Err(VirtError::last_error());
     }
     Ok(result)
+}
+
+/// What a lifecycle callback is given: the domain's uuid (text), libvirt's event type and detail.
+pub(crate) type LifecycleSink = Box<dyn Fn(&str, c_int, c_int) + Send + Sync>;
+
+/// What a close callback is given: libvirt's close reason.
+pub(crate) type CloseSink = Box<dyn Fn(c_int) + Send + Sync>;
+
+/// The C shape of a lifecycle callback (`virConnectDomainEventCallback`).
+type LifecycleFn = unsafe extern "C" fn(
+    virt_sys::virConnectPtr,
+    virt_sys::virDomainPtr,
+    c_int,
+    c_int,
+    *mut c_void,
+);
+
+unsafe extern "C" fn on_lifecycle(
+    _conn: virt_sys::virConnectPtr,
+    dom: virt_sys::virDomainPtr,
+    event: c_int,
+    detail: c_int,
+    opaque: *mut c_void,
+) {
+    let mut buf = [0 as c_char; virt_sys::VIR_UUID_STRING_BUFLEN as usize];
+    // SAFETY: libvirt passes a domain that lives for the duration of the callback, and the
+    // buffer is VIR_UUID_STRING_BUFLEN long, as virDomainGetUUIDString requires (it writes a
+    // NUL-terminated string; no RPC, the uuid is part of the domain object).
+    if unsafe { virt_sys::virDomainGetUUIDString(dom, buf.as_mut_ptr()) } != 0 {
+        return;
+    }
+    // SAFETY: written NUL-terminated just above.
+    let uuid = unsafe { CStr::from_ptr(buf.as_ptr()) };
+    // SAFETY: `opaque` is the `Box<LifecycleSink>` given at registration; libvirt keeps it
+    // alive until it calls `free_lifecycle` after deregistration.
+    let sink = unsafe { &*(opaque as *const LifecycleSink) };
+    if let Ok(uuid) = uuid.to_str() {
+        // Unwinding into C is undefined behaviour: a panicking sink is contained here.
+        let _ =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(uuid, event, detail)));
+    }
+}
+
+unsafe extern "C" fn free_lifecycle(opaque: *mut c_void) {
+    // SAFETY: the pointer came from `Box::into_raw` in `register_lifecycle_events`, and
+    // libvirt calls this exactly once, after the last callback.
+    drop(unsafe { Box::from_raw(opaque as *mut LifecycleSink) });
+}
+
+/// `virConnectDomainEventRegisterAny(VIR_DOMAIN_EVENT_ID_LIFECYCLE)` for every domain of
+/// `conn`. Callbacks run on the thread that runs libvirt's event loop (`events.rs`); the sink
+/// must not block. Returns the callback id for [`deregister_events`].
+pub(crate) fn register_lifecycle_events(
+    conn: &Connect,
+    sink: LifecycleSink,
+) -> Result<c_int, VirtError> {
+    let opaque = Box::into_raw(Box::new(sink)) as *mut c_void;
+    // SAFETY: libvirt calls a callback registered for VIR_DOMAIN_EVENT_ID_LIFECYCLE with the
+    // lifecycle signature; the generic type in the prototype is only a placeholder, and its
+    // documentation asks for exactly this cast (VIR_DOMAIN_EVENT_CALLBACK).
+    let generic = unsafe {
+        std::mem::transmute::<
+            LifecycleFn,
+            unsafe extern "C" fn(virt_sys::virConnectPtr, virt_sys::virDomainPtr, *mut c_void),
+        >(on_lifecycle)
+    };
+    // SAFETY: `conn` is a live connection; a NULL domain means "every domain"; `opaque` stays
+    // valid until libvirt calls `free_lifecycle`.
+    let id = unsafe {
+        virt_sys::virConnectDomainEventRegisterAny(
+            conn.as_ptr(),
+            std::ptr::null_mut(),
+            virt_sys::VIR_DOMAIN_EVENT_ID_LIFECYCLE as c_int,
+            Some(generic),
+            opaque,
+            Some(free_lifecycle),
+        )
+    };
+    if id < 0 {
+        let e = VirtError::last_error();
+        // SAFETY: registration failed, so libvirt did not take the pointer (freecb is only
+        // called for registered callbacks).
+        drop(unsafe { Box::from_raw(opaque as *mut LifecycleSink) });
+        return Err(e);
+    }
+    Ok(id)
+}
+
+/// Removes an event callback (which releases the reference it holds on the connection).
+pub(crate) fn deregister_events(conn: &Connect, id: c_int) {
+    // SAFETY: `conn` is live; an unknown id is an error, not undefined behaviour.
+    if unsafe { virt_sys::virConnectDomainEventDeregisterAny(conn.as_ptr(), id) } < 0 {
+        tracing::debug!(error = %VirtError::last_error(), "deregistering libvirt events failed");
+    }
+}
+
+unsafe extern "C" fn on_close(_conn: virt_sys::virConnectPtr, reason: c_int, opaque: *mut c_void) {
+    // SAFETY: `opaque` is the `Box<CloseSink>` given at registration, alive until `free_close`.
+    let sink = unsafe { &*(opaque as *const CloseSink) };
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(reason)));
+}
+
+unsafe extern "C" fn free_close(opaque: *mut c_void) {
+    // SAFETY: from `Box::into_raw` in `register_close_callback`; libvirt frees it once.
+    drop(unsafe { Box::from_raw(opaque as *mut CloseSink) });
+}
+
+/// `virConnectRegisterCloseCallback`: `sink` learns when libvirt closes the connection itself
+/// (the peer went away, or stopped answering keepalives). Runs on the event loop thread.
+pub(crate) fn register_close_callback(conn: &Connect, sink: CloseSink) -> Result<(), VirtError> {
+    let opaque = Box::into_raw(Box::new(sink)) as *mut c_void;
+    // SAFETY: `conn` is live; `opaque` stays valid until libvirt calls `free_close`.
+    let rc = unsafe {
+        virt_sys::virConnectRegisterCloseCallback(
+            conn.as_ptr(),
+            Some(on_close),
+            opaque,
+            Some(free_close),
+        )
+    };
+    if rc < 0 {
+        let e = VirtError::last_error();
+        // SAFETY: not registered, so libvirt did not take the pointer.
+        drop(unsafe { Box::from_raw(opaque as *mut CloseSink) });
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Removes the close callback (and the reference on the connection it holds).
+pub(crate) fn unregister_close_callback(conn: &Connect) {
+    // SAFETY: `conn` is live; `on_close` is the callback registered above.
+    if unsafe { virt_sys::virConnectUnregisterCloseCallback(conn.as_ptr(), Some(on_close)) } < 0 {
+        tracing::debug!(error = %VirtError::last_error(), "unregistering the close callback failed");
+    }
 }

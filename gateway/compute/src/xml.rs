@@ -242,6 +242,46 @@ pub fn parse_snapshot(xml: &str) -> Result<SnapshotXml, XmlError> {
     })
 }
 
+/// Every file a domain's disks use: each disk's source and the sources of its backing chain
+/// (`<backingStore>`, which libvirt reports for running domains). A state file in this list
+/// is still needed and must not be removed.
+pub fn disk_files(domain_xml: &str) -> Result<Vec<String>, XmlError> {
+    let doc = roxmltree::Document::parse(domain_xml)?;
+    let Some(devices) = child(doc.root_element(), "devices") else {
+        return Ok(Vec::new());
+    };
+    Ok(elements(devices, "disk")
+        .flat_map(|disk| disk.descendants())
+        .filter(|n| n.is_element() && n.tag_name().name() == "source")
+        .filter_map(|n| n.attribute("file").map(str::to_owned))
+        .collect())
+}
+
+/// The directory of a storage pool (`<pool><target><path>`); `None` for pools without one
+/// or XML that does not parse.
+pub fn pool_target(pool_xml: &str) -> Option<String> {
+    let doc = roxmltree::Document::parse(pool_xml).ok()?;
+    let path = child(child(doc.root_element(), "target")?, "path")?;
+    path.text().map(|t| t.trim().to_owned())
+}
+
+/// The snapshot XML without its `<parent>` element, to define it as a root on a host that
+/// lacks the parent. Everything else is kept byte for byte.
+pub fn without_parent(snapshot_xml: &str) -> Result<String, XmlError> {
+    let doc = roxmltree::Document::parse(snapshot_xml)?;
+    Ok(match child(doc.root_element(), "parent") {
+        Some(parent) => {
+            let range = parent.range();
+            format!(
+                "{}{}",
+                &snapshot_xml[..range.start],
+                &snapshot_xml[range.end..]
+            )
+        }
+        None => snapshot_xml.to_owned(),
+    })
+}
+
 /// `<domainsnapshot>` for an internal snapshot with memory of the given disks.
 pub fn internal_snapshot_xml(name: &str, disk_targets: &[&str]) -> String {
     let mut xml = format!(
@@ -414,6 +454,31 @@ mod tests {
         assert_eq!(s.memory_mode.as_deref(), Some("external"));
         assert_eq!(s.memory_file.as_deref(), Some("/s/b/memory.save"));
         assert_eq!(s.overlay_files, vec!["/s/b/vda.qcow2"]);
+    }
+
+    #[test]
+    fn disk_files_follow_backing_chains() {
+        let xml = "<domain><devices>\
+            <disk type='file' device='disk'><source file='/s/n.vda.qcow2'/><backingStore type='file'>\
+            <source file='/v/base.qcow2'/><backingStore/></backingStore><target dev='vda'/></disk>\
+            <disk type='block' device='disk'><source dev='/dev/sdb'/><target dev='vdb'/></disk>\
+            </devices></domain>";
+        assert_eq!(
+            disk_files(xml).unwrap(),
+            vec!["/s/n.vda.qcow2", "/v/base.qcow2"]
+        );
+    }
+
+    #[test]
+    fn parent_is_cut_out_and_nothing_else() {
+        let xml = "<domainsnapshot><name>b</name><parent><name>a</name></parent><memory snapshot='internal'/></domainsnapshot>";
+        let cut = without_parent(xml).unwrap();
+        assert_eq!(
+            cut,
+            "<domainsnapshot><name>b</name><memory snapshot='internal'/></domainsnapshot>"
+        );
+        assert_eq!(parse_snapshot(&cut).unwrap().parent, None);
+        assert_eq!(without_parent(&cut).unwrap(), cut);
     }
 
     #[test]

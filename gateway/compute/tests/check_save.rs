@@ -76,7 +76,6 @@ async fn mixing_internal_and_external_snapshots_is_refused_before_any_work() {
         instance: DEMO_DB,
         snapshot_name: Uuid::new_v4().to_string(),
         kind: SnapshotKind::External,
-        state_dir: None,
     };
     backend.save(DEMO_HOST, req).await.unwrap();
 
@@ -97,7 +96,6 @@ async fn mixing_internal_and_external_snapshots_is_refused_before_any_work() {
         instance: DEMO_DB,
         snapshot_name: Uuid::new_v4().to_string(),
         kind: SnapshotKind::Internal,
-        state_dir: None,
     };
     assert!(matches!(
         backend.save(DEMO_HOST, req).await,

@@ -70,7 +70,6 @@ async fn ping_reconnects_after_the_connection_was_closed() {
         instance: TEST_DOMAIN,
         snapshot_name: Uuid::new_v4().to_string(),
         kind: SnapshotKind::Internal,
-        state_dir: None,
     };
     backend.save(DEFAULT_HOST, req).await.unwrap();
     assert_eq!(
@@ -123,15 +122,13 @@ async fn every_call_reconnects_after_a_forced_disconnect() {
         instance: DEMO_WEB,
         snapshot_name: Uuid::new_v4().to_string(),
         kind: SnapshotKind::Internal,
-        state_dir: None,
     };
     backend.save(DEMO_HOST, req).await.unwrap();
 }
 
 #[tokio::test]
 async fn unreachable_host_is_host_unreachable() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = LibvirtBackend::new(vec![HostConfig::new("dead", DEAD_URI)], options(dir.path()));
+    let backend = LibvirtBackend::new(vec![HostConfig::new("dead", DEAD_URI)], options());
     match backend.ping("dead").await {
         Err(e @ ComputeError::HostUnreachable { .. }) => {
             assert_eq!(e.code(), "compute_unavailable")
@@ -153,13 +150,12 @@ async fn unreachable_host_is_host_unreachable() {
 
 #[tokio::test]
 async fn locate_skips_an_unreachable_host_but_does_not_claim_not_found() {
-    let dir = tempfile::tempdir().unwrap();
     let backend = LibvirtBackend::new(
         vec![
             HostConfig::new("dead", DEAD_URI),
             HostConfig::new(DEMO_HOST, demo_node_uri()),
         ],
-        options(dir.path()),
+        options(),
     );
     assert_eq!(backend.locate(DEMO_WEB).await.unwrap().host, DEMO_HOST);
     // Missing everywhere reachable, but the dead host might have it.
@@ -186,7 +182,6 @@ async fn many_parallel_calls_do_not_deadlock() {
                         instance: NOVA_APP,
                         snapshot_name: Uuid::new_v4().to_string(),
                         kind: SnapshotKind::Internal,
-                        state_dir: None,
                     };
                     backend.save(DEMO_HOST, req).await.map(|_| ())
                 }

@@ -101,8 +101,8 @@ impl Drop for DefinedDomain {
 
 fn qemu_backend(state_dir: &std::path::Path) -> LibvirtBackend {
     LibvirtBackend::new(
-        vec![HostConfig::new(QEMU_HOST, QEMU_URI)],
-        common::options(state_dir),
+        vec![HostConfig::new(QEMU_HOST, QEMU_URI).with_state_dir(state_dir)],
+        common::options(),
     )
 }
 

@@ -17,7 +17,6 @@ fn request(instance: Uuid, kind: SnapshotKind) -> SaveRequest {
         instance,
         snapshot_name: Uuid::new_v4().to_string(),
         kind,
-        state_dir: None,
     }
 }
 
@@ -88,9 +87,12 @@ async fn second_save_names_the_first_as_parent() {
 }
 
 #[tokio::test]
-async fn external_round_trip_cleans_its_state_directory() {
+async fn external_round_trip_touches_no_local_file() {
     let dir = tempfile::tempdir().unwrap();
-    let backend = backend(dir.path());
+    // A directory of the *host*: the gateway must not make it (libvirt's pool does, on the
+    // host; the test driver keeps it in memory).
+    let state_dir = dir.path().join("host-only");
+    let backend = backend(&state_dir);
     let req = request(DEMO_DB, SnapshotKind::External);
     let name = req.snapshot_name.clone();
 
@@ -98,87 +100,99 @@ async fn external_round_trip_cleans_its_state_directory() {
     assert_eq!(saved.kind, SnapshotKind::External);
     // The test driver writes no memory file: the guest's memory stands in for it.
     assert_eq!(saved.memory_bytes, 1024 * 1024 * 1024);
-    assert_eq!(saved.size_bytes, saved.memory_bytes);
     assert_eq!(
         saved.disk_formats,
         vec!["qcow2".to_owned(), "qcow2".to_owned()]
     );
-
-    let state_dir = dir.path().join(&name);
+    let xml = saved
+        .snapshot_xml
+        .expect("the snapshot's XML is handed back");
+    let memory_file = state_dir.join(format!("{name}.memory"));
     assert!(
-        state_dir.is_dir(),
-        "the per-state directory is made before the save"
+        xml.contains(&format!("file='{}'", memory_file.display())),
+        "flat layout in the host's state directory: {xml}"
+    );
+    assert!(
+        xml.contains(&format!("{name}.vdb.qcow2")),
+        "one overlay per disk: {xml}"
     );
     assert_eq!(
         backend.probe(DEMO_HOST, DEMO_DB, &name).await.unwrap(),
         SnapshotProbe::Present
     );
     backend.apply(DEMO_HOST, DEMO_DB, &name).await.unwrap();
-
-    // What QEMU would have written, and a leftover overlay of a revert.
-    for file in [
-        "memory.save",
-        "vda.qcow2",
-        "vdb.qcow2",
-        "vda.qcow2.1700000000",
-    ] {
-        std::fs::write(state_dir.join(file), b"x").unwrap();
-    }
     backend.delete(DEMO_HOST, DEMO_DB, &name).await.unwrap();
-    assert!(
-        !state_dir.exists(),
-        "the per-state directory and its files are removed"
-    );
     assert_eq!(
         backend.probe(DEMO_HOST, DEMO_DB, &name).await.unwrap(),
         SnapshotProbe::Absent
     );
+    assert!(
+        !state_dir.exists(),
+        "the gateway made no directory or file of its own"
+    );
+}
+
+/// A test-driver host whose state directory is a storage pool holding the files QEMU would
+/// have written for snapshot `name` (sizes chosen by the test), plus one of another state.
+/// The directory does not exist on this machine: only libvirt knows the files.
+fn host_with_state_files(dir: &std::path::Path, state_dir: &str, name: &str) -> String {
+    let volume = |file: &str, capacity: u64, allocation: u64| {
+        format!(
+            "<volume type='file'><name>{file}</name><capacity unit='bytes'>{capacity}</capacity>\
+             <allocation unit='bytes'>{allocation}</allocation><target><path>{state_dir}/{file}</path></target></volume>"
+        )
+    };
+    let pool = format!(
+        "<pool type='dir'><name>states</name><target><path>{state_dir}</path></target>{}{}{}{}</pool>",
+        volume(&format!("{name}.memory"), 4096, 8192),
+        volume(&format!("{name}.vda.qcow2"), 1 << 30, 1024),
+        volume(&format!("{name}.vda.qcow2.1700000000"), 1 << 30, 512),
+        volume("neighbour.memory", 2048, 4096),
+    );
+    let demo = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/demo-node.xml"),
+    )
+    .unwrap();
+    let path = dir.join("node.xml");
+    std::fs::write(&path, demo.replace("</node>", &format!("{pool}</node>"))).unwrap();
+    format!("test://{}", path.display())
 }
 
 #[tokio::test]
-async fn external_save_measures_the_memory_file_and_overlays_it_finds() {
+async fn state_files_are_measured_and_removed_through_the_hosts_storage_pool() {
     let dir = tempfile::tempdir().unwrap();
-    let backend = backend(dir.path());
-    let req = request(RAW_DISK, SnapshotKind::External);
-    let name = req.snapshot_name.clone();
-    // Files as QEMU would leave them; the test driver itself writes none.
-    let state_dir = dir.path().join(&name);
-    std::fs::create_dir_all(&state_dir).unwrap();
-    std::fs::write(state_dir.join("memory.save"), vec![0u8; 4096]).unwrap();
-    std::fs::write(state_dir.join("vda.qcow2"), vec![0u8; 1024]).unwrap();
+    let state_dir = format!("/nonexistent-{}/states", Uuid::new_v4().simple());
+    let name = Uuid::new_v4().to_string();
+    let uri = host_with_state_files(dir.path(), &state_dir, &name);
+    let backend = snapgate_compute::LibvirtBackend::new(
+        vec![snapgate_compute::HostConfig::new(DEMO_HOST, uri).with_state_dir(&state_dir)],
+        options(),
+    );
+    let save = |snapshot_name: &str| SaveRequest {
+        instance: RAW_DISK,
+        snapshot_name: snapshot_name.to_owned(),
+        kind: SnapshotKind::External,
+    };
 
-    let saved = backend.save(DEMO_HOST, req).await.unwrap();
+    // Memory: the memory file's length; disks: what the overlay takes on the host's disk.
+    let saved = backend.save(DEMO_HOST, save(&name)).await.unwrap();
     assert_eq!(saved.memory_bytes, 4096);
     assert_eq!(saved.size_bytes, 4096 + 1024);
     assert_eq!(saved.disk_formats, vec!["raw".to_owned()]);
-}
 
-#[tokio::test]
-async fn external_save_honours_the_request_state_dir() {
-    let default_dir = tempfile::tempdir().unwrap();
-    let request_dir = tempfile::tempdir().unwrap();
-    let backend = backend(default_dir.path());
-    let mut req = request(DEMO_WEB, SnapshotKind::External);
-    req.state_dir = Some(request_dir.path().to_path_buf());
-    let name = req.snapshot_name.clone();
-    backend.save(DEMO_HOST, req).await.unwrap();
-    assert!(request_dir.path().join(&name).is_dir());
-    assert!(!default_dir.path().join(&name).exists());
-    backend.delete(DEMO_HOST, DEMO_WEB, &name).await.unwrap();
-    assert!(!request_dir.path().join(&name).exists());
-}
-
-#[tokio::test]
-async fn delete_keeps_files_outside_its_own_directory() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = backend(dir.path());
-    let req = request(DEMO_WEB, SnapshotKind::External);
-    let name = req.snapshot_name.clone();
-    backend.save(DEMO_HOST, req).await.unwrap();
-    let neighbour = dir.path().join("not-ours.txt");
-    std::fs::write(&neighbour, b"keep").unwrap();
-    backend.delete(DEMO_HOST, DEMO_WEB, &name).await.unwrap();
-    assert!(neighbour.exists());
+    // The delete removes what the snapshot left in the pool (here: everything, as the test
+    // driver's snapshot delete removes no file), and nothing of other states.
+    backend.delete(DEMO_HOST, RAW_DISK, &name).await.unwrap();
+    let again = backend.save(DEMO_HOST, save(&name)).await.unwrap();
+    assert_eq!(
+        again.memory_bytes,
+        256 << 20,
+        "the files are gone: the guest's memory stands in again"
+    );
+    backend.delete(DEMO_HOST, RAW_DISK, &name).await.unwrap();
+    let neighbour = backend.save(DEMO_HOST, save("neighbour")).await.unwrap();
+    assert_eq!(neighbour.memory_bytes, 2048, "another state's file is kept");
+    assert!(!std::path::Path::new(&state_dir).exists());
 }
 
 #[tokio::test]

@@ -118,6 +118,10 @@ pub struct State {
     /// The guest CPU definition as libvirt XML, used to compare against a target host on apply.
     #[serde(skip)]
     pub cpu_xml: Option<String>,
+    /// The libvirt snapshot XML from the save, to define the snapshot again on the host an
+    /// instance moved to. `None` for states saved before it was kept, or not saved yet.
+    #[serde(skip)]
+    pub snapshot_xml: Option<String>,
 }
 
 impl State {

@@ -17,9 +17,10 @@ pub enum ServiceError {
     /// The caller's role does not allow the call on a resource it can see (403).
     #[error("{0}")]
     Forbidden(String),
-    /// Unknown instance, state or operation, or one of another tenant (404).
-    #[error("{what} {id} not found")]
-    NotFound { what: &'static str, id: String },
+    /// Unknown instance, state or operation, or one of another tenant (404). The message is
+    /// the same bytes whichever it was and whatever the id: the id asked for goes to the logs.
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
     /// A state with this name already exists for the instance (409).
     #[error("a state named {0:?} already exists for this instance")]
     DuplicateName(String),
@@ -29,6 +30,11 @@ pub enum ServiceError {
     /// The state is not `available` (409).
     #[error("state is {0}, it must be available")]
     StateNotAvailable(String),
+    /// The state's files are on another host than the instance now runs on, and cannot follow
+    /// it (host-local files of an external state) (409).
+    #[error("the files of this state are on host {holder}, but the instance now runs on {current}; \
+             they cannot follow it: apply or delete the state once the instance is back on {holder}")]
+    StateOnOtherHost { holder: String, current: String },
     /// The instance cannot get a memory snapshot now (409 when it is not running, 422 for its
     /// configuration).
     #[error("{message}")]
@@ -43,6 +49,16 @@ pub enum ServiceError {
     },
     #[error("save rate limit reached")]
     RateLimited { retry_after_secs: u64 },
+    /// A per-tenant bound on the gateway's own resources (concurrent waits, dry runs) (429).
+    #[error("{message}")]
+    Throttled {
+        code: &'static str,
+        message: String,
+        retry_after_secs: u64,
+    },
+    /// The new policy chain could not be loaded; the old one keeps serving (422).
+    #[error("{0}")]
+    PolicyReloadFailed(String),
     #[error("denied by policy {plugin}: {reason}")]
     PolicyDenied {
         plugin: String,
@@ -83,11 +99,9 @@ impl ServiceError {
         }
     }
 
-    pub fn not_found(what: &'static str, id: impl ToString) -> Self {
-        ServiceError::NotFound {
-            what,
-            id: id.to_string(),
-        }
+    pub fn not_found(what: &'static str, id: impl std::fmt::Display) -> Self {
+        tracing::debug!(what, %id, "not found, or not visible to the caller");
+        ServiceError::NotFound { what }
     }
 
     /// HTTP status of the variant.
@@ -98,11 +112,12 @@ impl ServiceError {
             ServiceError::NotFound { .. } => 404,
             ServiceError::DuplicateName(_)
             | ServiceError::InstanceBusy(_)
-            | ServiceError::StateNotAvailable(_) => 409,
+            | ServiceError::StateNotAvailable(_)
+            | ServiceError::StateOnOtherHost { .. } => 409,
             ServiceError::Unsupported { code, .. } if *code == "instance_not_running" => 409,
-            ServiceError::Unsupported { .. } => 422,
+            ServiceError::Unsupported { .. } | ServiceError::PolicyReloadFailed(_) => 422,
             ServiceError::QuotaExceeded { .. } | ServiceError::PolicyDenied { .. } => 403,
-            ServiceError::RateLimited { .. } => 429,
+            ServiceError::RateLimited { .. } | ServiceError::Throttled { .. } => 429,
             ServiceError::QuotaUnavailable { .. } | ServiceError::Unavailable { .. } => 503,
             ServiceError::Internal => 500,
         }
@@ -123,9 +138,12 @@ impl ServiceError {
             ServiceError::DuplicateName(_) => "duplicate_name",
             ServiceError::InstanceBusy(_) => "instance_busy",
             ServiceError::StateNotAvailable(_) => "state_not_available",
+            ServiceError::StateOnOtherHost { .. } => "state_on_other_host",
             ServiceError::Unsupported { code, .. } => code,
             ServiceError::QuotaExceeded { .. } => "quota_exceeded",
             ServiceError::RateLimited { .. } => "rate_limited",
+            ServiceError::Throttled { code, .. } => code,
+            ServiceError::PolicyReloadFailed(_) => "policy_reload_failed",
             ServiceError::PolicyDenied { .. } => "policy_denied",
             ServiceError::QuotaUnavailable { .. } => "quota_backend_unavailable",
             ServiceError::Unavailable { code, .. } => code,
@@ -137,6 +155,9 @@ impl ServiceError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             ServiceError::RateLimited { retry_after_secs }
+            | ServiceError::Throttled {
+                retry_after_secs, ..
+            }
             | ServiceError::QuotaUnavailable { retry_after_secs } => Some(*retry_after_secs),
             ServiceError::Unavailable { .. } => Some(5),
             _ => None,
@@ -146,6 +167,9 @@ impl ServiceError {
     pub fn body(&self) -> ErrorBody {
         let details = match self {
             ServiceError::InstanceBusy(op) => json!({ "operation": op }),
+            ServiceError::StateOnOtherHost { holder, current } => {
+                json!({ "host": holder, "instance_host": current })
+            }
             ServiceError::QuotaExceeded {
                 resource,
                 limit,
@@ -165,6 +189,9 @@ impl ServiceError {
                 "plugin": plugin, "policy_code": code, "reason": reason, "warnings": warnings,
             }),
             ServiceError::RateLimited { retry_after_secs }
+            | ServiceError::Throttled {
+                retry_after_secs, ..
+            }
             | ServiceError::QuotaUnavailable { retry_after_secs } => {
                 json!({ "retry_after": retry_after_secs })
             }
@@ -189,10 +216,7 @@ impl From<RepoError> for ServiceError {
             RepoError::DuplicateName(n) => ServiceError::DuplicateName(n),
             RepoError::InstanceBusy(op) => ServiceError::InstanceBusy(op),
             RepoError::WrongStatus(s) => ServiceError::StateNotAvailable(s.to_string()),
-            RepoError::NotFound => ServiceError::NotFound {
-                what: "resource",
-                id: String::new(),
-            },
+            RepoError::NotFound => ServiceError::NotFound { what: "resource" },
             RepoError::Unavailable(m) => {
                 tracing::error!(error = %m, "database unavailable");
                 ServiceError::Unavailable {
@@ -241,21 +265,22 @@ impl From<ComputeError> for ServiceError {
     fn from(e: ComputeError) -> Self {
         match e {
             ComputeError::InstanceNotFound(id) => ServiceError::not_found("instance", id),
+            // Built by snapgate from the client's own instance (its disks, its state), never
+            // libvirt's text.
             ComputeError::Unsupported { code, message } => {
                 ServiceError::Unsupported { code, message }
             }
-            ComputeError::HostUnreachable { ref host, .. } => {
-                tracing::warn!(error = %e, "compute host unreachable");
-                ServiceError::Unavailable {
-                    code: "compute_unavailable",
-                    message: format!("compute host {host} unreachable"),
-                }
-            }
+            // The client gets the code's fixed message; the cause (host, libvirt's words) is
+            // logged here, inside the request's span (its request id).
             other => {
-                tracing::error!(error = %other, "compute backend error");
+                tracing::warn!(error = %other, code = other.code(), "compute backend error");
+                let code = match other {
+                    ComputeError::HostUnreachable { .. } => "compute_unavailable",
+                    _ => "compute_error",
+                };
                 ServiceError::Unavailable {
-                    code: "compute_error",
-                    message: "compute backend error".into(),
+                    code,
+                    message: other.client_message().into(),
                 }
             }
         }

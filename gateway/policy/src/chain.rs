@@ -162,9 +162,10 @@ fn run_one(plugin: &LoadedPlugin, request: &Request) -> Decision {
             decision.outcome = "error".into();
             decision.code = Some(PLUGIN_FAILED_CODE.to_string());
             decision.reason = Some(format!(
-                "policy plugin {} failed ({}): {error}",
+                "policy plugin {} failed ({}): {}",
                 spec.name,
-                error.kind()
+                error.kind(),
+                error.client_text()
             ));
             // Audit plugins never block, even when they fail.
             decision.overridden = audit || spec.on_error == OnError::Allow;

@@ -55,6 +55,19 @@ pub enum EvalError {
 }
 
 impl EvalError {
+    /// What a client may read of the failure (it becomes the reason of a denial): the limits
+    /// crossed and contract rules broken are snapgate's own words; a trap or an instantiation
+    /// failure is named, never quoted (wasmtime's text carries backtraces and the guest's
+    /// internals). The full error is logged where the decision is made.
+    pub fn client_text(&self) -> String {
+        match self {
+            EvalError::Deadline { .. } | EvalError::MemoryCap { .. } => self.to_string(),
+            EvalError::Trap { .. } => "the plugin trapped".into(),
+            EvalError::Instantiate { .. } => "the plugin could not be instantiated".into(),
+            EvalError::BadAnswer { message } => format!("bad answer: {message}"),
+        }
+    }
+
     /// Short stable name, used in logs and the decision's reason.
     pub fn kind(&self) -> &'static str {
         match self {

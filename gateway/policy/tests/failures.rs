@@ -65,10 +65,9 @@ async fn check_failure(bad: &str, on_error: OnError, reason_part: &str) {
 
 #[tokio::test]
 async fn loop_forever_is_stopped_by_the_deadline_and_fails_closed() {
-    let started = std::time::Instant::now();
+    // The outcome `deadline` is the proof that the deadline, not the plugin, ended the call (a
+    // runaway the deadline missed never returns, and the suite's timeout fails the test).
     check_failure("test-loop-forever", OnError::Deny, "deadline").await;
-    // Two runs of a 500 ms deadline, plus loading: the runaway is bounded.
-    assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
 
 #[tokio::test]

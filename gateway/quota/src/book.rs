@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use snapgate_core::ports::{
-    QuotaError, QuotaLimits, QuotaReservation, QuotaResource, TenantTotals,
+    QuotaError, QuotaLimits, QuotaReservation, QuotaResource, RecentSave, TenantTotals,
 };
 use uuid::Uuid;
 
@@ -66,10 +66,27 @@ impl TenantBook {
             expires_ms,
         };
         self.leases.insert(op, lease);
+        if want.saves > 0 {
+            // Saves are keyed by operation (in Redis: members "<op>#<n>"): a save already in
+            // the window for this operation (put back by a rebuild) moves to now, as ZADD
+            // moves a member, rather than counting twice.
+            self.saves.retain(|(_, o)| *o != op);
+        }
         let at = self.saves.partition_point(|(when, _)| *when <= now_ms);
         for _ in 0..want.saves {
             self.saves.insert(at, (now_ms, op));
         }
+    }
+
+    /// Puts a committed save back in the window at `at_ms`, unless the window holds it already
+    /// (saves are keyed by operation) or it is older than an hour.
+    fn restore_save(&mut self, op: Uuid, at_ms: i64, now_ms: i64) -> bool {
+        if at_ms <= now_ms - HOUR_MS || self.saves.iter().any(|(_, o)| *o == op) {
+            return false;
+        }
+        let at = self.saves.partition_point(|(when, _)| *when <= at_ms);
+        self.saves.insert(at, (at_ms, op));
+        true
     }
 
     fn drop_lease(&mut self, op: Uuid) -> Option<Lease> {
@@ -135,65 +152,25 @@ impl QuotaBook {
         if t.leases.contains_key(&r.operation) {
             return Ok(ReserveOutcome::AlreadyReserved);
         }
-        let tally = t.tally();
-
-        // Only what the operation asks for is checked (see reserve.lua).
-        let checks = [
-            (
-                QuotaResource::States,
-                tally.states,
-                tally.reserved_states,
-                want.states,
-            ),
-            (
-                QuotaResource::StateBytes,
-                tally.bytes,
-                tally.reserved_bytes,
-                want.bytes,
-            ),
-            (
-                QuotaResource::ConcurrentOperations,
-                0,
-                tally.reserved_operations,
-                want.operations,
-            ),
-        ];
-        for (resource, in_use, reserved, requested) in checks {
-            let limit = limits.get(resource);
-            if requested > 0 && limit >= 0 && in_use + reserved + requested > limit {
-                return Err(QuotaError::Exceeded {
-                    resource,
-                    limit,
-                    in_use,
-                    reserved,
-                    requested,
-                });
-            }
-        }
-
-        let limit = limits.saves_per_hour;
-        if want.saves > 0 && limit >= 0 {
-            if want.saves > limit {
-                return Err(QuotaError::Exceeded {
-                    resource: QuotaResource::SavesPerHour,
-                    limit,
-                    in_use: tally.window - tally.reserved_saves,
-                    reserved: tally.reserved_saves,
-                    requested: want.saves,
-                });
-            }
-            let must_leave = tally.window + want.saves - limit;
-            if must_leave > 0 {
-                let (at, _) = t.saves[(must_leave - 1) as usize];
-                let millis = at + HOUR_MS - now_ms;
-                return Err(QuotaError::RateLimited {
-                    retry_after_secs: ceil_secs(millis),
-                });
-            }
-        }
-
+        judge(t, want, limits, now_ms)?;
         t.add_lease(r.operation, want, now_ms + lease_ms, now_ms);
         Ok(ReserveOutcome::Reserved)
+    }
+
+    /// Whether `reserve` would accept `r` now, changing nothing: lapsed leases and old saves
+    /// are left in place but not counted, as `reserve` would drop them first.
+    pub fn check(
+        &self,
+        r: &QuotaReservation,
+        limits: &QuotaLimits,
+        now_ms: i64,
+    ) -> Result<(), QuotaError> {
+        let empty = TenantBook::default();
+        let t = self.tenants.get(&r.tenant).unwrap_or(&empty);
+        if t.leases.contains_key(&r.operation) {
+            return Ok(());
+        }
+        judge(t, Want::of(r), limits, now_ms)
     }
 
     pub fn renew(
@@ -284,10 +261,12 @@ impl QuotaBook {
 
     /// In-use becomes `totals` (zero for tenants absent from it); reservations become exactly
     /// `live`: live leases already held are kept as they are, others are dropped, missing ones
-    /// are recreated with `lease_ms` (unless the operation already ended here).
+    /// are recreated with `lease_ms` (unless the operation already ended here). The committed
+    /// `saves` missing from the hourly window are put back at their start time.
     pub fn rebuild(
         &mut self,
         totals: &[TenantTotals],
+        saves: &[RecentSave],
         live: &[QuotaReservation],
         lease_ms: i64,
         now_ms: i64,
@@ -296,12 +275,17 @@ impl QuotaBook {
         for r in live {
             wanted.entry(r.tenant.as_str()).or_default().push(r);
         }
+        let mut committed: HashMap<&str, Vec<&RecentSave>> = HashMap::new();
+        for s in saves {
+            committed.entry(s.tenant.as_str()).or_default().push(s);
+        }
         let by_tenant: HashMap<&str, &TenantTotals> =
             totals.iter().map(|t| (t.tenant.as_str(), t)).collect();
         for name in totals
             .iter()
             .map(|t| &t.tenant)
             .chain(live.iter().map(|r| &r.tenant))
+            .chain(saves.iter().map(|s| &s.tenant))
         {
             self.tenant(name);
         }
@@ -326,6 +310,13 @@ impl QuotaBook {
                 t.add_lease(r.operation, Want::of(r), now_ms + lease_ms, now_ms);
                 report.recreated += 1;
             }
+            // After the leases: a save the database shows succeeded whose lease was just
+            // dropped (its commit here lags) goes back in as committed.
+            for s in committed.get(name.as_str()).map_or(&[][..], Vec::as_slice) {
+                if t.restore_save(s.operation, s.at.timestamp_millis(), now_ms) {
+                    report.restored_saves += 1;
+                }
+            }
             let (states, bytes) = by_tenant
                 .get(name.as_str())
                 .map_or((0, 0), |t| (t.states.max(0), t.bytes.max(0)));
@@ -339,6 +330,87 @@ impl QuotaBook {
     pub fn is_primed(&self) -> bool {
         self.primed
     }
+}
+
+/// The reserve decision over a tenant's book, read-only: leases lapsed at `now_ms` and saves
+/// older than the hour are not counted (whether or not they were dropped yet). Only what the
+/// operation asks for is checked (see reserve.lua).
+fn judge(t: &TenantBook, want: Want, limits: &QuotaLimits, now_ms: i64) -> Result<(), QuotaError> {
+    let live = |op: &Uuid| t.leases.get(op).is_some_and(|l| l.expires_ms > now_ms);
+    let mut tally = Tally {
+        states: t.states,
+        bytes: t.bytes,
+        ..Tally::default()
+    };
+    for (_, l) in t.leases.iter().filter(|(op, _)| live(op)) {
+        tally.reserved_states += l.states;
+        tally.reserved_bytes += l.bytes;
+        tally.reserved_operations += l.operations;
+        tally.reserved_saves += l.saves;
+    }
+    // Saves of the window, oldest first: committed ones (no lease) and those of live leases.
+    let cutoff = now_ms - HOUR_MS;
+    let window: Vec<i64> = t
+        .saves
+        .iter()
+        .filter(|(at, op)| *at > cutoff && (!t.leases.contains_key(op) || live(op)))
+        .map(|(at, _)| *at)
+        .collect();
+    tally.window = window.len() as i64;
+
+    let checks = [
+        (
+            QuotaResource::States,
+            tally.states,
+            tally.reserved_states,
+            want.states,
+        ),
+        (
+            QuotaResource::StateBytes,
+            tally.bytes,
+            tally.reserved_bytes,
+            want.bytes,
+        ),
+        (
+            QuotaResource::ConcurrentOperations,
+            0,
+            tally.reserved_operations,
+            want.operations,
+        ),
+    ];
+    for (resource, in_use, reserved, requested) in checks {
+        let limit = limits.get(resource);
+        if requested > 0 && limit >= 0 && in_use + reserved + requested > limit {
+            return Err(QuotaError::Exceeded {
+                resource,
+                limit,
+                in_use,
+                reserved,
+                requested,
+            });
+        }
+    }
+
+    let limit = limits.saves_per_hour;
+    if want.saves > 0 && limit >= 0 {
+        if want.saves > limit {
+            return Err(QuotaError::Exceeded {
+                resource: QuotaResource::SavesPerHour,
+                limit,
+                in_use: tally.window - tally.reserved_saves,
+                reserved: tally.reserved_saves,
+                requested: want.saves,
+            });
+        }
+        let must_leave = tally.window + want.saves - limit;
+        if must_leave > 0 {
+            let at = window[(must_leave - 1) as usize];
+            return Err(QuotaError::RateLimited {
+                retry_after_secs: ceil_secs(at + HOUR_MS - now_ms),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A reservation with negative amounts clamped to zero: a negative request would free units.

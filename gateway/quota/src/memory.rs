@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use snapgate_core::ports::{
-    QuotaError, QuotaLimits, QuotaReservation, QuotaStore, QuotaUsage, TenantTotals,
+    QuotaError, QuotaLimits, QuotaReservation, QuotaStore, QuotaUsage, RecentSave, TenantTotals,
 };
 use uuid::Uuid;
 
@@ -94,11 +94,13 @@ impl MemoryQuotaStore {
     pub fn rebuild_report(
         &self,
         totals: &[TenantTotals],
+        saves: &[RecentSave],
         live: &[QuotaReservation],
         lease: Duration,
     ) -> RebuildReport {
         let now = self.clock.now_ms();
-        self.book().rebuild(totals, live, duration_ms(lease), now)
+        self.book()
+            .rebuild(totals, saves, live, duration_ms(lease), now)
     }
 }
 
@@ -111,6 +113,11 @@ impl QuotaStore for MemoryQuotaStore {
         lease: Duration,
     ) -> Result<(), QuotaError> {
         self.reserve_outcome(r, limits, lease).map(|_| ())
+    }
+
+    async fn check(&self, r: &QuotaReservation, limits: &QuotaLimits) -> Result<(), QuotaError> {
+        let now = self.clock.now_ms();
+        self.book().check(r, limits, now)
     }
 
     async fn renew(
@@ -171,14 +178,16 @@ impl QuotaStore for MemoryQuotaStore {
     async fn rebuild(
         &self,
         totals: &[TenantTotals],
+        saves: &[RecentSave],
         live: &[QuotaReservation],
         lease: Duration,
     ) -> Result<(), QuotaError> {
-        let report = self.rebuild_report(totals, live, lease);
+        let report = self.rebuild_report(totals, saves, live, lease);
         tracing::info!(
             tenants = totals.len(),
             dropped = report.dropped,
             recreated = report.recreated,
+            restored_saves = report.restored_saves,
             "in-process quotas rebuilt"
         );
         Ok(())

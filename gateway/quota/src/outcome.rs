@@ -44,6 +44,8 @@ pub enum FreeOutcome {
 pub struct RebuildReport {
     pub dropped: i64,
     pub recreated: i64,
+    /// Committed saves of the last hour put back in the hourly window.
+    pub restored_saves: i64,
 }
 
 /// Raw counts of one tenant, as the usage script returns them.

@@ -46,12 +46,19 @@ async fn rebuild_sets_truth_and_primes() {
     scenarios::rebuild_sets_truth_and_primes(&store).await;
 }
 
+/// A graceful restart of a gateway on the in-process store: a fresh store, rebuilt from the
+/// database, keeps the hour's saves.
+#[tokio::test]
+async fn rebuild_after_restart_restores_the_hourly_window() {
+    scenarios::rebuild_restores_the_hourly_window(&MemoryQuotaStore::new()).await;
+}
+
 #[tokio::test]
 async fn rebuild_of_empty_store_primes_it() {
     let store = MemoryQuotaStore::new();
     let totals: [TenantTotals; 0] = [];
     store
-        .rebuild(&totals, &[], common::LONG_LEASE)
+        .rebuild(&totals, &[], &[], common::LONG_LEASE)
         .await
         .unwrap();
     assert!(store.is_primed().await.unwrap());
@@ -61,4 +68,9 @@ async fn rebuild_of_empty_store_primes_it() {
 async fn race_200_reserves_limit_10() {
     let store: Arc<dyn QuotaStore> = Arc::new(MemoryQuotaStore::new());
     scenarios::race_exactly_limit(&[store]).await;
+}
+
+#[tokio::test]
+async fn check_answers_like_reserve_and_changes_nothing() {
+    scenarios::check_answers_like_reserve_and_changes_nothing(&MemoryQuotaStore::new()).await;
 }

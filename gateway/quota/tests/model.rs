@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use common::{RedisFixture, LONG_LEASE};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use snapgate_core::ports::{QuotaError, QuotaLimits, QuotaReservation, TenantTotals};
+use snapgate_core::ports::{QuotaError, QuotaLimits, QuotaReservation, RecentSave, TenantTotals};
 use snapgate_quota::{QuotaBook, DEFAULT_MARKER_TTL};
 use uuid::Uuid;
 
@@ -174,11 +174,35 @@ async fn run_seed(seed: u64) {
                     .filter(|_| rng.random_bool(0.3))
                     .cloned()
                     .collect();
+                // Succeeded saves the database would list: some of the operations (committed,
+                // leased or unknown here), well inside the hour or well outside it.
+                let mut saves = Vec::new();
+                for r in &ops {
+                    if !rng.random_bool(0.3) {
+                        continue;
+                    }
+                    let minutes_ago = if rng.random_bool(0.8) {
+                        rng.random_range(1..50)
+                    } else {
+                        rng.random_range(70..120)
+                    };
+                    saves.push(RecentSave {
+                        tenant: r.tenant.clone(),
+                        operation: r.operation,
+                        at: chrono::Utc::now() - chrono::Duration::minutes(minutes_ago),
+                    });
+                }
                 let got = redis
-                    .rebuild_report(&totals, &live, LONG_LEASE)
+                    .rebuild_report(&totals, &saves, &live, LONG_LEASE)
                     .await
                     .unwrap();
-                let want = model.rebuild(&totals, &live, LONG_LEASE.as_millis() as i64, now_ms());
+                let want = model.rebuild(
+                    &totals,
+                    &saves,
+                    &live,
+                    LONG_LEASE.as_millis() as i64,
+                    now_ms(),
+                );
                 assert_eq!(got, want, "step {step}: rebuild");
             }
         }

@@ -62,7 +62,7 @@ async fn unavailable_while_down_then_recovers_on_restart() {
     let lim = common::limits(10, -1, -1, -1);
 
     store.connect().await.unwrap();
-    store.rebuild(&[], &[], LONG_LEASE).await.unwrap();
+    store.rebuild(&[], &[], &[], LONG_LEASE).await.unwrap();
     let before = common::save(&t, 1);
     store.reserve(&before, &lim, LONG_LEASE).await.unwrap();
 

@@ -52,6 +52,14 @@ async fn rebuild_sets_truth_and_primes() {
     scenarios::rebuild_sets_truth_and_primes(fx.store.as_ref()).await;
 }
 
+/// A flushed Redis, rebuilt from the database, keeps the hour's saves.
+#[tokio::test]
+async fn rebuild_after_a_flush_restores_the_hourly_window() {
+    let fx = RedisFixture::new().await;
+    fx.flush();
+    scenarios::rebuild_restores_the_hourly_window(fx.store.as_ref()).await;
+}
+
 #[tokio::test]
 async fn a_flushed_redis_is_detected_and_rebuilt() {
     let fx = RedisFixture::new().await;
@@ -65,7 +73,7 @@ async fn a_flushed_redis_is_detected_and_rebuilt() {
         bytes: 400,
     }];
     fx.store
-        .rebuild(&totals, std::slice::from_ref(&running), LONG_LEASE)
+        .rebuild(&totals, &[], std::slice::from_ref(&running), LONG_LEASE)
         .await
         .unwrap();
     assert!(fx.store.is_primed().await.unwrap());
@@ -79,7 +87,7 @@ async fn a_flushed_redis_is_detected_and_rebuilt() {
     assert_eq!(fx.store.usage(&t, &lim).await.unwrap().states.in_use, 0);
 
     fx.store
-        .rebuild(&totals, std::slice::from_ref(&running), LONG_LEASE)
+        .rebuild(&totals, &[], std::slice::from_ref(&running), LONG_LEASE)
         .await
         .unwrap();
     assert!(fx.store.is_primed().await.unwrap());
@@ -107,7 +115,7 @@ async fn every_key_of_a_tenant_shares_its_hash_tag() {
         .free(awkward, uuid::Uuid::new_v4(), 1, 1)
         .await
         .unwrap();
-    fx.store.rebuild(&[], &[], LONG_LEASE).await.unwrap();
+    fx.store.rebuild(&[], &[], &[], LONG_LEASE).await.unwrap();
 
     let tag = format!("{{{}}}", tenant_key_part(awkward));
     let mut tenant_keys = 0;
@@ -166,4 +174,51 @@ async fn bad_configuration_is_refused() {
     assert!(RedisQuotaStore::new(RedisQuotaConfig::new(common::REDIS_URL, "pre{fix")).is_err());
     assert!(RedisQuotaStore::new(RedisQuotaConfig::new(common::REDIS_URL, "")).is_err());
     assert!(RedisQuotaStore::new(RedisQuotaConfig::new("not a url", "p")).is_err());
+}
+
+#[tokio::test]
+async fn check_answers_like_reserve_and_changes_nothing() {
+    let fx = RedisFixture::new().await;
+    scenarios::check_answers_like_reserve_and_changes_nothing(fx.store.as_ref()).await;
+}
+
+/// The check script runs read-only (Redis's `no-writes` flag): a lapsed lease it skips is
+/// still in Redis afterwards, where a reserve would have dropped it.
+#[tokio::test]
+async fn check_writes_nothing_even_over_lapsed_leases() {
+    let fx = RedisFixture::new().await;
+    let t = common::tenant();
+    let lim = common::limits(1, -1, -1, -1);
+    fx.store
+        .reserve(&common::save(&t, 10), &lim, Duration::from_millis(1))
+        .await
+        .unwrap();
+    let resv = format!("{}:{{{}}}:resv", fx.prefix, tenant_key_part(&t));
+    let saves = format!("{}:{{{}}}:saves", fx.prefix, tenant_key_part(&t));
+    let raw = || {
+        let mut con = redis::Client::open(common::REDIS_URL)
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let leases: Vec<String> = redis::cmd("HKEYS").arg(&resv).query(&mut con).unwrap();
+        let window: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&saves)
+            .arg(0)
+            .arg(-1)
+            .query(&mut con)
+            .unwrap();
+        (leases, window)
+    };
+    let held = raw();
+    assert_eq!((held.0.len(), held.1.len()), (1, 1), "{held:?}");
+    // The lease lapses on Redis's clock; the check answers "fits" once it has.
+    while fx.store.check(&common::save(&t, 10), &lim).await.is_err() {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(raw(), held, "check changed Redis");
+    fx.store
+        .reserve(&common::save(&t, 10), &lim, LONG_LEASE)
+        .await
+        .unwrap();
+    assert_ne!(raw().0, held.0, "reserve drops the lapsed lease");
 }

@@ -17,13 +17,16 @@ use snapgate_core::SaveMode;
 pub struct Config {
     /// Where the gateway listens. Loopback by default.
     pub listen: SocketAddr,
-    /// Files the gateway owns: the SQLite database, generated tokens, external snapshot files,
-    /// the plugin cache. Relative paths are taken from the working directory.
+    /// Files the gateway owns: the SQLite database, generated tokens, the plugin cache.
+    /// Relative paths are taken from the working directory. (State files are the hosts':
+    /// see `hosts.state_dir`.)
     pub data_dir: PathBuf,
     pub database: DatabaseConfig,
     pub redis: Option<RedisConfig>,
     /// Compute hosts. Empty means the embedded demo cloud (libvirt's test driver).
     pub hosts: Vec<HostEntry>,
+    /// How hosts are reached, judged down and found: timeouts, keepalive, breaker, placement.
+    pub compute: ComputeConfig,
     pub snapshots: SnapshotConfig,
     pub quota: QuotaConfig,
     pub auth: AuthSection,
@@ -40,6 +43,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             redis: None,
             hosts: Vec::new(),
+            compute: ComputeConfig::default(),
             snapshots: SnapshotConfig::default(),
             quota: QuotaConfig::default(),
             auth: AuthSection::default(),
@@ -79,6 +83,63 @@ pub struct HostEntry {
     pub name: String,
     /// libvirt URI, e.g. `qemu:///system` or `qemu+ssh://node1/system`.
     pub uri: String,
+    /// Where the host keeps the files of external states: an absolute path *on that host*,
+    /// reached only through libvirt. Default: `snapshots.state_dir`, else
+    /// `/var/lib/libvirt/snapgate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComputeConfig {
+    /// Opening a connection to a host may take this long before the host is judged down.
+    pub connect_timeout_secs: f64,
+    /// A read call (describe, inventory, CPU) may take this long before the host is judged
+    /// down. Snapshot calls are bounded by keepalive instead.
+    pub call_timeout_secs: f64,
+    /// libvirt keepalive probe interval on idle connections (0 turns keepalive off) and how
+    /// many may go unanswered before libvirt closes the connection.
+    pub keepalive_interval_secs: u64,
+    pub keepalive_count: u32,
+    /// Background reconnection of a host that is down: first wait, doubled up to the max.
+    pub reconnect_min_secs: f64,
+    pub reconnect_max_secs: f64,
+    /// Hosts asked at once when an instance is not where the placement index says.
+    pub search_fan_out: usize,
+    /// How often every host's inventory is read into the placement index (libvirt lifecycle
+    /// events keep it fresh in between).
+    pub placement_refresh_secs: f64,
+}
+
+impl Default for ComputeConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_secs: 5.0,
+            call_timeout_secs: 10.0,
+            keepalive_interval_secs: 5,
+            keepalive_count: 3,
+            reconnect_min_secs: 1.0,
+            reconnect_max_secs: 60.0,
+            search_fan_out: 32,
+            placement_refresh_secs: 300.0,
+        }
+    }
+}
+
+impl ComputeConfig {
+    pub fn resilience(&self) -> snapgate_compute::HostResilience {
+        use std::time::Duration;
+        snapgate_compute::HostResilience {
+            connect_timeout: Duration::from_secs_f64(self.connect_timeout_secs),
+            call_timeout: Duration::from_secs_f64(self.call_timeout_secs),
+            keepalive_interval: Duration::from_secs(self.keepalive_interval_secs),
+            keepalive_count: self.keepalive_count,
+            reconnect_min: Duration::from_secs_f64(self.reconnect_min_secs),
+            reconnect_max: Duration::from_secs_f64(self.reconnect_max_secs),
+            search_fan_out: self.search_fan_out,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -86,7 +147,8 @@ pub struct HostEntry {
 pub struct SnapshotConfig {
     /// `auto` (internal when every disk is qcow2, else external), `internal` or `external`.
     pub mode: SaveMode,
-    /// External snapshot files; default `<data_dir>/states`.
+    /// State directory of hosts that set none of their own (absolute, a path on the hosts);
+    /// default `/var/lib/libvirt/snapgate`.
     pub state_dir: Option<PathBuf>,
     /// How long finished operations stay readable.
     pub operation_retention_secs: u64,
@@ -122,6 +184,9 @@ pub struct QuotaConfig {
     pub fail_open: bool,
     /// How often usage is recomputed from the database while no operation runs.
     pub rebuild_interval_secs: u64,
+    /// Dry runs (`?dry_run=true`) one tenant may make per minute on one gateway; more answer
+    /// 429 `dry_run_rate_limited`. 0 turns dry runs off.
+    pub dry_runs_per_minute: u32,
 }
 
 impl Default for QuotaConfig {
@@ -136,6 +201,7 @@ impl Default for QuotaConfig {
             lease_secs: 15 * 60,
             fail_open: false,
             rebuild_interval_secs: 300,
+            dry_runs_per_minute: 60,
         }
     }
 }
@@ -172,6 +238,8 @@ pub struct PolicyConfig {
     /// Fresh instances kept ready per plugin, made off the request path (0 turns it off;
     /// at most 32). Each is used once, so nothing leaks between requests.
     pub prewarm_instances: usize,
+    /// Recorded decisions older than this are purged by the maintenance loop.
+    pub decision_retention_secs: u64,
     /// The chain, in order.
     pub plugins: Vec<snapgate_policy::PluginSpec>,
 }
@@ -183,6 +251,7 @@ impl Default for PolicyConfig {
             memory_mib: 16,
             cache_dir: None,
             prewarm_instances: 8,
+            decision_retention_secs: 30 * 24 * 3600,
             plugins: Vec::new(),
         }
     }
@@ -195,6 +264,19 @@ pub struct ApiConfig {
     pub max_wait_secs: u64,
     pub default_page_size: u64,
     pub max_page_size: u64,
+    /// The operator's listener: `/metrics`, `/readyz` with each check's detail, `/healthz`.
+    /// No token: keep it on loopback or a management network. Unset: no metrics are served
+    /// and readiness answers with its status only.
+    pub admin_listen: Option<SocketAddr>,
+    /// Requests served at once on the public listener (`/healthz` aside); more answer 503
+    /// `overloaded` with `Retry-After`.
+    pub max_requests_in_flight: usize,
+    /// A request not answered within this answers 504 `request_timeout` (its work still
+    /// finishes). `/wait` gets `max_wait_secs` on top.
+    pub request_timeout_secs: f64,
+    /// Waits (`/v1/operations/{id}/wait`) one tenant may hold open at once on one gateway;
+    /// more answer 429 `too_many_waits`.
+    pub max_waits_per_tenant: usize,
 }
 
 impl Default for ApiConfig {
@@ -204,6 +286,10 @@ impl Default for ApiConfig {
             max_wait_secs: 300,
             default_page_size: 50,
             max_page_size: 500,
+            admin_listen: None,
+            max_requests_in_flight: 1024,
+            request_timeout_secs: 30.0,
+            max_waits_per_tenant: 64,
         }
     }
 }
@@ -224,6 +310,54 @@ impl Default for LogConfig {
             level: "info".into(),
         }
     }
+}
+
+/// Why a configuration with hosts but no `[auth]` is refused.
+pub const MISSING_AUTH: &str = "[auth] is missing: with [[hosts]] configured, authentication \
+     must be configured too ([auth] token_file and/or [auth.jwt]); demo tokens are made only \
+     in demo mode (no [[hosts]] and no [auth])";
+
+/// What `snapgate config` prints in place of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// `url` with the password of its user part (`scheme://user:password@host`) and any
+/// `password`/`sslpassword` query parameter replaced by [`REDACTED`].
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &base[s + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:{REDACTED}{}",
+                    &base[..s + 3],
+                    &userinfo[..colon],
+                    &base[at..]
+                ),
+                None => base.to_owned(),
+            }
+        }
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _))
+                    if k.eq_ignore_ascii_case("password")
+                        || k.eq_ignore_ascii_case("sslpassword") =>
+                {
+                    format!("{k}={REDACTED}")
+                }
+                _ => kv.to_owned(),
+            })
+            .collect();
+        out = format!("{out}?{}", params.join("&"));
+    }
+    out
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -259,8 +393,44 @@ impl Config {
         Ok(config)
     }
 
+    /// The configuration with every secret replaced by [`REDACTED`], for `snapgate config`:
+    /// the HS256 secret and the passwords in the database, Redis and host URLs.
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        if let Some(jwt) = c.auth.jwt.as_mut() {
+            if jwt.hs256_secret.is_some() {
+                jwt.hs256_secret = Some(REDACTED.into());
+            }
+        }
+        if let Some(url) = c.database.url.as_mut() {
+            *url = redact_url(url);
+        }
+        if let Some(r) = c.redis.as_mut() {
+            // A cluster's url lists its seed nodes, each with its own user part.
+            r.url = r
+                .url
+                .split(',')
+                .map(redact_url)
+                .collect::<Vec<_>>()
+                .join(",");
+        }
+        for h in &mut c.hosts {
+            h.uri = redact_url(&h.uri);
+        }
+        c
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if let Some(jwt) = &self.auth.jwt {
+            match snapgate_api::auth::check_jwt_config(jwt) {
+                Err(snapgate_api::auth::AuthSetupError::InvalidJwt { key, message }) => {
+                    return invalid(key, message)
+                }
+                Err(e) => return invalid("auth.jwt", e.to_string()),
+                Ok(()) => {}
+            }
+        }
         if let Some(url) = &self.database.url {
             if !(url.starts_with("sqlite:")
                 || url.starts_with("postgres://")
@@ -306,6 +476,59 @@ impl Config {
             if !h.uri.contains(":/") {
                 return invalid("hosts", format!("{:?} is not a libvirt URI", h.uri));
             }
+            if let Some(dir) = &h.state_dir {
+                if !dir.is_absolute() {
+                    return invalid(
+                        "hosts.state_dir",
+                        format!(
+                            "{} of host {:?} must be an absolute path on that host",
+                            dir.display(),
+                            h.name
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(dir) = &self.snapshots.state_dir {
+            if !dir.is_absolute() {
+                return invalid(
+                    "snapshots.state_dir",
+                    format!("{} must be an absolute path on the hosts", dir.display()),
+                );
+            }
+        }
+        if !self.hosts.is_empty() && !self.auth.is_configured() {
+            return invalid("auth", MISSING_AUTH.into());
+        }
+        let c = &self.compute;
+        for (key, secs) in [
+            ("compute.connect_timeout_secs", c.connect_timeout_secs),
+            ("compute.call_timeout_secs", c.call_timeout_secs),
+            ("compute.reconnect_min_secs", c.reconnect_min_secs),
+            ("compute.placement_refresh_secs", c.placement_refresh_secs),
+        ] {
+            // Also refuses NaN and infinity, which Duration cannot hold.
+            if !(secs > 0.0 && secs <= 86_400.0) {
+                return invalid(key, "must be more than 0 and at most 86400".into());
+            }
+        }
+        if !(c.reconnect_max_secs >= c.reconnect_min_secs && c.reconnect_max_secs <= 86_400.0) {
+            return invalid(
+                "compute.reconnect_max_secs",
+                "must be at least compute.reconnect_min_secs and at most 86400".into(),
+            );
+        }
+        if c.keepalive_interval_secs > 0 && c.keepalive_count == 0 {
+            return invalid(
+                "compute.keepalive_count",
+                "must be at least 1 while keepalive is on".into(),
+            );
+        }
+        if c.keepalive_interval_secs > i32::MAX as u64 {
+            return invalid("compute.keepalive_interval_secs", "is too large".into());
+        }
+        if c.search_fan_out == 0 {
+            return invalid("compute.search_fan_out", "must be at least 1".into());
         }
         for r in snapgate_core::ports::QuotaResource::ALL {
             if self.quota.defaults.get(r) < -1 {
@@ -330,6 +553,27 @@ impl Config {
             return invalid(
                 "api.default_page_size",
                 "must be between 1 and api.max_page_size".into(),
+            );
+        }
+        if self.api.max_requests_in_flight == 0 {
+            return invalid("api.max_requests_in_flight", "must be at least 1".into());
+        }
+        if !(self.api.request_timeout_secs > 0.0 && self.api.request_timeout_secs.is_finite()) {
+            return invalid("api.request_timeout_secs", "must be positive".into());
+        }
+        if self.api.max_waits_per_tenant == 0 {
+            return invalid("api.max_waits_per_tenant", "must be at least 1".into());
+        }
+        if self.api.admin_listen == Some(self.listen) {
+            return invalid(
+                "api.admin_listen",
+                "must differ from listen (it serves what the public side must not)".into(),
+            );
+        }
+        if self.policy.decision_retention_secs == 0 {
+            return invalid(
+                "policy.decision_retention_secs",
+                "must be at least 1".into(),
             );
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
@@ -374,11 +618,12 @@ impl Config {
         })
     }
 
-    pub fn state_dir(&self) -> PathBuf {
-        self.snapshots
-            .state_dir
+    /// The state directory of a host: its own, else `snapshots.state_dir`, else the default.
+    pub fn host_state_dir(&self, host: &HostEntry) -> PathBuf {
+        host.state_dir
             .clone()
-            .unwrap_or_else(|| self.data_dir.join("states"))
+            .or_else(|| self.snapshots.state_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(snapgate_compute::DEFAULT_STATE_DIR))
     }
 
     pub fn plugin_cache_dir(&self) -> PathBuf {
@@ -411,7 +656,8 @@ mod tests {
             hosts: vec![
                 HostEntry {
                     name: "a".into(),
-                    uri: "test:///default".into()
+                    uri: "test:///default".into(),
+                    state_dir: None,
                 };
                 2
             ],
@@ -419,12 +665,189 @@ mod tests {
         };
         assert!(c.validate().unwrap_err().to_string().contains("hosts"));
         let mut c = Config::default();
+        c.compute.call_timeout_secs = 0.0;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("compute.call_timeout_secs"));
+        let mut c = Config::default();
+        c.compute.reconnect_max_secs = 0.5;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("compute.reconnect_max_secs"));
+        let mut c = Config::default();
         c.quota.defaults.states = -2;
         assert!(c
             .validate()
             .unwrap_err()
             .to_string()
             .contains("quota.defaults"));
+        let mut c = Config::default();
+        c.api.admin_listen = Some(c.listen);
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("api.admin_listen"));
+        let mut c = Config::default();
+        c.api.max_requests_in_flight = 0;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("api.max_requests_in_flight"));
+    }
+
+    fn with_hosts() -> Config {
+        Config {
+            hosts: vec![HostEntry {
+                name: "compute-1".into(),
+                uri: "qemu+ssh://compute-1/system".into(),
+                state_dir: None,
+            }],
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn hosts_without_auth_are_refused_naming_the_section() {
+        let error = with_hosts().validate().unwrap_err().to_string();
+        assert!(error.contains("[auth] is missing"), "{error}");
+        let mut c = with_hosts();
+        c.auth.token_file = Some("/etc/snapgate/tokens.toml".into());
+        c.validate().unwrap();
+        // Auth without hosts: the demo cloud behind the configured authentication.
+        let mut c = Config::default();
+        c.auth.token_file = Some("/etc/snapgate/tokens.toml".into());
+        c.validate().unwrap();
+    }
+
+    fn jwt(secret: &str) -> snapgate_api::JwtConfig {
+        toml::from_str(&format!("hs256_secret = {secret:?}")).unwrap()
+    }
+
+    #[test]
+    fn a_short_or_empty_hs256_secret_is_refused() {
+        for secret in ["", "s3cret", &"x".repeat(31)] {
+            let mut c = Config::default();
+            c.auth.jwt = Some(jwt(secret));
+            let error = c.validate().unwrap_err().to_string();
+            assert!(
+                error.contains("auth.jwt.hs256_secret"),
+                "{secret:?}: {error}"
+            );
+        }
+        let mut c = Config::default();
+        c.auth.jwt = Some(jwt(&"x".repeat(32)));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn redacted_hides_every_secret() {
+        let secret = "an-hs256-secret-that-is-long-enough";
+        let mut c = with_hosts();
+        c.auth.jwt = Some(jwt(secret));
+        c.database.url = Some(
+            "postgres://snapgate:pg-pass@db.example/snapgate?sslmode=require&password=pg-pass2"
+                .into(),
+        );
+        c.redis = Some(RedisConfig {
+            url: "rediss://:redis-pass@cache.example:6380/0".into(),
+            cluster: false,
+            key_prefix: "snapgate".into(),
+        });
+        let printed = toml::to_string_pretty(&c.redacted()).unwrap();
+        for leaked in [secret, "pg-pass", "redis-pass"] {
+            assert!(!printed.contains(leaked), "{leaked} in\n{printed}");
+        }
+        // A cluster's seed nodes, each redacted and all still listed.
+        let mut cluster = c.clone();
+        cluster.redis = Some(RedisConfig {
+            url: "redis://:seed-pass-1@10.0.0.1:7000,redis://u:seed-pass-2@10.0.0.2:7000".into(),
+            cluster: true,
+            key_prefix: "snapgate".into(),
+        });
+        let seeds = cluster.redacted().redis.unwrap().url;
+        assert_eq!(
+            seeds,
+            "redis://:<redacted>@10.0.0.1:7000,redis://u:<redacted>@10.0.0.2:7000"
+        );
+        assert!(printed.contains("postgres://snapgate:<redacted>@db.example/snapgate?sslmode=require&password=<redacted>"), "{printed}");
+        assert!(
+            printed.contains("rediss://:<redacted>@cache.example:6380/0"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("hs256_secret = \"<redacted>\""),
+            "{printed}"
+        );
+        // What holds no secret is printed as it is.
+        assert_eq!(
+            redact_url("postgres://snapgate@db/x"),
+            "postgres://snapgate@db/x"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/snapgate.db?mode=rwc"),
+            "sqlite://data/snapgate.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn state_dirs_are_absolute_and_per_host() {
+        let host = |name: &str, state_dir: Option<&str>| HostEntry {
+            name: name.into(),
+            uri: "test:///default".into(),
+            state_dir: state_dir.map(PathBuf::from),
+        };
+        let c = Config {
+            hosts: vec![host("a", Some("data/states"))],
+            ..Config::default()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("hosts.state_dir") && err.contains("\"a\"") && err.contains("absolute"),
+            "{err}"
+        );
+        let mut c = Config::default();
+        c.snapshots.state_dir = Some("states".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("snapshots.state_dir"), "{err}");
+
+        let mut c = Config {
+            hosts: vec![host("a", Some("/srv/a")), host("b", None)],
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        assert_eq!(c.host_state_dir(&c.hosts[0]), PathBuf::from("/srv/a"));
+        assert_eq!(
+            c.host_state_dir(&c.hosts[1]),
+            PathBuf::from("/var/lib/libvirt/snapgate")
+        );
+        c.snapshots.state_dir = Some("/srv/shared".into());
+        assert_eq!(c.host_state_dir(&c.hosts[1]), PathBuf::from("/srv/shared"));
+    }
+
+    #[test]
+    fn a_relative_host_state_dir_in_a_file_names_its_key() {
+        let dir = tempfile_dir();
+        let f = dir.join("c.toml");
+        std::fs::write(
+            &f,
+            "[[hosts]]\nname = \"h\"\nuri = \"qemu:///system\"\nstate_dir = \"states\"\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(&f)).unwrap_err().to_string();
+        assert!(err.contains("hosts.state_dir"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("snapgate-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     #[test]

@@ -58,7 +58,8 @@ enum Command {
     Serve(ServerArgs),
     /// Run pending database migrations and exit.
     Migrate(ServerArgs),
-    /// Print the effective configuration (defaults, file, environment) after validation.
+    /// Print the effective configuration (defaults, file, environment) after validation, with
+    /// secrets (HS256 secret, URL passwords) shown as `<redacted>`.
     Config(ServerArgs),
     /// Save instance <instance-uuid> state as <state-name>.
     StateSave {
@@ -143,9 +144,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Config(args) => {
             let config = Config::load(args.config.as_deref())?;
+            // Secrets never reach a terminal, a ticket or a log: they print as `<redacted>`.
             println!(
                 "{}",
-                toml::to_string_pretty(&config).context("cannot print the configuration")?
+                toml::to_string_pretty(&config.redacted())
+                    .context("cannot print the configuration")?
             );
             Ok(ExitCode::SUCCESS)
         }

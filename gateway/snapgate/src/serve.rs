@@ -5,42 +5,33 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use snapgate_api::{AdminHooks, ApiLimits, AppState, Authenticator, NoAdminHooks};
+use snapgate_api::{ApiLimits, AppState, Authenticator};
 use snapgate_compute::{HostConfig, LibvirtBackend, LibvirtOptions};
 use snapgate_core::ports::policy::AllowAll;
-use snapgate_core::ports::{PolicyEngine, QuotaStore, Repository};
+use snapgate_core::ports::{
+    NoPolicyAdmin, PlacementStore, PolicyAdmin, PolicyEngine, QuotaStore, Repository,
+};
 use snapgate_core::service::{Backends, RepositoryQuotaTruth, Service, ServiceSettings};
 use snapgate_policy::{PolicyLimits, WasmPolicyEngine};
 use snapgate_quota::{MemoryQuotaStore, RedisQuotaConfig, RedisQuotaStore};
 use snapgate_store::SeaRepository;
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{redact_url, Config};
 use crate::demo;
 
 /// Opens the database and runs pending migrations.
 pub async fn open_database(config: &Config) -> anyhow::Result<SeaRepository> {
     let url = config.database_url();
     if url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&config.data_dir)
+        demo::create_private_dir(&config.data_dir)
             .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     }
     let repo = SeaRepository::connect(&url)
         .await
-        .with_context(|| format!("cannot open the database at {}", redact(&url)))?;
+        .with_context(|| format!("cannot open the database at {}", redact_url(&url)))?;
     repo.migrate().await.context("database migration failed")?;
     Ok(repo)
-}
-
-fn redact(url: &str) -> String {
-    // Hide a password in `scheme://user:password@host`.
-    match (url.find("://"), url.find('@')) {
-        (Some(s), Some(at)) if url[s + 3..at].contains(':') => {
-            let colon = s + 3 + url[s + 3..at].find(':').unwrap_or(0);
-            format!("{}:***{}", &url[..colon], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// A gateway with everything opened, ready to serve.
@@ -48,7 +39,9 @@ pub struct Gateway {
     pub config: Config,
     pub service: Arc<Service>,
     pub state: AppState,
-    policy: Option<Arc<WasmPolicyEngine>>,
+    /// Also reloaded on SIGHUP (the operator's signal, not an API call).
+    policy_admin: Arc<dyn PolicyAdmin>,
+    has_policy: bool,
 }
 
 /// `config_path` is re-read on a policy reload, so an operator can change the chain in place.
@@ -57,25 +50,36 @@ pub async fn build(
     config_path: Option<std::path::PathBuf>,
 ) -> anyhow::Result<Gateway> {
     let metrics = crate::telemetry::metrics_handle();
-    let repo: Arc<dyn Repository> = Arc::new(open_database(&config).await?);
+    let store = Arc::new(open_database(&config).await?);
+    let repo: Arc<dyn Repository> = store.clone();
+    let placements: Arc<dyn PlacementStore> = store;
 
+    // Demo mode is no hosts and no `[auth]`; the configuration's validation refused hosts
+    // without `[auth]`, and demo tokens are never made outside demo mode.
+    let demo_mode = config.hosts.is_empty() && !config.auth.is_configured();
     if config.hosts.is_empty() {
         let uri = demo::demo_host_uri(&config.data_dir)
             .context("cannot write the demo cloud's node file")?;
-        tracing::info!(%uri, "no hosts configured: serving the embedded demo cloud (libvirt test driver)");
+        tracing::info!(%uri, demo_tokens = demo_mode, "no hosts configured: serving the embedded demo cloud (libvirt test driver)");
         config.hosts.push(crate::config::HostEntry {
             name: "demo".into(),
             uri,
+            state_dir: Some(
+                demo::demo_state_dir(&config.data_dir)
+                    .context("cannot resolve the demo cloud's state directory")?,
+            ),
         });
     }
     let hosts = config
         .hosts
         .iter()
-        .map(|h| HostConfig::new(h.name.clone(), h.uri.clone()))
+        .map(|h| {
+            HostConfig::new(h.name.clone(), h.uri.clone()).with_state_dir(config.host_state_dir(h))
+        })
         .collect();
     let compute = Arc::new(LibvirtBackend::new(
         hosts,
-        LibvirtOptions::new(config.state_dir()),
+        LibvirtOptions::default().with_resilience(config.compute.resilience()),
     ));
 
     let quota: Arc<dyn QuotaStore> = match &config.redis {
@@ -119,11 +123,13 @@ pub async fn build(
     let auth_config = if config.auth.is_configured() {
         config.auth.to_auth_config()
     } else {
+        anyhow::ensure!(demo_mode, "{}", crate::config::MISSING_AUTH);
         let tokens =
             demo::ensure_demo_tokens(&config.data_dir).context("cannot write the demo tokens")?;
         tracing::warn!(
             admin = %tokens.admin_token_path.display(), member = %tokens.member_token_path.display(),
-            "no authentication configured: created demo tokens for tenant {:?}", demo::DEMO_TENANT
+            operator = %tokens.operator_token_path.display(),
+            "demo mode (no hosts, no [auth]): tokens for tenant {:?} and the cloud operator", demo::DEMO_TENANT
         );
         snapgate_api::AuthConfig {
             token_file: Some(tokens.token_file),
@@ -135,7 +141,6 @@ pub async fn build(
 
     let settings = ServiceSettings {
         save_mode: config.snapshots.mode,
-        state_dir: config.state_dir(),
         operation_retention: Duration::from_secs(config.snapshots.operation_retention_secs),
         default_limits: config.quota.defaults,
         quota_lease: Duration::from_secs(config.quota.lease_secs),
@@ -144,32 +149,39 @@ pub async fn build(
         quota_rebuild_interval: Duration::from_secs(config.quota.rebuild_interval_secs),
         default_page_size: config.api.default_page_size,
         max_page_size: config.api.max_page_size,
+        max_waits_per_tenant: config.api.max_waits_per_tenant,
+        dry_runs_per_minute: config.quota.dry_runs_per_minute,
+        decision_retention: Duration::from_secs(config.policy.decision_retention_secs),
+        placement_refresh: Duration::from_secs_f64(config.compute.placement_refresh_secs),
+    };
+    let policy_admin: Arc<dyn PolicyAdmin> = match &policy_engine {
+        Some(engine) => Arc::new(ChainAdmin {
+            engine: engine.clone(),
+            config: config.clone(),
+            config_path,
+        }),
+        None => Arc::new(NoPolicyAdmin),
     };
     let service = Service::new(
         Backends {
             repo,
             compute,
+            placements,
             quota,
             policy,
+            policy_admin: policy_admin.clone(),
         },
         settings,
     );
-    let admin: Arc<dyn AdminHooks> = match &policy_engine {
-        Some(engine) => Arc::new(PolicyAdmin {
-            engine: engine.clone(),
-            config: config.clone(),
-            config_path,
-        }),
-        None => Arc::new(NoAdminHooks),
-    };
     let limits = ApiLimits {
         max_body_bytes: config.api.max_body_bytes,
         max_wait_secs: config.api.max_wait_secs,
+        max_requests_in_flight: config.api.max_requests_in_flight,
+        request_timeout: Duration::from_secs_f64(config.api.request_timeout_secs),
     };
     let state = AppState {
         service: service.clone(),
         auth,
-        admin,
         metrics: Some(metrics),
         limits,
     };
@@ -177,7 +189,8 @@ pub async fn build(
         config,
         service,
         state,
-        policy: policy_engine,
+        policy_admin,
+        has_policy: policy_engine.is_some(),
     })
 }
 
@@ -192,21 +205,15 @@ fn policy_limits(config: &Config) -> PolicyLimits {
 
 /// Reload from the configuration file the gateway started with (re-read, so an operator can
 /// change the chain and send SIGHUP).
-struct PolicyAdmin {
+struct ChainAdmin {
     engine: Arc<WasmPolicyEngine>,
     config: Config,
     config_path: Option<std::path::PathBuf>,
 }
 
-impl PolicyAdmin {
-    fn chain(&self) -> serde_json::Value {
-        serde_json::to_value(self.engine.chain_info()).unwrap_or_default()
-    }
-}
-
 #[async_trait]
-impl AdminHooks for PolicyAdmin {
-    async fn reload_policy(&self) -> Result<serde_json::Value, String> {
+impl PolicyAdmin for ChainAdmin {
+    async fn reload(&self) -> Result<serde_json::Value, String> {
         let plugins = match &self.config_path {
             Some(path) => {
                 Config::load(Some(path))
@@ -226,8 +233,8 @@ impl AdminHooks for PolicyAdmin {
         Ok(self.chain())
     }
 
-    fn policy_chain(&self) -> serde_json::Value {
-        self.chain()
+    fn chain(&self) -> serde_json::Value {
+        serde_json::to_value(self.engine.chain_info()).unwrap_or_default()
     }
 }
 
@@ -243,7 +250,11 @@ impl Gateway {
         let maintenance = self.service.spawn_maintenance(Duration::from_secs_f64(
             self.config.snapshots.maintenance_interval_secs,
         ));
+        let watcher = self.service.spawn_operation_watcher();
         let hup = self.spawn_reload_on_sighup();
+        let (stop_admin, admin) = self.spawn_admin_listener().await?;
+        // Reads every host's inventory now, then keeps the placement index fresh.
+        let placement = self.service.spawn_placement();
 
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "snapgate listening");
@@ -266,13 +277,51 @@ impl Gateway {
             tracing::warn!("operations still running at shutdown; the next start reconciles them");
         }
         maintenance.abort();
+        watcher.abort();
         hup.abort();
+        // The operator's listener stays up through the drain, so it can be watched.
+        let _ = stop_admin.send(true);
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
+        placement.abort();
         Ok(())
     }
 
+    /// Serves `/metrics` and readiness detail on `api.admin_listen`, when configured, until
+    /// the returned sender says stop.
+    async fn spawn_admin_listener(
+        &self,
+    ) -> anyhow::Result<(
+        tokio::sync::watch::Sender<bool>,
+        Option<tokio::task::JoinHandle<()>>,
+    )> {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let Some(addr) = self.config.api.admin_listen else {
+            return Ok((stop, None));
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on api.admin_listen {addr}"))?;
+        tracing::info!(%addr, "operator listener (metrics, readiness detail)");
+        let app = snapgate_api::admin_router(self.state.clone());
+        let handle = tokio::spawn(async move {
+            let until_stopped = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(until_stopped)
+                .await
+            {
+                tracing::error!(error = %e, "operator listener failed");
+            }
+        });
+        Ok((stop, Some(handle)))
+    }
+
     fn spawn_reload_on_sighup(&self) -> tokio::task::JoinHandle<()> {
-        let admin = self.state.admin.clone();
-        let has_policy = self.policy.is_some();
+        let admin = self.policy_admin.clone();
+        let has_policy = self.has_policy;
         tokio::spawn(async move {
             let Ok(mut hup) =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -284,7 +333,7 @@ impl Gateway {
                     tracing::info!("SIGHUP: no policy chain configured");
                     continue;
                 }
-                match admin.reload_policy().await {
+                match admin.reload().await {
                     Ok(_) => tracing::info!("SIGHUP: policy chain reloaded"),
                     Err(e) => {
                         tracing::error!(error = %e, "SIGHUP: reload refused; the old chain keeps serving")

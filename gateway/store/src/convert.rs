@@ -60,6 +60,7 @@ pub(crate) fn state_row(s: &State) -> Result<instance_states::ActiveModel, RepoE
         error_code: Set(s.error.as_ref().map(|e| e.code.clone())),
         error_message: Set(s.error.as_ref().map(|e| e.message.clone())),
         updated_at: Set(micros(s.updated_at)),
+        snapshot_xml: Set(s.snapshot_xml.clone()),
     })
 }
 
@@ -87,6 +88,7 @@ pub(crate) fn state_from_row(m: instance_states::Model) -> Result<State, RepoErr
         error: error_info(m.error_code, m.error_message),
         updated_at: m.updated_at,
         cpu_xml: m.cpu_xml,
+        snapshot_xml: m.snapshot_xml,
     })
 }
 

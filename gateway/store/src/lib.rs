@@ -17,6 +17,7 @@ mod connect;
 mod convert;
 pub mod entity;
 mod errors;
+mod notify;
 mod repo;
 pub mod testing;
 

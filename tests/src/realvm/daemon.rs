@@ -4,12 +4,21 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::{Guest, RealVmEnv, RealVmError};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The pid of the running `libvirtd` (zombies do not count), `None` when it does not run.
+use super::hosts::SECOND_HOST_USER;
+use super::{Guest, Hypervisor, RealVmEnv, RealVmError};
+
+/// The pid of the running system `libvirtd` (root's; zombies do not count), `None` when it
+/// does not run. The second test host's session daemon runs as another user and is not it.
 pub fn libvirtd_pid() -> Result<Option<u32>, RealVmError> {
+    libvirtd_pid_of("0")
+}
+
+/// The pid of the libvirtd that `user` (a name or uid) runs.
+pub(crate) fn libvirtd_pid_of(user: &str) -> Result<Option<u32>, RealVmError> {
     let output = Command::new("pgrep")
-        .args(["-x", "libvirtd"])
+        .args(["-u", user, "-x", "libvirtd"])
         .output()
         .map_err(RealVmError::io("running pgrep"))?;
     Ok(String::from_utf8_lossy(&output.stdout)
@@ -83,7 +92,13 @@ fn kill9(pid: u32) -> Result<(), RealVmError> {
 impl Guest {
     /// The pid of the guest's QEMU process, from libvirt's pid file.
     pub fn qemu_pid(&self) -> Result<u32, RealVmError> {
-        let path = Path::new("/run/libvirt/qemu").join(format!("{}.pid", self.name()));
+        let dir = match self.host() {
+            Hypervisor::System => Path::new("/run/libvirt/qemu").to_path_buf(),
+            Hypervisor::Second => super::hosts::second_host()?
+                .runtime_dir
+                .join("libvirt/qemu/run"),
+        };
+        let path = dir.join(format!("{}.pid", self.name()));
         let text = std::fs::read_to_string(&path)
             .map_err(RealVmError::io(format!("reading {}", path.display())))?;
         text.trim().parse().map_err(|_| {
@@ -93,52 +108,90 @@ impl Guest {
 }
 
 /// Tests of one machine run in parallel (nextest runs each in its own process). A test that
-/// kills libvirtd holds this lock exclusively; every [`Guest`] holds it shared while it
-/// lives, so no other harness guest is mid-test while libvirtd is down.
-const OUTAGE_LOCK: &str = "/run/snapgate-libvirtd-outage.lock";
+/// stops a host's libvirtd holds that host's lock exclusively; every [`Guest`] holds its
+/// host's lock shared while it lives, so no other harness guest there is mid-test while the
+/// daemon is down. Each host has its own lock: stopping the second host does not wait for
+/// guests on the system daemon.
+fn outage_lock_path(host: Hypervisor) -> &'static str {
+    match host {
+        Hypervisor::System => "/run/snapgate-libvirtd-outage.lock",
+        Hypervisor::Second => "/run/snapgate-second-host-outage.lock",
+    }
+}
 
-static EXCLUSIVE_HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static EXCLUSIVE_HELD: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
 
-/// Held while a test may kill libvirtd; released on drop.
+fn held(host: Hypervisor) -> &'static AtomicBool {
+    &EXCLUSIVE_HELD[host as usize]
+}
+
+/// Held while a test may kill a libvirtd; released on drop.
 #[derive(Debug)]
 pub struct LibvirtdOutageLock {
+    host: Hypervisor,
     _file: std::fs::File,
 }
 
 impl LibvirtdOutageLock {
-    /// Waits until no other process's guest lives, then keeps others from booting until drop.
-    /// Guests this process boots meanwhile do not wait for it.
+    /// For the system daemon: waits until no other process's guest lives there, then keeps
+    /// others from booting there until drop. Guests this process boots meanwhile do not wait.
     pub fn acquire() -> Result<LibvirtdOutageLock, RealVmError> {
-        let file = open_lock()?;
-        file.lock()
-            .map_err(RealVmError::io(format!("locking {OUTAGE_LOCK}")))?;
-        EXCLUSIVE_HELD.store(true, std::sync::atomic::Ordering::SeqCst);
-        Ok(LibvirtdOutageLock { _file: file })
+        LibvirtdOutageLock::acquire_for(Hypervisor::System)
+    }
+
+    /// [`LibvirtdOutageLock::acquire`] for any host.
+    pub fn acquire_for(host: Hypervisor) -> Result<LibvirtdOutageLock, RealVmError> {
+        let file = open_lock(host)?;
+        file.lock().map_err(RealVmError::io(format!(
+            "locking {}",
+            outage_lock_path(host)
+        )))?;
+        held(host).store(true, Ordering::SeqCst);
+        Ok(LibvirtdOutageLock { host, _file: file })
     }
 }
 
 impl Drop for LibvirtdOutageLock {
     fn drop(&mut self) {
-        EXCLUSIVE_HELD.store(false, std::sync::atomic::Ordering::SeqCst);
+        held(self.host).store(false, Ordering::SeqCst);
     }
 }
 
 /// The shared side, taken by each guest; `None` when this process holds the exclusive lock.
-pub(crate) fn guest_lock() -> Result<Option<std::fs::File>, RealVmError> {
-    if EXCLUSIVE_HELD.load(std::sync::atomic::Ordering::SeqCst) {
+pub(crate) fn guest_lock(host: Hypervisor) -> Result<Option<std::fs::File>, RealVmError> {
+    if held(host).load(Ordering::SeqCst) {
         return Ok(None);
     }
-    let file = open_lock()?;
-    file.lock_shared()
-        .map_err(RealVmError::io(format!("locking {OUTAGE_LOCK} shared")))?;
+    let file = open_lock(host)?;
+    file.lock_shared().map_err(RealVmError::io(format!(
+        "locking {} shared",
+        outage_lock_path(host)
+    )))?;
     Ok(Some(file))
 }
 
-fn open_lock() -> Result<std::fs::File, RealVmError> {
+fn open_lock(host: Hypervisor) -> Result<std::fs::File, RealVmError> {
+    let path = outage_lock_path(host);
     std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(OUTAGE_LOCK)
-        .map_err(RealVmError::io(format!("opening {OUTAGE_LOCK}")))
+        .open(path)
+        .map_err(RealVmError::io(format!("opening {path}")))
+}
+
+/// Stops the second host's libvirtd (`kill -9` by pid: the host becomes unreachable at
+/// once; its QEMU guests run on). Returns the pid. Hold
+/// `LibvirtdOutageLock::acquire_for(Hypervisor::Second)`.
+pub fn stop_second_host() -> Result<u32, RealVmError> {
+    let pid = libvirtd_pid_of(SECOND_HOST_USER)?.ok_or_else(|| {
+        RealVmError::EnvUnusable("the second host's libvirtd is not running".into())
+    })?;
+    kill9(pid)?;
+    Ok(pid)
+}
+
+/// Starts the second host's libvirtd again and waits until it answers.
+pub fn start_second_host() -> Result<(), RealVmError> {
+    RealVmEnv::ensure()?.second_host_up().map(|_| ())
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use super::{virsh, RealVmError};
+use super::{virsh, Hypervisor, RealVmError, LIBVIRT_URI};
 
 /// Prefix of every domain the harness defines: `snapgate-rvm-<pid>-<label>-<suffix>`.
 /// The pid lets a later process remove what a killed one left behind.
@@ -59,7 +59,7 @@ impl RealVmEnv {
             "scripts/realvm/build-guest.sh",
             &[env.guest_dir.as_os_str()],
         )?;
-        env.reap_dead_guests()?;
+        env.reap_dead_guests_on(Hypervisor::System, LIBVIRT_URI, &env.runs_dir)?;
         Ok(env)
     }
 
@@ -67,6 +67,7 @@ impl RealVmEnv {
     /// `qemu:///system` answers.
     pub fn libvirtd_up(&self) -> Result<(), RealVmError> {
         self.run_script("scripts/realvm/libvirtd-up.sh", &[])
+            .map(|_| ())
     }
 
     pub fn kernel(&self) -> PathBuf {
@@ -82,9 +83,21 @@ impl RealVmEnv {
         &self.runs_dir
     }
 
-    /// Whether libvirt knows a domain of that name (running or not).
+    /// Starts the second host (`scripts/realvm/second-host-up.sh`: user, runtime directory,
+    /// session daemon) if it does not run, waits until it answers and returns its URI.
+    pub(crate) fn second_host_up(&self) -> Result<String, RealVmError> {
+        let uri = self.run_script("scripts/realvm/second-host-up.sh", &[])?;
+        Ok(uri.trim().to_owned())
+    }
+
+    /// Whether the system daemon knows a domain of that name (running or not).
     pub fn domain_exists(&self, name: &str) -> Result<bool, RealVmError> {
-        Ok(virsh::domain_names()?.iter().any(|n| n == name))
+        self.domain_exists_on(Hypervisor::System, name)
+    }
+
+    /// Whether `host` knows a domain of that name (running or not).
+    pub fn domain_exists_on(&self, host: Hypervisor, name: &str) -> Result<bool, RealVmError> {
+        Ok(virsh::domain_names(&host.uri()?)?.iter().any(|n| n == name))
     }
 
     /// Creates a blank disk image (`qcow2` or `raw`) through the guest build script.
@@ -98,9 +111,11 @@ impl RealVmEnv {
                 path.as_os_str(),
             ],
         )
+        .map(|_| ())
     }
 
-    fn run_script(&self, relative: &str, args: &[&std::ffi::OsStr]) -> Result<(), RealVmError> {
+    /// Runs a script of the workspace and returns its stdout.
+    fn run_script(&self, relative: &str, args: &[&std::ffi::OsStr]) -> Result<String, RealVmError> {
         let script = self.workspace_root.join(relative);
         let output = Command::new(&script)
             .args(args)
@@ -117,21 +132,26 @@ impl RealVmEnv {
                 ),
             });
         }
-        Ok(())
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
     /// Removes domains and directories of test processes that no longer run (killed by a
     /// timeout, or a crash that skipped `Drop`). Guests of live processes are left alone:
     /// tests run in parallel.
-    fn reap_dead_guests(&self) -> Result<(), RealVmError> {
-        for name in virsh::domain_names()? {
+    pub(crate) fn reap_dead_guests_on(
+        &self,
+        host: Hypervisor,
+        uri: &str,
+        runs_dir: &Path,
+    ) -> Result<(), RealVmError> {
+        for name in virsh::domain_names(uri)? {
             if owner_is_dead(&name) {
-                tracing::info!(%name, "removing a guest left behind by a dead test process");
-                virsh::destroy_and_undefine(&name)?;
+                tracing::info!(%name, host = host.label(), "removing a guest left behind by a dead test process");
+                virsh::destroy_and_undefine(uri, &name)?;
             }
         }
         let entries =
-            std::fs::read_dir(&self.runs_dir).map_err(RealVmError::io("listing the runs dir"))?;
+            std::fs::read_dir(runs_dir).map_err(RealVmError::io("listing the runs dir"))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if owner_is_dead(&name) {

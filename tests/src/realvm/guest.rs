@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::console::{self, ConsoleMark};
 use super::env::{set_mode, DOMAIN_PREFIX};
 use super::xml::{domain_xml, DomainSpec};
-use super::{virsh, RealVmEnv, RealVmError};
+use super::{virsh, Hypervisor, RealVmEnv, RealVmError};
 
 /// What the issue asks for: small enough to save fast under TCG, big enough to boot.
 pub const DEFAULT_MEMORY_MIB: u32 = 128;
@@ -34,10 +34,13 @@ impl DiskKind {
     }
 }
 
-/// A running test guest on `qemu:///system`. Dropping it destroys and undefines the domain
-/// (with its snapshot metadata) and deletes its directory, also when the test panicked.
+/// A running test guest on one of the test hosts (`qemu:///system` unless booted elsewhere).
+/// Dropping it destroys and undefines the domain (with its snapshot metadata) and deletes its
+/// directory, also when the test panicked.
 #[derive(Debug)]
 pub struct Guest {
+    host: Hypervisor,
+    owner_tenant: Option<String>,
     name: String,
     uuid: Uuid,
     dir: PathBuf,
@@ -54,7 +57,7 @@ impl Guest {
     /// Defines a domain with a fresh UUID, starts it and waits until its counter advances.
     /// `label` only makes the domain name readable (`snapgate-rvm-<pid>-<label>-<suffix>`).
     pub fn boot(label: &str, disk_kind: DiskKind, memory_mib: u32) -> Result<Guest, RealVmError> {
-        Guest::boot_inner(label, disk_kind, memory_mib, None)
+        Guest::boot_inner(Hypervisor::System, label, disk_kind, memory_mib, None)
     }
 
     /// Like [`Guest::boot`], with the domain owned by `tenant` (snapgate's owner metadata),
@@ -65,24 +68,45 @@ impl Guest {
         memory_mib: u32,
         tenant: &str,
     ) -> Result<Guest, RealVmError> {
-        Guest::boot_inner(label, disk_kind, memory_mib, Some(tenant))
+        Guest::boot_inner(
+            Hypervisor::System,
+            label,
+            disk_kind,
+            memory_mib,
+            Some(tenant),
+        )
+    }
+
+    /// Like [`Guest::boot_owned`], on `host`.
+    pub fn boot_owned_on(
+        host: Hypervisor,
+        label: &str,
+        disk_kind: DiskKind,
+        memory_mib: u32,
+        tenant: &str,
+    ) -> Result<Guest, RealVmError> {
+        Guest::boot_inner(host, label, disk_kind, memory_mib, Some(tenant))
     }
 
     fn boot_inner(
+        host: Hypervisor,
         label: &str,
         disk_kind: DiskKind,
         memory_mib: u32,
         owner_tenant: Option<&str>,
     ) -> Result<Guest, RealVmError> {
         let env = RealVmEnv::ensure()?;
-        let outage_lock = super::daemon::guest_lock()?;
+        let runs_dir = host.runs_dir(env)?;
+        let outage_lock = super::daemon::guest_lock(host)?;
         let uuid = Uuid::new_v4();
         let name = domain_name(label, uuid);
-        let dir = env.runs_dir().join(&name);
+        let dir = runs_dir.join(&name);
         std::fs::create_dir(&dir)
             .map_err(RealVmError::io(format!("creating {}", dir.display())))?;
         // From here on, Drop cleans up whatever the next steps leave half done.
         let guest = Guest {
+            host,
+            owner_tenant: owner_tenant.map(str::to_owned),
             disk: dir.join(format!("disk.{}", disk_kind.format())),
             console: dir.join("console.log"),
             name,
@@ -95,25 +119,72 @@ impl Guest {
         };
         set_mode(&guest.dir, 0o755)?;
         env.create_disk(disk_kind.format(), &guest.disk)?;
+        guest.give_files_to(host)?;
+        guest.define()?;
+        guest.virsh(&["start", &guest.name])?;
+        guest.wait_until_advancing(BOOT_TIMEOUT)?;
+        tracing::info!(name = %guest.name, %uuid, host = host.label(), "guest booted");
+        Ok(guest)
+    }
 
-        let xml_path = guest.dir.join("domain.xml");
+    /// Defines the domain on the guest's host (its XML is written into the guest's directory).
+    fn define(&self) -> Result<(), RealVmError> {
+        let env = RealVmEnv::ensure()?;
+        let xml_path = self.dir.join("domain.xml");
         let xml = domain_xml(&DomainSpec {
-            name: &guest.name,
-            uuid,
-            memory_mib,
+            name: &self.name,
+            uuid: self.uuid,
+            memory_mib: self.memory_mib,
             kernel: &env.kernel(),
             initrd: &env.initrd(),
-            disk: &guest.disk,
-            disk_format: disk_kind.format(),
-            console: &guest.console,
-            owner_tenant,
+            disk: &self.disk,
+            disk_format: self.disk_kind.format(),
+            console: &self.console,
+            owner_tenant: self.owner_tenant.as_deref(),
         });
         std::fs::write(&xml_path, xml).map_err(RealVmError::io("writing the domain XML"))?;
-        virsh(&["define", &xml_path.to_string_lossy()])?;
-        virsh(&["start", &guest.name])?;
-        guest.wait_until_advancing(BOOT_TIMEOUT)?;
-        tracing::info!(name = %guest.name, %uuid, "guest booted");
-        Ok(guest)
+        self.virsh(&["define", &xml_path.to_string_lossy()])?;
+        Ok(())
+    }
+
+    /// Makes the guest's directory and files the QEMU user's of `host` (the second host's QEMU
+    /// runs as its unprivileged user; the system daemon hands files to its QEMU itself).
+    fn give_files_to(&self, host: Hypervisor) -> Result<(), RealVmError> {
+        let owner = host.file_owner()?.unwrap_or_else(|| "root".to_owned());
+        let status = std::process::Command::new("chown")
+            .args(["-R", &format!("{owner}:"), &self.dir.to_string_lossy()])
+            .status()
+            .map_err(RealVmError::io("running chown"))?;
+        if !status.success() {
+            return Err(RealVmError::EnvUnusable(format!(
+                "chown -R {owner} {} failed ({status})",
+                self.dir.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Moves the guest to `target` the way an operator moves an instance between hosts with
+    /// shared disks: destroyed and undefined (with its snapshot metadata) on its host, then
+    /// defined on `target` with the same disk, console and UUID, and left shut off. Its RAM
+    /// survives only in its snapshots. The guest's directory stays where it is.
+    pub fn move_to(&mut self, target: Hypervisor) -> Result<(), RealVmError> {
+        let lock = super::daemon::guest_lock(target)?;
+        virsh::destroy_and_undefine(&self.host.uri()?, &self.name)?;
+        self.give_files_to(target)?;
+        self.host = target;
+        self._outage_lock = lock;
+        self.define()
+    }
+
+    /// Runs virsh on the guest's host.
+    pub fn virsh(&self, args: &[&str]) -> Result<String, RealVmError> {
+        virsh::virsh_at(&self.host.uri()?, args)
+    }
+
+    /// The host the guest is defined on.
+    pub fn host(&self) -> Hypervisor {
+        self.host
     }
 
     /// The libvirt domain name.
@@ -227,7 +298,10 @@ impl Guest {
     }
 
     fn remove_inner(&self) -> Result<(), RealVmError> {
-        let undefined = virsh::destroy_and_undefine(&self.name);
+        let undefined = self
+            .host
+            .uri()
+            .and_then(|uri| virsh::destroy_and_undefine(&uri, &self.name));
         // Delete the files even if libvirt failed, so the disk does not fill up.
         let deleted = match std::fs::remove_dir_all(&self.dir) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(RealVmError::io(

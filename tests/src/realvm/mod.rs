@@ -1,4 +1,6 @@
-//! The real-hypervisor harness: tiny guests on `qemu:///system` whose RAM state is visible.
+//! The real-hypervisor harness: tiny guests whose RAM state is visible, on two independent
+//! libvirt hosts of this machine: `qemu:///system` and a second host, the session daemon of
+//! an unprivileged user reached through a remote URI (see `hosts.rs`).
 //!
 //! Each [`Guest`] runs a Debian cloud kernel and a busybox initramfs whose `init` prints
 //! `snapgate-counter N` to the serial console every half second. The counter lives in guest
@@ -18,16 +20,19 @@ mod daemon;
 mod env;
 mod error;
 mod guest;
+mod hosts;
 mod snapshot;
 mod virsh;
 mod xml;
 
 pub use console::ConsoleMark;
 pub use daemon::{
-    kill9_libvirtd, libvirtd_pid, process_alive, restart_libvirtd, LibvirtdOutageLock,
+    kill9_libvirtd, libvirtd_pid, process_alive, restart_libvirtd, start_second_host,
+    stop_second_host, LibvirtdOutageLock,
 };
 pub use env::RealVmEnv;
 pub use error::RealVmError;
 pub use guest::{DiskKind, Guest, DEFAULT_MEMORY_MIB};
+pub use hosts::Hypervisor;
 pub use snapshot::ExternalSnapshotFiles;
-pub use virsh::{virsh, LIBVIRT_URI};
+pub use virsh::{virsh, virsh_at, LIBVIRT_URI};

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{virsh, Guest, RealVmError};
+use super::{Guest, RealVmError};
 
 /// Files an external snapshot creates in the guest's directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +17,7 @@ pub struct ExternalSnapshotFiles {
 impl Guest {
     /// Internal snapshot with memory (RAM and disk state inside the qcow2), guest running.
     pub fn snapshot_internal(&self, snapshot: &str) -> Result<(), RealVmError> {
-        virsh(&[
+        self.virsh(&[
             "snapshot-create-as",
             self.name(),
             snapshot,
@@ -36,7 +36,7 @@ impl Guest {
         };
         let memspec = format!("file={},snapshot=external", files.memory.display());
         let diskspec = format!("vda,snapshot=external,file={}", files.overlay.display());
-        virsh(&[
+        self.virsh(&[
             "snapshot-create-as",
             self.name(),
             snapshot,
@@ -52,19 +52,20 @@ impl Guest {
 
     /// Reverts to the snapshot and leaves the guest running.
     pub fn revert(&self, snapshot: &str) -> Result<(), RealVmError> {
-        virsh(&["snapshot-revert", self.name(), snapshot, "--running"])?;
+        self.virsh(&["snapshot-revert", self.name(), snapshot, "--running"])?;
         Ok(())
     }
 
     /// Deletes the snapshot; for external ones libvirt (>= 9.9) also removes its files.
     pub fn delete_snapshot(&self, snapshot: &str) -> Result<(), RealVmError> {
-        virsh(&["snapshot-delete", self.name(), snapshot])?;
+        self.virsh(&["snapshot-delete", self.name(), snapshot])?;
         Ok(())
     }
 
     /// Names of the guest's snapshots, as libvirt lists them.
     pub fn snapshot_names(&self) -> Result<Vec<String>, RealVmError> {
-        Ok(virsh(&["snapshot-list", self.name(), "--name"])?
+        Ok(self
+            .virsh(&["snapshot-list", self.name(), "--name"])?
             .lines()
             .map(str::trim)
             .filter(|name| !name.is_empty())

@@ -2,16 +2,22 @@ use std::process::Command;
 
 use super::RealVmError;
 
-/// The libvirt connection the harness (and the gateway under test) uses.
+/// The libvirt connection the harness (and the gateway under test) uses for this machine's
+/// system daemon. The second host's URI comes from [`super::Hypervisor::uri`].
 pub const LIBVIRT_URI: &str = "qemu:///system";
 
 /// Runs `virsh -c qemu:///system ARGS…` and returns its stdout. A non-zero exit is an error
 /// that carries the command line and stderr, so a failing test says what libvirt refused.
 pub fn virsh(args: &[&str]) -> Result<String, RealVmError> {
-    tracing::debug!(?args, "virsh");
+    virsh_at(LIBVIRT_URI, args)
+}
+
+/// [`virsh`] on any libvirt URI.
+pub fn virsh_at(uri: &str, args: &[&str]) -> Result<String, RealVmError> {
+    tracing::debug!(uri, ?args, "virsh");
     let output = Command::new("virsh")
         .arg("-c")
-        .arg(LIBVIRT_URI)
+        .arg(uri)
         .args(args)
         .output()
         .map_err(RealVmError::io(
@@ -19,7 +25,7 @@ pub fn virsh(args: &[&str]) -> Result<String, RealVmError> {
         ))?;
     if !output.status.success() {
         return Err(RealVmError::Virsh {
-            args: args.join(" "),
+            args: format!("-c {uri} {}", args.join(" ")),
             status: output.status.to_string(),
             stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
         });
@@ -28,8 +34,8 @@ pub fn virsh(args: &[&str]) -> Result<String, RealVmError> {
 }
 
 /// Names of all domains, running or not.
-pub(crate) fn domain_names() -> Result<Vec<String>, RealVmError> {
-    Ok(virsh(&["list", "--all", "--name"])?
+pub(crate) fn domain_names(uri: &str) -> Result<Vec<String>, RealVmError> {
+    Ok(virsh_at(uri, &["list", "--all", "--name"])?
         .lines()
         .map(str::trim)
         .filter(|name| !name.is_empty())
@@ -39,14 +45,14 @@ pub(crate) fn domain_names() -> Result<Vec<String>, RealVmError> {
 
 /// Destroys (if running) and undefines a domain with its snapshot metadata. Storage is left
 /// alone: the caller deletes its own files, never anything libvirt points at elsewhere.
-pub(crate) fn destroy_and_undefine(name: &str) -> Result<(), RealVmError> {
-    if !domain_names()?.iter().any(|n| n == name) {
+pub(crate) fn destroy_and_undefine(uri: &str, name: &str) -> Result<(), RealVmError> {
+    if !domain_names(uri)?.iter().any(|n| n == name) {
         return Ok(());
     }
     // Fails when the domain is already shut off; undefine below reports real trouble.
-    if let Err(error) = virsh(&["destroy", name]) {
+    if let Err(error) = virsh_at(uri, &["destroy", name]) {
         tracing::debug!(%error, name, "destroy failed (domain probably not running)");
     }
-    virsh(&["undefine", name, "--snapshots-metadata"])?;
+    virsh_at(uri, &["undefine", name, "--snapshots-metadata"])?;
     Ok(())
 }

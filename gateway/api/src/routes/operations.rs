@@ -15,13 +15,16 @@ use crate::extract::{PathParams, QueryParams};
 use crate::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WaitQuery {
     /// Seconds to wait at most (default 30, capped by the gateway's `api.max_wait_secs`).
+    #[param(minimum = 0)]
     pub timeout: Option<f64>,
 }
 
 #[utoipa::path(get, path = "/v1/operations/{operation_uuid}", tag = "operations",
+    operation_id = "get_operation", security(("bearer" = [])),
     params(("operation_uuid" = Uuid, Path)),
     responses((status = 200, body = Operation), (status = 404, body = snapgate_core::ErrorBody)))]
 pub async fn get(
@@ -34,8 +37,10 @@ pub async fn get(
 
 /// Returns when the operation ends or the timeout passes (then with the operation as it is).
 #[utoipa::path(get, path = "/v1/operations/{operation_uuid}/wait", tag = "operations",
+    operation_id = "wait_operation", security(("bearer" = [])),
     params(("operation_uuid" = Uuid, Path), WaitQuery),
-    responses((status = 200, body = Operation), (status = 404, body = snapgate_core::ErrorBody)))]
+    responses((status = 200, body = Operation), (status = 404, body = snapgate_core::ErrorBody),
+        (status = 429, description = "the tenant holds `api.max_waits_per_tenant` waits already (`too_many_waits`, `Retry-After`)", body = snapgate_core::ErrorBody)))]
 pub async fn wait(
     AppStateExt(app): AppStateExt<AppState>,
     Authenticated(caller): Authenticated,

@@ -11,7 +11,9 @@ use crate::extract::{Body, PathParams};
 use crate::AppState;
 
 #[utoipa::path(get, path = "/v1/quotas/{tenant_id}", tag = "quotas",
-    params(("tenant_id" = String, Path)),
+    operation_id = "get_quota", security(("bearer" = [])),
+    params(("tenant_id" = String, Path, min_length = 1, max_length = 255,
+        pattern = "@tenant_id")),
     responses((status = 200, body = QuotaView), (status = 404, body = snapgate_core::ErrorBody)))]
 pub async fn get(
     AppStateExt(app): AppStateExt<AppState>,
@@ -22,7 +24,9 @@ pub async fn get(
 }
 
 #[utoipa::path(put, path = "/v1/quotas/{tenant_id}", tag = "quotas",
-    params(("tenant_id" = String, Path)), request_body = QuotaLimits,
+    operation_id = "set_quota", security(("bearer" = [])),
+    params(("tenant_id" = String, Path, min_length = 1, max_length = 255,
+        pattern = "@tenant_id")), request_body = QuotaLimits,
     responses((status = 200, body = QuotaView), (status = 403, body = snapgate_core::ErrorBody)))]
 pub async fn put(
     AppStateExt(app): AppStateExt<AppState>,
@@ -39,7 +43,9 @@ pub async fn put(
 
 /// Returns the tenant to the default limits.
 #[utoipa::path(delete, path = "/v1/quotas/{tenant_id}", tag = "quotas",
-    params(("tenant_id" = String, Path)),
+    operation_id = "reset_quota", security(("bearer" = [])),
+    params(("tenant_id" = String, Path, min_length = 1, max_length = 255,
+        pattern = "@tenant_id")),
     responses((status = 200, body = QuotaView), (status = 403, body = snapgate_core::ErrorBody)))]
 pub async fn delete(
     AppStateExt(app): AppStateExt<AppState>,

@@ -18,8 +18,13 @@ use crate::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SaveBody {
-    /// 1–255 printable characters, unique per instance.
+    /// 1–255 characters, stored in NFC and unique per instance: no control, format (zero-width,
+    /// bidi), line/paragraph separator or private-use character, at least one visible
+    /// character, no whitespace at either end (docs/API.md, "Names").
+    #[schema(min_length = 1, max_length = 255, pattern = "@state_name")]
     pub name: String,
+    /// At most 1024 characters, stored in NFC; the name's characters plus newline and tab.
+    #[schema(max_length = 1024, pattern = "@description")]
     pub description: Option<String>,
     /// `internal`, `external` or `auto`; the gateway's configured mode when absent.
     pub mode: Option<SaveMode>,
@@ -33,15 +38,18 @@ pub struct ApplyBody {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// Page size (default 50, at most 500).
-    pub limit: Option<u64>,
+    /// Page size (default 50); a larger one is cut to 500.
+    #[param(minimum = 1)]
+    pub limit: Option<i64>,
     /// The uuid of the last state of the previous page.
     pub marker: Option<Uuid>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DryRunQuery {
     /// Run authentication, quota and the policy chain, change nothing, return the verdict.
@@ -83,6 +91,7 @@ pub struct OperationResponse {
 }
 
 #[utoipa::path(get, path = "/v1/instances/{instance_uuid}/states", tag = "states",
+    operation_id = "list_states", security(("bearer" = [])),
     params(("instance_uuid" = Uuid, Path), ListQuery),
     responses((status = 200, body = StateList), (status = 404, body = snapgate_core::ErrorBody)))]
 pub async fn list(
@@ -93,7 +102,13 @@ pub async fn list(
 ) -> Result<Json<StateList>, ApiError> {
     let page = app
         .service
-        .list_states(&caller, instance, q.limit, q.marker)
+        // A negative limit is refused like 0 (the service's "at least 1").
+        .list_states(
+            &caller,
+            instance,
+            q.limit.map(|l| u64::try_from(l).unwrap_or(0)),
+            q.marker,
+        )
         .await?;
     let mut links = Vec::new();
     if page.more {
@@ -115,6 +130,7 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/v1/instances/{instance_uuid}/states/{state_uuid}", tag = "states",
+    operation_id = "get_state", security(("bearer" = [])),
     params(("instance_uuid" = Uuid, Path), ("state_uuid" = Uuid, Path)),
     responses((status = 200, body = State), (status = 404, body = snapgate_core::ErrorBody)))]
 pub async fn get(
@@ -126,6 +142,7 @@ pub async fn get(
 }
 
 #[utoipa::path(post, path = "/v1/instances/{instance_uuid}/states", tag = "states",
+    operation_id = "save_state", security(("bearer" = [])),
     params(("instance_uuid" = Uuid, Path), DryRunQuery), request_body = SaveBody,
     responses((status = 202, body = SavedStateResponse, headers(("Location" = String))),
         (status = 200, description = "dry run verdict", body = snapgate_core::service::DryRunVerdict),
@@ -162,9 +179,14 @@ pub async fn save(
 }
 
 #[utoipa::path(delete, path = "/v1/instances/{instance_uuid}/states/{state_uuid}", tag = "states",
+    operation_id = "delete_state", security(("bearer" = [])),
     params(("instance_uuid" = Uuid, Path), ("state_uuid" = Uuid, Path), DryRunQuery),
     responses((status = 202, body = OperationResponse, headers(("Location" = String))),
-        (status = 404, body = snapgate_core::ErrorBody), (status = 409, body = snapgate_core::ErrorBody)))]
+        (status = 200, description = "dry run verdict", body = snapgate_core::service::DryRunVerdict),
+        (status = 403, body = snapgate_core::ErrorBody),
+        (status = 404, body = snapgate_core::ErrorBody), (status = 409, body = snapgate_core::ErrorBody),
+        (status = 422, body = snapgate_core::ErrorBody),
+        (status = 429, description = "dry runs over `quota.dry_runs_per_minute` (`dry_run_rate_limited`, `Retry-After`)", body = snapgate_core::ErrorBody)))]
 pub async fn delete(
     AppStateExt(app): AppStateExt<AppState>,
     Authenticated(caller): Authenticated,
@@ -179,10 +201,14 @@ pub async fn delete(
 }
 
 #[utoipa::path(post, path = "/v1/instances/{instance_uuid}/states/apply", tag = "states",
+    operation_id = "apply_state", security(("bearer" = [])),
     params(("instance_uuid" = Uuid, Path), DryRunQuery), request_body = ApplyBody,
     responses((status = 202, body = OperationResponse, headers(("Location" = String))),
+        (status = 200, description = "dry run verdict", body = snapgate_core::service::DryRunVerdict),
         (status = 403, body = snapgate_core::ErrorBody),
-        (status = 404, body = snapgate_core::ErrorBody), (status = 409, body = snapgate_core::ErrorBody)))]
+        (status = 404, body = snapgate_core::ErrorBody), (status = 409, body = snapgate_core::ErrorBody),
+        (status = 422, body = snapgate_core::ErrorBody),
+        (status = 429, description = "dry runs over `quota.dry_runs_per_minute` (`dry_run_rate_limited`, `Retry-After`)", body = snapgate_core::ErrorBody)))]
 pub async fn apply(
     AppStateExt(app): AppStateExt<AppState>,
     Authenticated(caller): Authenticated,

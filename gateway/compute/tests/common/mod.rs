@@ -28,17 +28,18 @@ pub fn demo_node_uri() -> String {
     format!("test://{}", node.display())
 }
 
-pub fn options(state_dir: &std::path::Path) -> LibvirtOptions {
-    LibvirtOptions::new(state_dir)
+pub fn options() -> LibvirtOptions {
+    LibvirtOptions::default()
 }
 
-/// A backend with the default test host and the demo node, in that order.
+/// A backend with the default test host and the demo node, in that order, both keeping their
+/// state files in `state_dir` (the test driver writes none).
 pub fn backend(state_dir: &std::path::Path) -> LibvirtBackend {
     LibvirtBackend::new(
         vec![
-            HostConfig::new(DEFAULT_HOST, "test:///default"),
-            HostConfig::new(DEMO_HOST, demo_node_uri()),
+            HostConfig::new(DEFAULT_HOST, "test:///default").with_state_dir(state_dir),
+            HostConfig::new(DEMO_HOST, demo_node_uri()).with_state_dir(state_dir),
         ],
-        options(state_dir),
+        options(),
     )
 }

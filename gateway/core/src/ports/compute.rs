@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::{CpuCompatibility, CpuInfo, Instance, SnapshotKind};
+use crate::{CpuCompatibility, CpuInfo, Instance, SnapshotKind, TenantId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComputeError {
@@ -27,6 +27,25 @@ pub enum ComputeError {
 }
 
 impl ComputeError {
+    /// What a client is told: a fixed sentence per code. The variant's fields (host names,
+    /// libvirt's own words, file paths) are for the logs only. `Unsupported` messages are
+    /// snapgate's own, about the client's instance, and are shown as they are.
+    pub fn client_message(&self) -> &str {
+        match self {
+            ComputeError::InstanceNotFound(_) => "instance not found",
+            ComputeError::UnknownHost(_) => "the instance's compute host is not configured",
+            ComputeError::Unsupported { message, .. } => message,
+            ComputeError::SnapshotNotFound(_) => "the state's snapshot is missing on the host",
+            ComputeError::HostUnreachable { .. } => "the compute host is unreachable",
+            ComputeError::Backend { .. } => "the compute host failed the operation",
+        }
+    }
+
+    /// What a failed operation records for its client: the code and [`Self::client_message`].
+    pub fn client_info(&self) -> crate::ErrorInfo {
+        crate::ErrorInfo::new(self.code(), self.client_message())
+    }
+
     /// The stable error code given to clients and stored on failed operations.
     pub fn code(&self) -> &'static str {
         match self {
@@ -47,8 +66,6 @@ pub struct SaveRequest {
     /// libvirt snapshot name: the state's uuid (never user text).
     pub snapshot_name: String,
     pub kind: SnapshotKind,
-    /// Where external snapshot files go (memory file, overlays). Only used for `External`.
-    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// What a finished save measured.
@@ -63,6 +80,9 @@ pub struct SavedSnapshot {
     pub cpu_xml: Option<String>,
     /// Name of libvirt's parent snapshot, if any.
     pub parent: Option<String>,
+    /// The snapshot's libvirt XML as the host gave it after the save: enough to define the
+    /// snapshot again on another host the instance moves to.
+    pub snapshot_xml: Option<String>,
 }
 
 /// What libvirt shows of a snapshot, for the reconciler.
@@ -72,14 +92,98 @@ pub enum SnapshotProbe {
     Absent,
 }
 
+/// One instance in a host's inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedInstance {
+    pub uuid: Uuid,
+    /// Running (or paused): a copy that is active wins over an inactive definition of the
+    /// same instance on another host (the source of a migration may keep one).
+    pub active: bool,
+}
+
+/// What a host announced (libvirt domain lifecycle events), or its connection coming back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEvent {
+    /// The instance was defined, started or migrated in on `host`.
+    InstanceSeen {
+        host: String,
+        instance: Uuid,
+        active: bool,
+    },
+    /// The instance's definition was removed from `host`.
+    InstanceGone { host: String, instance: Uuid },
+    /// The connection to `host` opened again after it was lost: events may have been missed.
+    Reconnected { host: String },
+}
+
+/// The circuit breaker of one host: `Closed` lets calls through; `Open` refuses them at once
+/// (the host is known down) while the backend reconnects in the background; `HalfOpen` is a
+/// background reconnection attempt in progress (calls are still refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    Closed,
+    HalfOpen,
+    Open,
+}
+
+impl BreakerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::HalfOpen => "half_open",
+            BreakerState::Open => "open",
+        }
+    }
+}
+
+/// A host as the backend knows it right now, without asking it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HostHealth {
+    pub host: String,
+    pub breaker: BreakerState,
+    /// A connection is open (hosts connect on first use, so a closed breaker may have none yet).
+    pub connected: bool,
+    /// Why the breaker opened.
+    pub error: Option<String>,
+}
+
 /// The compute backend. Implementations must not block the async runtime.
 #[async_trait]
 pub trait ComputeBackend: Send + Sync + 'static {
     /// Configured host names.
     fn hosts(&self) -> Vec<String>;
 
-    /// Finds an instance on whichever host has it.
-    async fn locate(&self, instance: Uuid) -> Result<Instance, ComputeError>;
+    /// Finds an instance on whichever host has it (every host asked, see [`Self::search`]).
+    async fn locate(&self, instance: Uuid) -> Result<Instance, ComputeError> {
+        self.search(instance, None).await
+    }
+
+    /// Describes `instance` on one host: `InstanceNotFound` when that host does not have it.
+    async fn describe(&self, host: &str, instance: Uuid) -> Result<Instance, ComputeError>;
+
+    /// Looks for `instance` on every host but `skip`, asking them in parallel (a bounded
+    /// number at a time). A running copy wins over a defined-only one. When no reachable host
+    /// has it but some host could not be asked, the answer is `HostUnreachable`: the instance
+    /// may be there, and "not found" would be a lie.
+    async fn search(&self, instance: Uuid, skip: Option<&str>) -> Result<Instance, ComputeError>;
+
+    /// The host's inventory: every domain it defines, in one listing call.
+    async fn list_instances(&self, host: &str) -> Result<Vec<ListedInstance>, ComputeError>;
+
+    /// The owner named in the domain's metadata (Nova's or snapgate's namespace).
+    async fn instance_owner(
+        &self,
+        host: &str,
+        instance: Uuid,
+    ) -> Result<Option<TenantId>, ComputeError>;
+
+    /// Every host's breaker and connection, from memory: never waits on a host.
+    fn health(&self) -> Vec<HostHealth>;
+
+    /// Host events from now on (lifecycle events of every connected host, reconnections).
+    /// A lagging receiver has missed events and should re-read the inventories.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<HostEvent>;
 
     /// Checks, before any work, that `instance` can get a snapshot of `kind` with memory.
     async fn check_save(&self, instance: &Instance, kind: SnapshotKind)
@@ -102,6 +206,16 @@ pub trait ComputeBackend: Send + Sync + 'static {
         host: &str,
         instance: Uuid,
         snapshot_name: &str,
+    ) -> Result<(), ComputeError>;
+
+    /// Defines a snapshot again from the XML [`SavedSnapshot::snapshot_xml`] kept, on the
+    /// instance's current host (which lacks it after a move). Metadata only: the snapshot's
+    /// data must already be where the XML says (internal snapshots travel inside the disks).
+    async fn redefine_snapshot(
+        &self,
+        host: &str,
+        instance: Uuid,
+        snapshot_xml: &str,
     ) -> Result<(), ComputeError>;
 
     /// Whether libvirt has the snapshot.

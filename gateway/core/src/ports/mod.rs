@@ -3,15 +3,23 @@
 //! `snapgate-policy` (wasmtime), `snapgate-store` (sea-orm).
 
 pub mod compute;
+pub mod placement;
 pub mod policy;
 pub mod quota;
 pub mod quota_truth;
 pub mod repository;
 
-pub use compute::{ComputeBackend, ComputeError, SaveRequest, SavedSnapshot, SnapshotProbe};
+pub use compute::{
+    BreakerState, ComputeBackend, ComputeError, HostEvent, HostHealth, ListedInstance, SaveRequest,
+    SavedSnapshot, SnapshotProbe,
+};
+pub use placement::{Placement, PlacementStore};
 pub use policy::{Decision, PolicyEngine, PolicyInput, PolicyOutcome, PolicyState, QuotaUsageView};
+pub use policy::{NoPolicyAdmin, PolicyAdmin};
 pub use quota::{
     QuotaError, QuotaLimits, QuotaReservation, QuotaResource, QuotaStore, QuotaUsage, ResourceUsage,
 };
 pub use quota_truth::{QuotaTruth, TenantTruth};
-pub use repository::{ListPage, RepoError, Repository, TenantTotals};
+pub use repository::{
+    ListPage, OperationEnd, OperationEndFeed, RecentSave, RepoError, Repository, TenantTotals,
+};

@@ -94,3 +94,28 @@ impl PolicyEngine for AllowAll {
         false
     }
 }
+
+/// Administration of the policy chain: what is loaded, and a reload from the configuration.
+/// The service holds it and authorizes every call to it (handlers never reach it).
+#[async_trait]
+pub trait PolicyAdmin: Send + Sync + 'static {
+    /// Rebuilds the chain from the configuration and swaps it in; returns the new chain. On
+    /// an error the old chain keeps serving and the message says why.
+    async fn reload(&self) -> Result<serde_json::Value, String>;
+    /// The loaded chain, in order.
+    fn chain(&self) -> serde_json::Value;
+}
+
+/// Used when the gateway has no plugin chain configured.
+#[derive(Debug, Default)]
+pub struct NoPolicyAdmin;
+
+#[async_trait]
+impl PolicyAdmin for NoPolicyAdmin {
+    async fn reload(&self) -> Result<serde_json::Value, String> {
+        Ok(serde_json::json!({ "plugins": [] }))
+    }
+    fn chain(&self) -> serde_json::Value {
+        serde_json::json!({ "plugins": [] })
+    }
+}

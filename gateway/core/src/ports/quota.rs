@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::repository::TenantTotals;
+use super::repository::{RecentSave, TenantTotals};
 
 /// A quota resource, named as clients see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -45,10 +45,58 @@ impl QuotaResource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaLimits {
+    #[schema(minimum = -1)]
+    #[serde(deserialize_with = "integral::deserialize")]
     pub states: i64,
+    #[schema(minimum = -1)]
+    #[serde(deserialize_with = "integral::deserialize")]
     pub state_bytes: i64,
+    #[schema(minimum = -1)]
+    #[serde(deserialize_with = "integral::deserialize")]
     pub concurrent_operations: i64,
+    #[schema(minimum = -1)]
+    #[serde(deserialize_with = "integral::deserialize")]
     pub saves_per_hour: i64,
+}
+
+/// An `i64` that may arrive as an integral JSON number written with a fraction (`3.0`): JSON
+/// Schema's `integer`, which the OpenAPI document promises, admits it.
+mod integral {
+    use serde::de::{Deserializer, Error, Unexpected, Visitor};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        d.deserialize_any(Integral)
+    }
+
+    struct Integral;
+
+    impl Visitor<'_> for Integral {
+        type Value = i64;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an integer (i64)")
+        }
+        fn visit_i64<E: Error>(self, v: i64) -> Result<i64, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: Error>(self, v: u64) -> Result<i64, E> {
+            i64::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+        }
+        fn visit_f64<E: Error>(self, v: f64) -> Result<i64, E> {
+            // 2^63 is exact in f64; every integral f64 in [-2^63, 2^63) is an i64.
+            const BOUND: f64 = 9_223_372_036_854_775_808.0;
+            let nearest = v.round();
+            // serde_json reads a long decimal to within one unit in the last place: from 2^51
+            // up, `3629712833381478.0` may arrive as `…478.5`. Such a number is the integer it
+            // was written as, while `2.5` (far more than an ulp from an integer) is not one.
+            let integral = (v - nearest).abs() <= v.abs() * f64::EPSILON;
+            if integral && (-BOUND..BOUND).contains(&nearest) {
+                Ok(nearest as i64)
+            } else {
+                Err(E::invalid_value(Unexpected::Float(v), &self))
+            }
+        }
+    }
 }
 
 impl QuotaLimits {
@@ -127,6 +175,10 @@ pub trait QuotaStore: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<(), QuotaError>;
 
+    /// Whether `reserve` would accept `r` now, answered without reserving or changing anything
+    /// (dry runs). The same decision as `reserve`, with the same errors.
+    async fn check(&self, r: &QuotaReservation, limits: &QuotaLimits) -> Result<(), QuotaError>;
+
     /// Extends the lease of a reservation still running.
     async fn renew(&self, tenant: &str, operation: Uuid, lease: Duration)
         -> Result<(), QuotaError>;
@@ -142,6 +194,32 @@ pub trait QuotaStore: Send + Sync + 'static {
 
     /// The operation ended without keeping anything: every unit it reserved is freed. Idempotent.
     async fn release(&self, tenant: &str, operation: Uuid) -> Result<(), QuotaError>;
+
+    /// Adds `states` and `bytes` that the database already records for `tenant` (an instance's
+    /// states moved to it) to its in-use totals. Idempotent per `operation`. A store that
+    /// rebuilds the tenant from the database instead (its data was not trusted) counts them
+    /// through that rebuild, never twice. By default a reservation of exactly that, with no
+    /// operation slot and no save, checked against no limit and committed at once (`lease`
+    /// only bounds it in between).
+    async fn add_in_use(
+        &self,
+        tenant: &str,
+        operation: Uuid,
+        states: i64,
+        bytes: i64,
+        lease: Duration,
+    ) -> Result<(), QuotaError> {
+        let r = QuotaReservation {
+            tenant: tenant.to_owned(),
+            operation,
+            states,
+            bytes,
+            operations: 0,
+            saves: 0,
+        };
+        self.reserve(&r, &QuotaLimits::UNLIMITED, lease).await?;
+        self.commit(tenant, operation, Some(bytes)).await
+    }
 
     /// A delete finished: `states` and `bytes` leave the tenant's in-use totals. Idempotent per
     /// `operation`.
@@ -161,9 +239,13 @@ pub trait QuotaStore: Send + Sync + 'static {
     /// database shows unfinished, each with what it reserved (a reservation already present
     /// for one of them is kept as it is; reservations of operations not in `live` are
     /// dropped; missing ones, e.g. after Redis lost its data, are recreated with `lease`).
+    /// Every save of `saves` (the succeeded saves of the last hour) is in its tenant's hourly
+    /// window afterwards, at its start time: the window survives a restart or a flush. Saves
+    /// the window already holds are kept as they are (keyed by operation, never counted twice).
     async fn rebuild(
         &self,
         totals: &[TenantTotals],
+        saves: &[RecentSave],
         live: &[QuotaReservation],
         lease: Duration,
     ) -> Result<(), QuotaError>;
@@ -171,4 +253,43 @@ pub trait QuotaStore: Send + Sync + 'static {
     /// False when the store has lost its data (a restarted or flushed Redis) and needs a
     /// rebuild before it can be trusted.
     async fn is_primed(&self) -> Result<bool, QuotaError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::QuotaLimits;
+
+    /// JSON Schema's `integer` admits `3.0`; a fraction, a string or an overflow does not.
+    #[test]
+    fn limits_accept_integral_numbers_only() {
+        let parse = |json: &str| serde_json::from_str::<QuotaLimits>(json);
+        let l = parse(r#"{"states": 3.0, "state_bytes": -1, "concurrent_operations": 2, "saves_per_hour": 0.0}"#)
+            .expect("integral numbers are integers");
+        assert_eq!(
+            (
+                l.states,
+                l.state_bytes,
+                l.concurrent_operations,
+                l.saves_per_hour
+            ),
+            (3, -1, 2, 0)
+        );
+        // Found by the fuzz run: a long integral number read back a half off.
+        let l = parse(r#"{"states": 1, "state_bytes": -1, "concurrent_operations": 2, "saves_per_hour": 3629712833381478.0}"#)
+            .expect("a long integral number");
+        assert!(
+            (l.saves_per_hour - 3_629_712_833_381_478).abs() <= 1,
+            "{}",
+            l.saves_per_hour
+        );
+        for bad in [
+            r#"{"states": 3.5, "state_bytes": -1, "concurrent_operations": 2, "saves_per_hour": 0}"#,
+            r#"{"states": 0.5, "state_bytes": -1, "concurrent_operations": 2, "saves_per_hour": 0}"#,
+            r#"{"states": "3", "state_bytes": -1, "concurrent_operations": 2, "saves_per_hour": 0}"#,
+            r#"{"states": 9223372036854775808, "state_bytes": -1, "concurrent_operations": 2, "saves_per_hour": 0}"#,
+            r#"{"states": 1e19, "state_bytes": -1, "concurrent_operations": 2, "saves_per_hour": 0}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 
 use super::quota::QuotaReservation;
-use super::repository::{RepoError, TenantTotals};
+use super::repository::{RecentSave, RepoError, TenantTotals};
 
 /// What the database holds for one tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +15,9 @@ pub struct TenantTruth {
     pub totals: Option<TenantTotals>,
     /// One reservation per unfinished operation of the tenant, as it reserved.
     pub live: Vec<QuotaReservation>,
+    /// The tenant's saves that succeeded within the last hour (the committed part of its
+    /// saves-per-hour window), oldest first.
+    pub saves: Vec<RecentSave>,
 }
 
 #[async_trait]

@@ -49,6 +49,15 @@ pub struct TenantTotals {
     pub bytes: i64,
 }
 
+/// A save that succeeded, as the saves-per-hour window counts it: the operation that made it
+/// and when it started (when its reservation entered the window).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentSave {
+    pub tenant: String,
+    pub operation: Uuid,
+    pub at: DateTime<Utc>,
+}
+
 /// A recorded policy decision with its request context.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DecisionRecord {
@@ -71,6 +80,24 @@ pub struct DecisionFilter {
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     pub limit: u64,
+}
+
+/// What the shared feed of operation ends delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationEnd {
+    /// This operation ended (on any gateway sharing the database).
+    Ended(Uuid),
+    /// The feed was interrupted and is back: announcements may have been lost meanwhile, so
+    /// anything awaited may have ended.
+    Gap,
+}
+
+/// Announcements of operation ends by every gateway sharing the database (PostgreSQL
+/// `LISTEN`). One feed serves every waiter of a gateway.
+#[async_trait]
+pub trait OperationEndFeed: Send + 'static {
+    /// The next announcement. An error means the feed is broken; the caller opens a new one.
+    async fn next(&mut self) -> Result<OperationEnd, RepoError>;
 }
 
 #[async_trait]
@@ -129,8 +156,22 @@ pub trait Repository: Send + Sync + 'static {
     /// Deletes finished operations that ended before `before`; returns how many.
     async fn purge_operations(&self, before: DateTime<Utc>) -> Result<u64, RepoError>;
 
+    /// Which of `ids` have finished (one query for all of them: the shared check behind
+    /// every waiter of a gateway, never a query per waiter).
+    async fn finished_operations(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, RepoError>;
+
+    /// A feed of the operation ends every gateway announces, when the database has one
+    /// (PostgreSQL `LISTEN/NOTIFY`; `finish_operation` announces in its transaction).
+    /// `None` where it has none (SQLite: one process, or a few on one host, poll
+    /// [`Repository::finished_operations`] once for all their waiters).
+    async fn operation_end_feed(&self) -> Result<Option<Box<dyn OperationEndFeed>>, RepoError>;
+
     /// Kept states and bytes per tenant.
     async fn tenant_totals(&self) -> Result<Vec<TenantTotals>, RepoError>;
+
+    /// Save operations that succeeded and started at or after `since`, oldest first: the
+    /// committed part of every tenant's saves-per-hour window.
+    async fn saves_since(&self, since: DateTime<Utc>) -> Result<Vec<RecentSave>, RepoError>;
 
     /// States recorded for an instance on a host (for the reconciler's orphan search).
     async fn states_of_instance(&self, instance: Uuid) -> Result<Vec<State>, RepoError>;
@@ -138,11 +179,17 @@ pub trait Repository: Send + Sync + 'static {
     // ---- tenants ------------------------------------------------------------------------
 
     async fn instance_owner(&self, instance: Uuid) -> Result<Option<String>, RepoError>;
+    /// Sets (`Some`) or removes (`None`) the owner assigned to an instance and, in the same
+    /// transaction, gives every state of the instance to `states_to` when given (states follow
+    /// their instance, so no tenant keeps usage it cannot see). Refused with `InstanceBusy`
+    /// while an operation holds the instance. Returns, per former tenant, the kept states and
+    /// bytes that moved (the quota usage to move with them).
     async fn set_instance_owner(
         &self,
         instance: Uuid,
-        tenant: Option<&str>,
-    ) -> Result<(), RepoError>;
+        owner: Option<&str>,
+        states_to: Option<&str>,
+    ) -> Result<Vec<TenantTotals>, RepoError>;
 
     async fn quota_limits(&self, tenant: &str) -> Result<Option<QuotaLimits>, RepoError>;
     async fn set_quota_limits(
@@ -158,4 +205,8 @@ pub trait Repository: Send + Sync + 'static {
         &self,
         filter: &DecisionFilter,
     ) -> Result<Vec<DecisionRecord>, RepoError>;
+
+    /// Deletes at most `batch` decisions recorded before `before`, oldest first; returns how
+    /// many. Callers repeat it while it returns `batch`, so no statement holds a long lock.
+    async fn purge_decisions(&self, before: DateTime<Utc>, batch: u64) -> Result<u64, RepoError>;
 }

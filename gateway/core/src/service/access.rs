@@ -39,10 +39,42 @@ pub(super) fn require(caller: &Caller, role: Role) -> Result<(), ServiceError> {
     }
 }
 
+/// The cloud-wide admin calls (quota limits, instance owners, the policy chain) need operator
+/// scope and the admin role; a tenant's admin is refused like a member.
+pub fn require_cloud_admin(caller: &Caller) -> Result<(), ServiceError> {
+    if caller.is_cloud_admin() {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(
+            "this call needs the cloud operator (operator scope and the admin role)".into(),
+        ))
+    }
+}
+
+/// Whose policy decisions the caller may read: the cloud operator any tenant's (`requested`,
+/// or every tenant's); a tenant's admin its own tenant's only — why its saves were denied —
+/// and another tenant is a 404, as everywhere. Below the admin role: 403 before any lookup.
+pub fn decisions_tenant(
+    caller: &Caller,
+    requested: Option<String>,
+) -> Result<Option<String>, ServiceError> {
+    if let Some(t) = &requested {
+        super::validate::tenant_id(t)?;
+    }
+    if caller.is_cloud_admin() {
+        return Ok(requested);
+    }
+    require(caller, Role::Admin)?;
+    match requested {
+        Some(t) if t != caller.tenant => Err(ServiceError::not_found("tenant", t)),
+        _ => Ok(Some(caller.tenant.clone())),
+    }
+}
+
 impl Service {
     /// Finds an instance and checks the caller may see it. The owner is the tenant set by an
-    /// admin through the API, else the one in the domain's metadata. An instance with no owner
-    /// is visible to admins only.
+    /// operator through the API, else the one in the domain's metadata. An instance with no owner
+    /// is visible to the operator only.
     pub(super) async fn visible_instance(
         &self,
         caller: &Caller,
@@ -50,9 +82,9 @@ impl Service {
     ) -> Result<VisibleInstance, ServiceError> {
         // The database and the compute host are asked at once: two round trips in parallel.
         let (assigned, located) =
-            tokio::join!(self.repo.instance_owner(uuid), self.compute.locate(uuid));
+            tokio::join!(self.repo.instance_owner(uuid), self.find_instance(uuid));
         let assigned = assigned?;
-        let (instance, owner) = match located {
+        let (instance, owner) = match located.instance {
             Ok(instance) => {
                 let owner = assigned.or_else(|| instance.owner_tenant.clone());
                 (Some(instance), owner)
@@ -61,19 +93,36 @@ impl Service {
                 return Err(ServiceError::not_found("instance", uuid))
             }
             Err(e @ (ComputeError::HostUnreachable { .. } | ComputeError::Backend { .. })) => {
-                // Reads go on while a host is down, for instances the database knows.
-                let known = self.repo.states_of_instance(uuid).await?;
-                match known.first() {
-                    Some(state) => (None, assigned.or_else(|| Some(state.tenant_id.clone()))),
-                    None => return Err(e.into()),
+                // Reads go on while a host is down, for instances the database knows: the
+                // owner is the admin's assignment, else the metadata owner the placement index
+                // recorded, else the tenant of the stored states.
+                let owner = match assigned.or_else(|| located.recorded.and_then(|p| p.owner_tenant))
+                {
+                    Some(owner) => Some(owner),
+                    None => self
+                        .repo
+                        .states_of_instance(uuid)
+                        .await?
+                        .first()
+                        .map(|s| s.tenant_id.clone()),
+                };
+                match owner {
+                    Some(owner) => (None, Some(owner)),
+                    // Nothing recorded names an owner: the uuid may be an instance on the host
+                    // that is down, or nothing at all. An outsider must not tell that apart
+                    // from another tenant's instance (a 404), so everyone but an admin (who
+                    // sees every tenant anyway) gets the same 404 as for an unknown uuid.
+                    // docs/API.md, "When a compute host is down".
+                    None if caller.is_operator() => return Err(e.into()),
+                    None => return Err(ServiceError::not_found("instance", uuid)),
                 }
             }
             Err(e) => return Err(e.into()),
         };
         match owner {
             Some(owner) if caller.can_see(&owner) => Ok(VisibleInstance { instance, owner }),
-            // An unowned instance is charged to the admin who acts on it.
-            None if caller.is_admin() => Ok(VisibleInstance {
+            // An unowned instance is charged to the operator who acts on it.
+            None if caller.is_operator() => Ok(VisibleInstance {
                 instance,
                 owner: caller.tenant.clone(),
             }),

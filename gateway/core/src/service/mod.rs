@@ -3,27 +3,34 @@
 //! persists, in that order, and undoes what it did when a later step fails.
 
 mod access;
+mod admin;
 mod operations;
+mod ownership;
+mod placement;
 mod quota_truth;
 mod quotas;
+mod readiness;
 mod reconcile;
 mod runner;
 mod states;
+mod throttle;
 pub mod validate;
+mod waits;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast;
-use uuid::Uuid;
-
-use crate::ports::{ComputeBackend, PolicyEngine, QuotaLimits, QuotaStore, Repository};
+use crate::ports::{
+    ComputeBackend, HostHealth, PlacementStore, PolicyAdmin, PolicyEngine, QuotaLimits, QuotaStore,
+    Repository,
+};
 use crate::SaveMode;
 
+pub use access::{decisions_tenant, require_cloud_admin};
 pub use operations::WaitOutcome;
 pub use quota_truth::{reservation_of, RepositoryQuotaTruth};
 pub use quotas::QuotaView;
+pub use readiness::{Check, Readiness};
 pub use reconcile::ReconcileReport;
 pub use states::{Accepted, DryRunVerdict, SaveInput, StateChange};
 
@@ -32,8 +39,6 @@ pub use states::{Accepted, DryRunVerdict, SaveInput, StateChange};
 pub struct ServiceSettings {
     /// How saves are made when the request does not say.
     pub save_mode: SaveMode,
-    /// Where external snapshot files are written (one folder per state).
-    pub state_dir: PathBuf,
     /// How long finished operations stay readable.
     pub operation_retention: Duration,
     /// Quota limits of tenants with none of their own.
@@ -50,13 +55,23 @@ pub struct ServiceSettings {
     pub quota_rebuild_interval: Duration,
     pub default_page_size: u64,
     pub max_page_size: u64,
+    /// Waits (`GET /v1/operations/{id}/wait`) one tenant may hold open at once on this
+    /// gateway; more answer 429 `too_many_waits`.
+    pub max_waits_per_tenant: usize,
+    /// Dry runs one tenant may make per minute on this gateway (a burst of as many, refilled
+    /// evenly); more answer 429 `dry_run_rate_limited`. 0 turns dry runs off.
+    pub dry_runs_per_minute: u32,
+    /// Recorded policy decisions older than this are purged by the maintenance loop.
+    pub decision_retention: Duration,
+    /// How often every host's inventory is read into the placement index (events keep it
+    /// fresh in between).
+    pub placement_refresh: Duration,
 }
 
 impl Default for ServiceSettings {
     fn default() -> Self {
         Self {
             save_mode: SaveMode::Auto,
-            state_dir: PathBuf::from("data/states"),
             operation_retention: Duration::from_secs(7 * 24 * 3600),
             default_limits: QuotaLimits {
                 states: 50,
@@ -70,6 +85,10 @@ impl Default for ServiceSettings {
             quota_rebuild_interval: Duration::from_secs(300),
             default_page_size: 50,
             max_page_size: 500,
+            max_waits_per_tenant: 64,
+            dry_runs_per_minute: 60,
+            decision_retention: Duration::from_secs(30 * 24 * 3600),
+            placement_refresh: Duration::from_secs(300),
         }
     }
 }
@@ -79,19 +98,26 @@ impl Default for ServiceSettings {
 pub struct Backends {
     pub repo: Arc<dyn Repository>,
     pub compute: Arc<dyn ComputeBackend>,
+    /// The placement index (instance → host); usually the same database as `repo`.
+    pub placements: Arc<dyn PlacementStore>,
     pub quota: Arc<dyn QuotaStore>,
     pub policy: Arc<dyn PolicyEngine>,
+    /// Reload and listing of the policy chain ([`crate::ports::NoPolicyAdmin`] without one).
+    pub policy_admin: Arc<dyn PolicyAdmin>,
 }
 
 pub struct Service {
     repo: Arc<dyn Repository>,
     compute: Arc<dyn ComputeBackend>,
+    placements: Arc<dyn PlacementStore>,
     quota: Arc<dyn QuotaStore>,
     policy: Arc<dyn PolicyEngine>,
+    policy_admin: Arc<dyn PolicyAdmin>,
     settings: ServiceSettings,
-    /// Announces operation ids as they finish, so waiters on this gateway wake at once
-    /// (waiters on other replicas poll the database).
-    finished: broadcast::Sender<Uuid>,
+    /// Who waits for which operation, and the one channel that wakes them (see `waits.rs`).
+    waits: waits::Waits,
+    /// Per-tenant budget of dry runs.
+    dry_runs: throttle::TenantBuckets,
     /// Background work in flight, so shutdown can wait for it.
     tasks: tokio_util_lite::TaskCounter,
     /// When quota usage was last rebuilt from the database.
@@ -108,14 +134,16 @@ impl std::fmt::Debug for Service {
 
 impl Service {
     pub fn new(backends: Backends, settings: ServiceSettings) -> Arc<Self> {
-        let (finished, _) = broadcast::channel(1024);
         Arc::new(Self {
             repo: backends.repo,
             compute: backends.compute,
+            placements: backends.placements,
             quota: backends.quota,
             policy: backends.policy,
+            policy_admin: backends.policy_admin,
+            waits: waits::Waits::new(settings.max_waits_per_tenant),
+            dry_runs: throttle::TenantBuckets::per_minute(settings.dry_runs_per_minute),
             settings,
-            finished,
             tasks: tokio_util_lite::TaskCounter::default(),
             last_quota_rebuild: std::sync::Mutex::new(None),
         })
@@ -125,16 +153,9 @@ impl Service {
         &self.settings
     }
 
-    pub fn repo(&self) -> &Arc<dyn Repository> {
-        &self.repo
-    }
-
-    pub fn compute(&self) -> &Arc<dyn ComputeBackend> {
-        &self.compute
-    }
-
-    pub fn quota_store(&self) -> &Arc<dyn QuotaStore> {
-        &self.quota
+    /// Every compute host's breaker state, from memory (never waits on a host).
+    pub fn hosts_health(&self) -> Vec<HostHealth> {
+        self.compute.health()
     }
 
     /// Operations this gateway is still running.

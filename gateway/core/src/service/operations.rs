@@ -6,7 +6,7 @@ use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::access::require;
-use super::Service;
+use super::{waits, Service};
 use crate::auth::{Caller, Role};
 use crate::{Operation, ServiceError};
 
@@ -17,10 +17,6 @@ pub struct WaitOutcome {
     /// False when the timeout passed before the operation ended.
     pub finished: bool,
 }
-
-/// Waiters on one gateway learn of operations another replica ends by reading the database
-/// at this interval.
-const POLL_EVERY: Duration = Duration::from_millis(200);
 
 impl Service {
     pub async fn get_operation(
@@ -35,41 +31,48 @@ impl Service {
         }
     }
 
-    /// Returns when the operation ends or `timeout` passes, whichever is first.
+    /// Returns when the operation ends or `timeout` passes, whichever is first. Woken by
+    /// notification (see `waits.rs`): the operation is read at the start, when its end is
+    /// announced, and at the deadline — never on a timer.
     pub async fn wait_operation(
         &self,
         caller: &Caller,
         id: Uuid,
         timeout: Duration,
     ) -> Result<WaitOutcome, ServiceError> {
+        require(caller, Role::Reader)?;
+        let _slot = self.waits.enter(&caller.tenant, id)?;
         // Subscribe before the first read so an end between the read and the wait is not missed.
-        let mut finished = self.finished.subscribe();
+        let mut ended = self.waits.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
+        waits::count_read("start");
+        let op = self.get_operation(caller, id).await?;
+        if op.status.is_finished() {
+            return Ok(WaitOutcome {
+                operation: op,
+                finished: true,
+            });
+        }
         loop {
-            let op = self.get_operation(caller, id).await?;
-            if op.status.is_finished() {
-                return Ok(WaitOutcome {
-                    operation: op,
-                    finished: true,
-                });
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Ok(WaitOutcome {
-                    operation: op,
-                    finished: false,
-                });
-            }
-            let wake = (now + POLL_EVERY).min(deadline);
-            loop {
-                match tokio::time::timeout_at(wake, finished.recv()).await {
-                    Ok(Ok(done)) if done != id => continue,
-                    Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) | Err(_) => break,
-                    Ok(Err(RecvError::Closed)) => {
-                        tokio::time::sleep_until(wake).await;
-                        break;
-                    }
+            let reason = match tokio::time::timeout_at(deadline, ended.recv()).await {
+                Ok(Ok(done)) if done != id => continue,
+                Ok(Ok(_)) => "woken",
+                // Too many ends at once to tell: ours may be among them.
+                Ok(Err(RecvError::Lagged(_))) => "lagged",
+                Ok(Err(RecvError::Closed)) => {
+                    tokio::time::sleep_until(deadline).await;
+                    "deadline"
                 }
+                Err(_) => "deadline",
+            };
+            waits::count_read(reason);
+            let op = self.get_operation(caller, id).await?;
+            let finished = op.status.is_finished();
+            if finished || reason == "deadline" {
+                return Ok(WaitOutcome {
+                    operation: op,
+                    finished,
+                });
             }
         }
     }

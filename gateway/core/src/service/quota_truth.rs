@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::Utc;
 
 use crate::ports::{QuotaReservation, QuotaTruth, RepoError, Repository, TenantTruth};
 use crate::{Operation, OperationKind};
@@ -35,8 +36,8 @@ impl RepositoryQuotaTruth {
 
 #[async_trait]
 impl QuotaTruth for RepositoryQuotaTruth {
-    /// Two whole-table reads filtered here: a tenant is rebuilt only after Redis lost writes
-    /// (a failover or a restart), rarely enough not to need per-tenant queries.
+    /// Whole-table reads filtered here: a tenant is rebuilt only after Redis lost writes (a
+    /// failover or a restart), rarely enough not to need per-tenant queries.
     async fn tenant_truth(&self, tenant: &str) -> Result<TenantTruth, RepoError> {
         let totals = self
             .repo
@@ -52,6 +53,20 @@ impl QuotaTruth for RepositoryQuotaTruth {
             .filter(|op| op.tenant_id == tenant)
             .map(reservation_of)
             .collect();
-        Ok(TenantTruth { totals, live })
+        // The window's committed saves: without them a promoted replica that missed them
+        // would let the tenant save again past its hourly limit. The Redis script skips any
+        // older than an hour by its own clock.
+        let saves = self
+            .repo
+            .saves_since(Utc::now() - chrono::Duration::hours(1))
+            .await?
+            .into_iter()
+            .filter(|s| s.tenant == tenant)
+            .collect();
+        Ok(TenantTruth {
+            totals,
+            live,
+            saves,
+        })
     }
 }

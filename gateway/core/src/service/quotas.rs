@@ -1,11 +1,11 @@
-//! Quota limits and usage, and instance ownership: the admin side of tenancy.
+//! Quota limits and usage, and instance ownership: the operator's side of tenancy.
 
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::access::require;
-use super::Service;
+use super::access::{require, require_cloud_admin};
+use super::{validate, Service};
 use crate::auth::{Caller, Role};
 use crate::ports::{QuotaLimits, QuotaUsage};
 use crate::ServiceError;
@@ -25,6 +25,7 @@ impl Service {
         caller: &Caller,
         tenant: &str,
     ) -> Result<QuotaView, ServiceError> {
+        validate::tenant_id(tenant)?;
         require(caller, Role::Reader)?;
         if !caller.can_see(tenant) {
             return Err(ServiceError::not_found("tenant", tenant));
@@ -45,11 +46,13 @@ impl Service {
         tenant: &str,
         limits: Option<QuotaLimits>,
     ) -> Result<QuotaView, ServiceError> {
+        validate::tenant_id(tenant)?;
+        // Another tenant's quota is a 404 for a tenant's caller, as everywhere; its own tenant's
+        // limits are the operator's to set (a tenant admin could otherwise raise its own).
         if !caller.can_see(tenant) {
             return Err(ServiceError::not_found("tenant", tenant));
         }
-        require(caller, Role::Admin)?;
-        validate_tenant_id(tenant)?;
+        require_cloud_admin(caller)?;
         if let Some(l) = &limits {
             for r in crate::ports::QuotaResource::ALL {
                 if l.get(r) < -1 {
@@ -65,29 +68,19 @@ impl Service {
     }
 
     /// Sets (or, with `None`, clears) the tenant that owns an instance, overriding the domain's
-    /// metadata. Admin only.
+    /// metadata. The cloud operator only. The instance's states, and their quota usage, move to the new
+    /// owner (see `ownership.rs`); refused with 409 while an operation runs on the instance.
     pub async fn set_instance_owner(
         &self,
         caller: &Caller,
         instance: Uuid,
         tenant: Option<&str>,
     ) -> Result<(), ServiceError> {
-        require(caller, Role::Admin)?;
+        require_cloud_admin(caller)?;
         if let Some(t) = tenant {
-            validate_tenant_id(t)?;
+            validate::tenant_id(t)?;
         }
-        self.visible_instance(caller, instance).await?;
-        self.repo.set_instance_owner(instance, tenant).await?;
-        Ok(())
+        let visible = self.visible_instance(caller, instance).await?;
+        self.move_instance(instance, tenant, visible).await
     }
-}
-
-fn validate_tenant_id(tenant: &str) -> Result<(), ServiceError> {
-    if tenant.is_empty() || tenant.len() > 255 || tenant.chars().any(char::is_control) {
-        return Err(ServiceError::bad_request(
-            "invalid_tenant",
-            "tenant id must be 1–255 printable characters",
-        ));
-    }
-    Ok(())
 }

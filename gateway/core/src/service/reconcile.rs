@@ -24,7 +24,14 @@ pub struct ReconcileReport {
     pub operations_pending: usize,
     pub quota_rebuilt: bool,
     pub operations_purged: u64,
+    pub decisions_purged: u64,
 }
+
+/// Policy decisions deleted per statement, and statements per maintenance pass: a backlog
+/// (a lowered retention, a long outage) is worked off over several passes, in short
+/// transactions, instead of one long delete.
+pub const DECISION_PURGE_BATCH: u64 = 1000;
+const DECISION_PURGE_BATCHES_PER_PASS: u32 = 20;
 
 impl Service {
     /// One full pass: stale operations, quota (when `force_quota` or the store is empty), purge.
@@ -69,7 +76,31 @@ impl Service {
             - chrono::Duration::from_std(self.settings.operation_retention)
                 .unwrap_or(chrono::Duration::days(7));
         report.operations_purged = self.repo.purge_operations(before).await?;
+        report.decisions_purged = self.purge_decisions().await?;
         Ok(report)
+    }
+
+    /// Deletes decisions older than `decision_retention`, in bounded batches.
+    async fn purge_decisions(&self) -> Result<u64, ServiceError> {
+        let before = Utc::now()
+            - chrono::Duration::from_std(self.settings.decision_retention)
+                .unwrap_or(chrono::Duration::days(30));
+        let mut purged = 0;
+        for _ in 0..DECISION_PURGE_BATCHES_PER_PASS {
+            let n = self
+                .repo
+                .purge_decisions(before, DECISION_PURGE_BATCH)
+                .await?;
+            purged += n;
+            if n < DECISION_PURGE_BATCH {
+                break;
+            }
+        }
+        if purged > 0 {
+            tracing::info!(purged, "policy decisions past their retention purged");
+            metrics::counter!("snapgate_policy_decisions_purged_total").increment(purged);
+        }
+        Ok(purged)
     }
 
     fn quota_rebuild_due(&self) -> bool {
@@ -80,7 +111,7 @@ impl Service {
         last.is_none_or(|t| t.elapsed() >= self.settings.quota_rebuild_interval)
     }
 
-    fn mark_quota_rebuild_due(&self) {
+    pub(super) fn mark_quota_rebuild_due(&self) {
         *self
             .last_quota_rebuild
             .lock()
@@ -94,6 +125,12 @@ impl Service {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
         let totals = self.repo.tenant_totals().await?;
+        // Succeeded saves of the last hour: without them a restarted in-process store or a
+        // flushed Redis would forget the hourly window.
+        let saves = self
+            .repo
+            .saves_since(Utc::now() - chrono::Duration::hours(1))
+            .await?;
         let live: Vec<QuotaReservation> = self
             .repo
             .unfinished_operations()
@@ -102,11 +139,12 @@ impl Service {
             .map(super::quota_truth::reservation_of)
             .collect();
         self.quota
-            .rebuild(&totals, &live, self.settings.quota_lease)
+            .rebuild(&totals, &saves, &live, self.settings.quota_lease)
             .await?;
         tracing::info!(
             tenants = totals.len(),
             live = live.len(),
+            recent_saves = saves.len(),
             "quota usage rebuilt from the database"
         );
         metrics::counter!("snapgate_quota_rebuilds_total").increment(1);
@@ -189,11 +227,8 @@ impl Service {
                 self.repo.finish_operation(&op, Some(&state)).await?;
             }
             OperationKind::Delete => {
-                match self
-                    .compute
-                    .delete(&state.host, op.instance_uuid, &name)
-                    .await
-                {
+                // Where the runner deleted: the instance's host when the delete began.
+                match self.compute.delete(&op.host, op.instance_uuid, &name).await {
                     Ok(()) | Err(ComputeError::SnapshotNotFound(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -204,7 +239,7 @@ impl Service {
         self.settle_quota(&op, &state, was_kept, kept_bytes).await;
         metrics::counter!("snapgate_operations_reconciled_total", "kind" => op.kind.as_str())
             .increment(1);
-        let _ = self.finished.send(op.uuid);
+        self.waits.announce(op.uuid);
         Ok(())
     }
 
@@ -217,9 +252,16 @@ impl Service {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(e) = service.reconcile(false).await {
-                    tracing::warn!(error = %e, "maintenance pass failed");
-                }
+                let result = match service.reconcile(false).await {
+                    Ok(_) => "ok",
+                    Err(e) => {
+                        tracing::warn!(error = %e, "maintenance pass failed");
+                        "failed"
+                    }
+                };
+                // Lets operators (and tests) see that passes happen, not only what they fix.
+                metrics::counter!("snapgate_maintenance_passes_total", "result" => result)
+                    .increment(1);
             }
         })
     }

@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use super::Service;
 use crate::ports::{ComputeError, SaveRequest};
-use crate::{ErrorInfo, Operation, OperationKind, OperationStatus, State, StateStatus};
+use crate::{Operation, OperationKind, OperationStatus, State, StateStatus};
 
 impl Service {
     pub(super) fn spawn_operation(self: &Arc<Self>, op: Operation, state: State) {
@@ -61,6 +61,7 @@ impl Service {
                 state.cpu = Some(saved.cpu.clone());
                 state.cpu_xml = saved.cpu_xml.clone().or(state.cpu_xml.take());
                 state.snapshot_kind = saved.kind;
+                state.snapshot_xml = saved.snapshot_xml.clone();
                 if let Some(parent) = saved
                     .parent
                     .as_deref()
@@ -81,7 +82,9 @@ impl Service {
                 self.repo.finish_operation(&op, None).await
             }
             (Err(e), kind) => {
-                let info = ErrorInfo::new(e.code(), e.to_string());
+                // The record (which clients read) gets the code's fixed message; the detail
+                // goes to the log, in this operation's span (its operation id).
+                let info = e.client_info();
                 tracing::warn!(error = %e, code = e.code(), "operation failed");
                 op.status = OperationStatus::Failed;
                 op.error = Some(info.clone());
@@ -114,7 +117,7 @@ impl Service {
         metrics::histogram!("snapgate_operation_duration_seconds", "kind" => op.kind.as_str(), "result" => result_label)
             .record(started.elapsed().as_secs_f64());
         tracing::info!(status = %op.status, elapsed_ms = started.elapsed().as_millis() as u64, "operation ended");
-        let _ = self.finished.send(op.uuid);
+        self.waits.announce(op.uuid);
     }
 
     /// The libvirt part of an operation.
@@ -129,27 +132,50 @@ impl Service {
                     instance: op.instance_uuid,
                     snapshot_name: state.snapshot_name(),
                     kind: state.snapshot_kind,
-                    state_dir: Some(self.settings.state_dir.clone()),
                 };
                 self.compute.save(&op.host, req).await.map(Some)
             }
-            OperationKind::Apply => self
-                .compute
-                .apply(&op.host, op.instance_uuid, &state.snapshot_name())
-                .await
-                .map(|_| None),
+            OperationKind::Apply => {
+                let name = state.snapshot_name();
+                match self.compute.apply(&op.host, op.instance_uuid, &name).await {
+                    Err(ComputeError::SnapshotNotFound(_)) if self.redefine(op, state).await? => {
+                        self.compute.apply(&op.host, op.instance_uuid, &name).await
+                    }
+                    other => other,
+                }
+                .map(|_| None)
+            }
             OperationKind::Delete => {
-                match self
-                    .compute
-                    .delete(&state.host, op.instance_uuid, &state.snapshot_name())
-                    .await
-                {
+                // On the instance's current host: after a move, that is where its snapshot
+                // (defined again if need be) is deleted.
+                let name = state.snapshot_name();
+                let deleted = match self.compute.delete(&op.host, op.instance_uuid, &name).await {
+                    Err(ComputeError::SnapshotNotFound(_)) if self.redefine(op, state).await? => {
+                        self.compute.delete(&op.host, op.instance_uuid, &name).await
+                    }
+                    other => other,
+                };
+                match deleted {
                     // Nothing to delete (a save that failed early, or a retry): the goal is reached.
                     Ok(()) | Err(ComputeError::SnapshotNotFound(_)) => Ok(None),
                     Err(e) => Err(e),
                 }
             }
         }
+    }
+
+    /// Defines the state's snapshot again on the operation's host, which lacks it (the instance
+    /// moved, or its domain was defined anew). `false` when there is nothing to define it from
+    /// (a state saved before snapshot XML was kept, or a save that never finished).
+    async fn redefine(&self, op: &Operation, state: &State) -> Result<bool, ComputeError> {
+        let Some(xml) = state.snapshot_xml.as_deref() else {
+            return Ok(false);
+        };
+        tracing::info!(saved_on = %state.host, host = %op.host, "the host lacks the snapshot; defining it from the saved XML");
+        self.compute
+            .redefine_snapshot(&op.host, op.instance_uuid, xml)
+            .await?;
+        Ok(true)
     }
 
     /// Moves the operation's quota units where they belong once it has ended.

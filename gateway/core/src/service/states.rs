@@ -13,7 +13,7 @@ use crate::auth::{Caller, Role};
 use crate::ports::repository::DecisionRecord;
 use crate::ports::{
     Decision, ListPage, PolicyInput, PolicyOutcome, PolicyState, QuotaError, QuotaLimits,
-    QuotaReservation, RepoError,
+    QuotaReservation, RepoError, SnapshotProbe,
 };
 use crate::{
     CpuCompatibility, CpuInfo, Instance, Operation, OperationKind, OperationStatus, SaveMode,
@@ -114,10 +114,17 @@ impl Service {
         instance: Uuid,
         input: SaveInput,
     ) -> Result<StateChange, ServiceError> {
-        validate::state_name(&input.name)?;
-        if let Some(d) = &input.description {
-            validate::description(d)?;
+        if input.dry_run {
+            self.take_dry_run(caller)?;
         }
+        // Stored as validated: NFC, so names that differ only in normalisation collide (409).
+        let mut input = input;
+        input.name = validate::state_name(&input.name)?;
+        input.description = input
+            .description
+            .as_deref()
+            .map(validate::description)
+            .transpose()?;
         let (inst, tenant) = self.visible_instance(caller, instance).await?.live()?;
         require(caller, Role::Member)?;
         let kind = self
@@ -136,6 +143,28 @@ impl Service {
             operations: 1,
             saves: 1,
         };
+        if input.dry_run {
+            let (limits, quota_denial) = self.check_quota(&reservation, true).await?;
+            let outcome = self
+                .evaluate_policy(
+                    caller,
+                    &tenant,
+                    &limits,
+                    &inst,
+                    OperationKind::Save,
+                    None,
+                    true,
+                )
+                .await?;
+            if quota_denial.is_none() && outcome.denial.is_none() {
+                self.compute.check_save(&inst, kind).await?;
+            }
+            return Ok(StateChange::DryRun(verdict(
+                OperationKind::Save,
+                outcome,
+                quota_denial,
+            )));
+        }
         let limits = self.reserve(&reservation, true).await?;
 
         let outcome = self
@@ -146,7 +175,7 @@ impl Service {
                 &inst,
                 OperationKind::Save,
                 None,
-                input.dry_run,
+                false,
             )
             .await;
         let outcome = match outcome {
@@ -163,10 +192,6 @@ impl Service {
                 self.release_quietly(&tenant, op_id).await;
                 return Err(e.into());
             }
-        }
-        if input.dry_run {
-            self.release_quietly(&tenant, op_id).await;
-            return Ok(StateChange::DryRun(verdict(OperationKind::Save, outcome)));
         }
 
         let state_id = Uuid::now_v7();
@@ -197,6 +222,7 @@ impl Service {
             error: None,
             updated_at: now,
             cpu_xml: inst.cpu_xml.clone(),
+            snapshot_xml: None,
         };
         let op = new_operation(op_id, OperationKind::Save, &state, now, estimate);
         if let Err(e) = self.repo.begin_save(&state, &op).await {
@@ -242,6 +268,9 @@ impl Service {
         kind: OperationKind,
         dry_run: bool,
     ) -> Result<StateChange, ServiceError> {
+        if dry_run {
+            self.take_dry_run(caller)?;
+        }
         let (visible, state) = self
             .visible_instance_and_state(caller, instance, state_id)
             .await?;
@@ -258,6 +287,7 @@ impl Service {
             return Err(ServiceError::StateNotAvailable(state.status.to_string()));
         }
         let (inst, tenant) = visible.live()?;
+        self.check_files_follow(&inst, &state).await?;
 
         let op_id = Uuid::now_v7();
         // Applies and deletes hold an operation slot, but go on when the quota store is down:
@@ -270,10 +300,17 @@ impl Service {
             operations: 1,
             saves: 0,
         };
+        if dry_run {
+            let (limits, quota_denial) = self.check_quota(&reservation, false).await?;
+            let outcome = self
+                .evaluate_policy(caller, &tenant, &limits, &inst, kind, Some(&state), true)
+                .await?;
+            return Ok(StateChange::DryRun(verdict(kind, outcome, quota_denial)));
+        }
         let limits = self.reserve(&reservation, false).await?;
 
         let outcome = match self
-            .evaluate_policy(caller, &tenant, &limits, &inst, kind, Some(&state), dry_run)
+            .evaluate_policy(caller, &tenant, &limits, &inst, kind, Some(&state), false)
             .await
         {
             Ok(o) => o,
@@ -282,10 +319,6 @@ impl Service {
                 return Err(e);
             }
         };
-        if dry_run {
-            self.release_quietly(&tenant, op_id).await;
-            return Ok(StateChange::DryRun(verdict(kind, outcome)));
-        }
 
         let now = Utc::now().trunc_subsecs(6);
         let mut op = new_operation(op_id, kind, &state, now, 0);
@@ -303,6 +336,31 @@ impl Service {
             operation: op,
             warnings: outcome.warnings,
         })))
+    }
+
+    /// Refuses, before any work, an apply or delete of a kept external state whose files are
+    /// on another host than the instance now runs on: they are host-local and cannot follow.
+    /// The state stays listed and usable once the instance is back. Internal states follow
+    /// (their data is inside the disks) and are defined again on the new host when used.
+    async fn check_files_follow(&self, inst: &Instance, state: &State) -> Result<(), ServiceError> {
+        if state.snapshot_kind != SnapshotKind::External
+            || state.host == inst.host
+            || state.status != StateStatus::Available
+        {
+            return Ok(());
+        }
+        // The operator may have brought the snapshot along (shared storage, redefined by hand).
+        let probe = self
+            .compute
+            .probe(&inst.host, inst.uuid, &state.snapshot_name())
+            .await?;
+        if probe == SnapshotProbe::Present {
+            return Ok(());
+        }
+        Err(ServiceError::StateOnOtherHost {
+            holder: state.host.clone(),
+            current: inst.host.clone(),
+        })
     }
 
     /// The kind of snapshot a save makes. libvirt cannot mix internal and external snapshots
@@ -358,6 +416,49 @@ impl Service {
                 Err(e.into())
             }
         }
+    }
+
+    /// A dry run's quota step: the same decision as [`Service::reserve`], asked as a check
+    /// that reserves nothing. A refusal is part of the verdict, not an error.
+    async fn check_quota(
+        &self,
+        r: &QuotaReservation,
+        required: bool,
+    ) -> Result<(QuotaLimits, Option<ServiceError>), ServiceError> {
+        let limits = self
+            .repo
+            .quota_limits(&r.tenant)
+            .await?
+            .unwrap_or(self.settings.default_limits);
+        match self.quota.check(r, &limits).await {
+            Ok(()) => Ok((limits, None)),
+            Err(QuotaError::Unavailable(cause)) if !required || self.settings.quota_fail_open => {
+                tracing::warn!(%cause, tenant = %r.tenant, "quota store unavailable; dry run goes on without a quota check");
+                Ok((limits, None))
+            }
+            Err(e @ (QuotaError::Exceeded { .. } | QuotaError::RateLimited { .. })) => {
+                Ok((limits, Some(e.into())))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Dry runs cost the gateway work (libvirt, the policy chain) and change nothing, so a
+    /// tenant gets a budget of them (`dry_runs_per_minute`).
+    fn take_dry_run(&self, caller: &Caller) -> Result<(), ServiceError> {
+        self.dry_runs
+            .take(&caller.tenant)
+            .map_err(|retry_after_secs| {
+                metrics::counter!("snapgate_dry_runs_refused_total").increment(1);
+                ServiceError::Throttled {
+                    code: "dry_run_rate_limited",
+                    message: format!(
+                        "at most {} dry runs per minute per tenant",
+                        self.settings.dry_runs_per_minute
+                    ),
+                    retry_after_secs,
+                }
+            })
     }
 
     pub(super) async fn release_quietly(&self, tenant: &str, op: Uuid) {
@@ -489,10 +590,21 @@ fn new_operation(
     }
 }
 
-fn verdict(kind: OperationKind, outcome: PolicyOutcome) -> DryRunVerdict {
-    let (denied_by, denial_code, denial_reason) = match outcome.denial {
-        Some((p, c, r)) => (Some(p), Some(c), Some(r)),
-        None => (None, None, None),
+/// The verdict of a dry run. A quota refusal comes first (a real call would stop there, before
+/// the policy chain); it is reported as denied by `quota` with the error's code.
+fn verdict(
+    kind: OperationKind,
+    outcome: PolicyOutcome,
+    quota_denial: Option<ServiceError>,
+) -> DryRunVerdict {
+    let (denied_by, denial_code, denial_reason) = match (quota_denial, outcome.denial) {
+        (Some(e), _) => (
+            Some("quota".to_owned()),
+            Some(e.code().to_owned()),
+            Some(e.to_string()),
+        ),
+        (None, Some((p, c, r))) => (Some(p), Some(c), Some(r)),
+        (None, None) => (None, None, None),
     };
     DryRunVerdict {
         dry_run: true,

@@ -12,8 +12,8 @@
 -- Freshness: the tenant's data is trusted only on the Redis process that rebuilt it (`owner`).
 -- Anywhere else — a replica promoted after its master died (replication is asynchronous, so
 -- it may lack the last writes), a restart that reloaded an older snapshot, a slot moved to
--- another node — reserve and usage answer the error STALE and the gateway rebuilds the tenant
--- from the database first (`redis_store/rebuild.rs`).
+-- another node — reserve, check, usage and add_in_use answer the error STALE and the gateway
+-- rebuilds the tenant from the database first (`redis_store/rebuild.rs`).
 --
 -- Time comes from the Redis server (TIME), not from the gateways: every gateway then agrees on
 -- when a lease lapses and when a save leaves the hourly window, whatever their clocks say.
@@ -100,7 +100,7 @@ local function is_fresh(owner_key)
   return redis.call('GET', owner_key) == server_id()
 end
 
--- The error reserve and usage answer for a tenant that must be rebuilt first.
+-- The error reserve, check, usage and add_in_use answer for a tenant that must be rebuilt first.
 local function stale()
   return redis.error_reply('SGSTALE tenant quota must be rebuilt from the database')
 end
@@ -111,4 +111,32 @@ local function ended_change(owner_key, rebuild_key)
   if not is_fresh(owner_key) then
     redis.call('DEL', rebuild_key)
   end
+end
+
+-- The reserve decision over a tally: nil when `want` fits `limit`, else the refusal reply
+-- ({1, resource, limit, in_use, reserved, requested} or {2, retry_after_secs}; see
+-- reserve.lua). `nth_save(i)` is the time (ms) of the i-th oldest save in the window.
+-- Only resources the operation asks for are checked: a restore (no new state) still runs for
+-- a tenant whose limit was lowered below what it already holds.
+local function decide(t, want, limit, now, nth_save)
+  local held = { { t.states, t.r_states }, { t.bytes, t.r_bytes }, { 0, t.r_ops } }
+  for r = 1, 3 do
+    local in_use, reserved = held[r][1], held[r][2]
+    if want[r] > 0 and limit[r] >= 0 and in_use + reserved + want[r] > limit[r] then
+      return { 1, r, limit[r], in_use, reserved, want[r] }
+    end
+  end
+  if want[4] > 0 and limit[4] >= 0 then
+    if want[4] > limit[4] then
+      -- Waiting would never help: this is a plain "exceeded", not a rate limit.
+      return { 1, 4, limit[4], t.window - t.r_saves, t.r_saves, want[4] }
+    end
+    local must_leave = t.window + want[4] - limit[4]
+    if must_leave > 0 then
+      local secs = math.ceil((nth_save(must_leave) + HOUR_MS - now) / 1000)
+      if secs < 1 then secs = 1 end
+      return { 2, secs }
+    end
+  end
+  return nil
 end

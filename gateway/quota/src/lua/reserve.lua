@@ -23,28 +23,12 @@ if live[op] then
 end
 local t = tally(KEYS[1], KEYS[3], live)
 
--- Only resources the operation asks for are checked: a restore (no new state) still runs for
--- a tenant whose limit was lowered below what it already holds.
-local held = { { t.states, t.r_states }, { t.bytes, t.r_bytes }, { 0, t.r_ops } }
-for r = 1, 3 do
-  local in_use, reserved = held[r][1], held[r][2]
-  if want[r] > 0 and limit[r] >= 0 and in_use + reserved + want[r] > limit[r] then
-    return { 1, r, limit[r], in_use, reserved, want[r] }
-  end
-end
-
-if want[4] > 0 and limit[4] >= 0 then
-  if want[4] > limit[4] then
-    -- Waiting would never help: this is a plain "exceeded", not a rate limit.
-    return { 1, 4, limit[4], t.window - t.r_saves, t.r_saves, want[4] }
-  end
-  local must_leave = t.window + want[4] - limit[4]
-  if must_leave > 0 then
-    local entry = redis.call('ZRANGE', KEYS[3], must_leave - 1, must_leave - 1, 'WITHSCORES')
-    local secs = math.ceil((tonumber(entry[2]) + HOUR_MS - now) / 1000)
-    if secs < 1 then secs = 1 end
-    return { 2, secs }
-  end
+local refusal = decide(t, want, limit, now, function(i)
+  local entry = redis.call('ZRANGE', KEYS[3], i - 1, i - 1, 'WITHSCORES')
+  return tonumber(entry[2])
+end)
+if refusal then
+  return refusal
 end
 
 local lease = { states = want[1], bytes = want[2], ops = want[3], saves = want[4], expires = now + lease_ms }

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use redis::RedisError;
 use snapgate_core::ports::{
     QuotaError, QuotaLimits, QuotaReservation, QuotaResource, QuotaStore, QuotaTruth, QuotaUsage,
-    TenantTotals,
+    RecentSave, TenantTotals,
 };
 use tokio::sync::OnceCell;
 use uuid::Uuid;
@@ -266,6 +266,32 @@ impl RedisQuotaStore {
         decode_reserve(&reply)
     }
 
+    /// `QuotaStore::check`: the reserve decision, read-only on the server.
+    pub async fn check_outcome(
+        &self,
+        r: &QuotaReservation,
+        limits: &QuotaLimits,
+    ) -> Result<(), QuotaError> {
+        let k = self.keys(&r.tenant);
+        let want = Want::of(r);
+        let keys = [k.in_use(), k.reservations(), k.saves(), k.owner()];
+        let args = [
+            want.states.to_string(),
+            want.bytes.to_string(),
+            want.operations.to_string(),
+            want.saves.to_string(),
+            limits.states.to_string(),
+            limits.state_bytes.to_string(),
+            limits.concurrent_operations.to_string(),
+            limits.saves_per_hour.to_string(),
+        ];
+        // The script cannot write: a stale tenant is rebuilt here and asked again.
+        let reply: Vec<i64> = self
+            .run_fresh("check", &r.tenant, &self.scripts.check, &keys, &args)
+            .await?;
+        decode_reserve(&reply).map(|_| ())
+    }
+
     pub async fn renew_outcome(
         &self,
         tenant: &str,
@@ -350,6 +376,44 @@ impl RedisQuotaStore {
         }
     }
 
+    /// `QuotaStore::add_in_use`. A tenant not fresh on its Redis process gets nothing added:
+    /// it is rebuilt from the database, which records the addition already.
+    pub async fn add_in_use_outcome(
+        &self,
+        tenant: &str,
+        operation: Uuid,
+        states: i64,
+        bytes: i64,
+    ) -> Result<(), QuotaError> {
+        let k = self.keys(tenant);
+        let keys = [k.in_use(), k.ended(operation), k.owner(), k.rebuild()];
+        let args = [
+            states.max(0).to_string(),
+            bytes.max(0).to_string(),
+            self.marker_ttl_ms(),
+        ];
+        let added = self
+            .call("add_in_use", async {
+                let mut con = self.connection().await?;
+                match self
+                    .scripts
+                    .add_in_use
+                    .run::<i64, _>(&mut con, &keys, &args)
+                    .await
+                {
+                    Ok(code) => Ok(Some(code)),
+                    Err(e) if e.code() == Some("SGSTALE") => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        match added {
+            Some(0 | 1) => Ok(()),
+            Some(other) => Err(bad_reply("add_in_use", other)),
+            None => self.rebuild_tenant(tenant).await,
+        }
+    }
+
     /// Raw counts of one tenant (after dropping lapsed leases and old saves).
     pub async fn tally(&self, tenant: &str) -> Result<Tally, QuotaError> {
         let k = self.keys(tenant);
@@ -389,6 +453,10 @@ impl QuotaStore for RedisQuotaStore {
         lease: Duration,
     ) -> Result<(), QuotaError> {
         self.reserve_outcome(r, limits, lease).await.map(|_| ())
+    }
+
+    async fn check(&self, r: &QuotaReservation, limits: &QuotaLimits) -> Result<(), QuotaError> {
+        self.check_outcome(r, limits).await
     }
 
     async fn renew(
@@ -442,6 +510,18 @@ impl QuotaStore for RedisQuotaStore {
             .map(|_| ())
     }
 
+    async fn add_in_use(
+        &self,
+        tenant: &str,
+        operation: Uuid,
+        states: i64,
+        bytes: i64,
+        _lease: Duration,
+    ) -> Result<(), QuotaError> {
+        self.add_in_use_outcome(tenant, operation, states, bytes)
+            .await
+    }
+
     async fn usage(&self, tenant: &str, limits: &QuotaLimits) -> Result<QuotaUsage, QuotaError> {
         Ok(self.tally(tenant).await?.usage(limits))
     }
@@ -452,13 +532,15 @@ impl QuotaStore for RedisQuotaStore {
     async fn rebuild(
         &self,
         totals: &[TenantTotals],
+        saves: &[RecentSave],
         live: &[QuotaReservation],
         lease: Duration,
     ) -> Result<(), QuotaError> {
-        let report = self.rebuild_report(totals, live, lease).await?;
+        let report = self.rebuild_report(totals, saves, live, lease).await?;
         tracing::info!(
             dropped = report.dropped,
             recreated = report.recreated,
+            restored_saves = report.restored_saves,
             "redis quotas rebuilt"
         );
         Ok(())

@@ -4,7 +4,8 @@
 //! One tenant, safely while its operations go on (`rebuild_tenant`):
 //! 1. `rebuild_begin.lua` returns a token (shared by rebuilders running at once), or nothing
 //!    when the tenant is already fresh here;
-//! 2. the database is read;
+//! 2. the database is read (totals, live operations, and the saves of the last hour, which go
+//!    back into the tenant's saves-per-hour window);
 //! 3. `rebuild.lua` writes it only if the token is still current. Any commit, release or free
 //!    on a stale tenant deletes the token: an operation that ended between 1 and 3 may be
 //!    missing from the read, so the rebuild starts again. An end recorded in the database
@@ -14,7 +15,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use snapgate_core::ports::{QuotaError, QuotaReservation, TenantTotals, TenantTruth};
+use snapgate_core::ports::{QuotaError, QuotaReservation, RecentSave, TenantTotals, TenantTruth};
 use uuid::Uuid;
 
 use super::{keys, RedisQuotaStore};
@@ -57,6 +58,7 @@ impl RedisQuotaStore {
                     TenantTruth {
                         totals: None,
                         live: Vec::new(),
+                        saves: Vec::new(),
                     },
                     Duration::from_secs(15 * 60),
                 ),
@@ -65,19 +67,22 @@ impl RedisQuotaStore {
                 .totals
                 .as_ref()
                 .map_or((0, 0), |t| (t.states.max(0), t.bytes.max(0)));
-            let live: Vec<&QuotaReservation> = truth.live.iter().collect();
-            if let Some(report) = self
-                .write_tenant(tenant, &token, states, bytes, &live, lease)
-                .await?
-            {
+            let written = TenantWrite {
+                states,
+                bytes,
+                live: truth.live.iter().collect(),
+                saves: truth.saves.iter().collect(),
+            };
+            if let Some(report) = self.write_tenant(tenant, &token, &written, lease).await? {
                 self.register(&[tenant]).await?;
                 tracing::info!(
                     tenant,
                     states,
                     bytes,
-                    live = live.len(),
+                    live = written.live.len(),
                     dropped = report.dropped,
                     recreated = report.recreated,
+                    restored_saves = report.restored_saves,
                     "quota of a tenant rebuilt from the database (its Redis data was not trusted)"
                 );
                 metrics::counter!("snapgate_quota_tenant_rebuilds_total").increment(1);
@@ -95,9 +100,7 @@ impl RedisQuotaStore {
         &self,
         tenant: &str,
         token: &str,
-        states: i64,
-        bytes: i64,
-        live: &[&QuotaReservation],
+        truth: &TenantWrite<'_>,
         lease: Duration,
     ) -> Result<Option<RebuildReport>, QuotaError> {
         let k = self.keys(tenant);
@@ -110,11 +113,12 @@ impl RedisQuotaStore {
         ];
         let mut args = vec![
             token.to_owned(),
-            states.to_string(),
-            bytes.to_string(),
+            truth.states.to_string(),
+            truth.bytes.to_string(),
             duration_ms(lease).to_string(),
+            truth.live.len().to_string(),
         ];
-        for r in live {
+        for r in &truth.live {
             let want = Want::of(r);
             keys.push(k.ended(r.operation));
             args.extend([
@@ -125,12 +129,19 @@ impl RedisQuotaStore {
                 want.saves.to_string(),
             ]);
         }
+        for s in &truth.saves {
+            args.extend([s.operation.to_string(), s.at.timestamp_millis().to_string()]);
+        }
         let reply: Vec<i64> = self
             .run("rebuild", &self.scripts.rebuild, &keys, &args)
             .await?;
         match reply[..] {
             [-1] => Ok(None),
-            [dropped, recreated] => Ok(Some(RebuildReport { dropped, recreated })),
+            [dropped, recreated, restored_saves] => Ok(Some(RebuildReport {
+                dropped,
+                recreated,
+                restored_saves,
+            })),
             _ => Err(QuotaError::Unavailable(format!(
                 "redis rebuild: unexpected reply {reply:?}"
             ))),
@@ -172,31 +183,36 @@ impl RedisQuotaStore {
     pub async fn rebuild_report(
         &self,
         totals: &[TenantTotals],
+        saves: &[RecentSave],
         live: &[QuotaReservation],
         lease: Duration,
     ) -> Result<RebuildReport, QuotaError> {
-        let mut tenants: BTreeMap<String, (i64, i64, Vec<&QuotaReservation>)> = BTreeMap::new();
+        let mut tenants: BTreeMap<String, TenantWrite> = BTreeMap::new();
         for tenant in self.known_tenants().await? {
             tenants.entry(tenant).or_default();
         }
         for t in totals {
             let entry = tenants.entry(t.tenant.clone()).or_default();
-            entry.0 = t.states.max(0);
-            entry.1 = t.bytes.max(0);
+            entry.states = t.states.max(0);
+            entry.bytes = t.bytes.max(0);
         }
         let mut seen = HashSet::new();
         for r in live.iter().filter(|r| seen.insert(r.operation)) {
-            tenants.entry(r.tenant.clone()).or_default().2.push(r);
+            tenants.entry(r.tenant.clone()).or_default().live.push(r);
+        }
+        for s in saves {
+            tenants.entry(s.tenant.clone()).or_default().saves.push(s);
         }
 
         let mut report = RebuildReport::default();
-        for (tenant, (states, bytes, mine)) in &tenants {
+        for (tenant, truth) in &tenants {
             let written = self
-                .write_tenant(tenant, "", *states, *bytes, mine, lease)
+                .write_tenant(tenant, "", truth, lease)
                 .await?
                 .ok_or_else(|| QuotaError::Unavailable("redis rebuild: refused".into()))?;
             report.dropped += written.dropped;
             report.recreated += written.recreated;
+            report.restored_saves += written.restored_saves;
         }
 
         let names: Vec<&str> = tenants.keys().map(String::as_str).collect();
@@ -213,6 +229,15 @@ impl RedisQuotaStore {
         .await?;
         Ok(report)
     }
+}
+
+/// What the database says of one tenant, as its rebuild script writes it.
+#[derive(Default)]
+struct TenantWrite<'a> {
+    states: i64,
+    bytes: i64,
+    live: Vec<&'a QuotaReservation>,
+    saves: Vec<&'a RecentSave>,
 }
 
 /// Seconds since the epoch, for operators reading the primed marker.

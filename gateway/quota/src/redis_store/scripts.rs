@@ -1,4 +1,5 @@
-//! The Lua scripts, compiled in. Each is `common.lua` followed by the decision's own file.
+//! The Lua scripts, compiled in. Each is `common.lua` followed by the decision's own file
+//! (`check.lua` behind a `no-writes` shebang).
 //!
 //! Calls send EVALSHA with the SHA1 of the text; on NOSCRIPT (a restarted or flushed script
 //! cache, or a replica just promoted in a cluster) the call is sent again as EVAL with the whole
@@ -18,7 +19,16 @@ pub(crate) struct Lua {
 
 impl Lua {
     fn new(body: &str) -> Self {
-        let code = format!("{COMMON}\n{body}");
+        Self::from_code(format!("{COMMON}\n{body}"))
+    }
+
+    /// A script Redis runs with the `no-writes` flag: Redis 7 refuses any write from it. The
+    /// shebang must be the script's first line.
+    fn read_only(body: &str) -> Self {
+        Self::from_code(format!("#!lua flags=no-writes\n{COMMON}\n{body}"))
+    }
+
+    fn from_code(code: String) -> Self {
         let hash = redis::Script::new(&code).get_hash().to_owned();
         Self { code, hash }
     }
@@ -68,9 +78,12 @@ pub(crate) struct Scripts {
     pub commit: Lua,
     pub release: Lua,
     pub free: Lua,
+    pub add_in_use: Lua,
     pub usage: Lua,
     pub rebuild_begin: Lua,
     pub rebuild: Lua,
+    /// Read-only: runs with Redis's `no-writes` flag.
+    pub check: Lua,
 }
 
 impl Scripts {
@@ -81,22 +94,26 @@ impl Scripts {
             commit: Lua::new(include_str!("../lua/commit.lua")),
             release: Lua::new(include_str!("../lua/release.lua")),
             free: Lua::new(include_str!("../lua/free.lua")),
+            add_in_use: Lua::new(include_str!("../lua/add_in_use.lua")),
             usage: Lua::new(include_str!("../lua/usage.lua")),
             rebuild_begin: Lua::new(include_str!("../lua/rebuild_begin.lua")),
             rebuild: Lua::new(include_str!("../lua/rebuild.lua")),
+            check: Lua::read_only(include_str!("../lua/check.lua")),
         }
     }
 
-    pub fn all(&self) -> [&Lua; 8] {
+    pub fn all(&self) -> [&Lua; 10] {
         [
             &self.reserve,
             &self.renew,
             &self.commit,
             &self.release,
             &self.free,
+            &self.add_in_use,
             &self.usage,
             &self.rebuild_begin,
             &self.rebuild,
+            &self.check,
         ]
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use snapgate_core::ports::{
-    QuotaError, QuotaLimits, QuotaResource, QuotaStore, ResourceUsage, TenantTotals,
+    QuotaError, QuotaLimits, QuotaResource, QuotaStore, RecentSave, ResourceUsage, TenantTotals,
 };
 use uuid::Uuid;
 
@@ -323,7 +323,10 @@ pub async fn rebuild_sets_truth_and_primes(store: &dyn QuotaStore) {
         states: 3,
         bytes: 300,
     }];
-    store.rebuild(&totals, &live, LONG_LEASE).await.unwrap();
+    store
+        .rebuild(&totals, &[], &live, LONG_LEASE)
+        .await
+        .unwrap();
     assert!(store.is_primed().await.unwrap());
 
     let ua = store.usage(&a, &lim).await.unwrap();
@@ -364,9 +367,56 @@ pub async fn rebuild_sets_truth_and_primes(store: &dyn QuotaStore) {
     );
 
     // Rebuilding again with the same truth changes nothing (b's truth was set, a still holds).
-    store.rebuild(&totals, &live, LONG_LEASE).await.unwrap();
+    store
+        .rebuild(&totals, &[], &live, LONG_LEASE)
+        .await
+        .unwrap();
     let ua2 = store.usage(&a, &lim).await.unwrap();
     assert_eq!(ua2, ua);
+}
+
+/// After a restart (a fresh in-process store) or a flush (Redis), the succeeded saves of the
+/// last hour that the database shows are the hourly window again: the rate stays enforced,
+/// and the `Retry-After` counts from the oldest of them.
+pub async fn rebuild_restores_the_hourly_window(store: &dyn QuotaStore) {
+    let t = tenant();
+    let lim = limits(-1, -1, -1, 3);
+    let now = chrono::Utc::now();
+    let recent = |minutes_ago: i64| RecentSave {
+        tenant: t.clone(),
+        operation: Uuid::now_v7(),
+        at: now - chrono::Duration::minutes(minutes_ago),
+    };
+    // The third is older than an hour: out of the window.
+    let saves = [recent(50), recent(10), recent(61)];
+    store.rebuild(&[], &saves, &[], LONG_LEASE).await.unwrap();
+    let u = store.usage(&t, &lim).await.unwrap();
+    assert_eq!(u.saves_per_hour, usage_of(2, 0, 3));
+
+    // A save committed here and also listed by the database counts once; a rebuild again
+    // changes nothing.
+    let c = save(&t, 1);
+    store.reserve(&c, &lim, LONG_LEASE).await.unwrap();
+    store.commit(&t, c.operation, None).await.unwrap();
+    let mut with_c = saves.to_vec();
+    with_c.push(RecentSave {
+        tenant: t.clone(),
+        operation: c.operation,
+        at: chrono::Utc::now(),
+    });
+    store.rebuild(&[], &with_c, &[], LONG_LEASE).await.unwrap();
+    store.rebuild(&[], &with_c, &[], LONG_LEASE).await.unwrap();
+    let u = store.usage(&t, &lim).await.unwrap();
+    assert_eq!(u.saves_per_hour, usage_of(3, 0, 3));
+
+    // The limit is reached: the next save waits until the oldest (50 minutes ago) leaves.
+    match store.reserve(&save(&t, 1), &lim, LONG_LEASE).await {
+        Err(QuotaError::RateLimited { retry_after_secs }) => assert!(
+            (9 * 60..=10 * 60 + 1).contains(&retry_after_secs),
+            "retry after {retry_after_secs} s"
+        ),
+        other => panic!("expected a rate limit, got {other:?}"),
+    }
 }
 
 /// 200 reserves at once, limit 10 states: exactly 10 pass, across every store given (several
@@ -402,4 +452,75 @@ pub async fn elapsed<T>(work: impl std::future::Future<Output = T>) -> (T, Durat
     let start = Instant::now();
     let out = work.await;
     (out, start.elapsed())
+}
+
+/// `check` gives the answer `reserve` would give, and changes nothing: not the usage, not the
+/// hourly window, however often it is asked (dry runs).
+pub async fn check_answers_like_reserve_and_changes_nothing(store: &dyn QuotaStore) {
+    let t = tenant();
+    let lim = limits(3, -1, 3, 2);
+    // Nothing held: everything fits, and a hundred checks reserve nothing.
+    for _ in 0..100 {
+        store.check(&save(&t, 10), &lim).await.unwrap();
+    }
+    let u = store.usage(&t, &lim).await.unwrap();
+    assert_eq!(
+        (u.states, u.concurrent_operations, u.saves_per_hour),
+        (usage_of(0, 0, 3), usage_of(0, 0, 3), usage_of(0, 0, 2)),
+        "checks reserved something"
+    );
+
+    // One kept state and one running save: the hourly rate is reached.
+    let kept = save(&t, 10);
+    store.reserve(&kept, &lim, LONG_LEASE).await.unwrap();
+    store.commit(&t, kept.operation, None).await.unwrap();
+    store
+        .reserve(&save(&t, 10), &lim, LONG_LEASE)
+        .await
+        .unwrap();
+    let before = store.usage(&t, &lim).await.unwrap();
+    let checked = store.check(&save(&t, 10), &lim).await;
+    let reserved = store.reserve(&save(&t, 10), &lim, LONG_LEASE).await;
+    match (&checked, &reserved) {
+        (
+            Err(QuotaError::RateLimited {
+                retry_after_secs: a,
+            }),
+            Err(QuotaError::RateLimited {
+                retry_after_secs: b,
+            }),
+        ) => assert!(a.abs_diff(*b) <= 1, "{a} vs {b}"),
+        other => panic!("expected both rate limited, got {other:?}"),
+    }
+    // States are full too (1 in use + 1 reserved of 2) once the rate no longer binds.
+    let no_rate = limits(2, -1, 3, -1);
+    for r in [
+        store.check(&save(&t, 10), &no_rate).await,
+        store.reserve(&save(&t, 10), &no_rate, LONG_LEASE).await,
+    ] {
+        match r {
+            Err(QuotaError::Exceeded {
+                resource: QuotaResource::States,
+                in_use: 1,
+                reserved: 1,
+                ..
+            }) => {}
+            other => panic!("expected states exceeded, got {other:?}"),
+        }
+    }
+    // A slot-only operation still fits, by check and by reserve alike.
+    store.check(&slot_only(&t), &lim).await.unwrap();
+    assert_eq!(store.usage(&t, &lim).await.unwrap(), before);
+    store
+        .reserve(&slot_only(&t), &lim, LONG_LEASE)
+        .await
+        .unwrap();
+    // The last slot of three is taken: check refuses like reserve.
+    match store.check(&slot_only(&t), &limits(2, -1, 2, 2)).await {
+        Err(QuotaError::Exceeded {
+            resource: QuotaResource::ConcurrentOperations,
+            ..
+        }) => {}
+        other => panic!("expected concurrent_operations exceeded, got {other:?}"),
+    }
 }

@@ -25,6 +25,8 @@ pub struct Model {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub updated_at: DateTimeUtc,
+    /// libvirt snapshot XML from the save (to redefine the snapshot after a move).
+    pub snapshot_xml: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,6 +3,7 @@
 
 pub mod instance_locks;
 pub mod instance_owners;
+pub mod instance_placements;
 pub mod instance_states;
 pub mod operations;
 pub mod policy_decisions;

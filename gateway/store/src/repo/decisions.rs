@@ -1,6 +1,7 @@
 //! Policy decisions: written in batches after each evaluation, read by admins with a filter.
 
-use sea_orm::sea_query::Order;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Order, Query};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
@@ -79,4 +80,26 @@ pub(super) async fn list(
         .into_iter()
         .map(decision_from_row)
         .collect()
+}
+
+/// Deletes at most `batch` decisions older than `before`, oldest first (the time index finds
+/// them). The caller holds the SQLite write gate.
+pub(super) async fn purge(
+    db: &DatabaseConnection,
+    before: DateTime<Utc>,
+    batch: u64,
+) -> Result<u64, RepoError> {
+    let oldest = Query::select()
+        .column(D::Id)
+        .from(policy_decisions::Entity)
+        .and_where(D::Time.lt(micros(before)))
+        .order_by(D::Time, Order::Asc)
+        .limit(batch)
+        .to_owned();
+    let deleted = policy_decisions::Entity::delete_many()
+        .filter(D::Id.in_subquery(oldest))
+        .exec(db)
+        .await
+        .map_err(db_error)?;
+    Ok(deleted.rows_affected)
 }

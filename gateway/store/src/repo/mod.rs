@@ -2,6 +2,7 @@
 //! concern lives in its own file.
 
 mod decisions;
+mod placements;
 mod reads;
 mod tenants;
 mod transitions;
@@ -15,7 +16,10 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, Statement, TransactionTrait,
 };
 use snapgate_core::ports::repository::{DecisionFilter, DecisionRecord};
-use snapgate_core::ports::{ListPage, QuotaLimits, RepoError, Repository, TenantTotals};
+use snapgate_core::ports::{
+    ListPage, OperationEndFeed, Placement, PlacementStore, QuotaLimits, RecentSave, RepoError,
+    Repository, TenantTotals,
+};
 use snapgate_core::{Operation, State, StateStatus};
 use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
@@ -213,8 +217,26 @@ impl Repository for SeaRepository {
         reads::purge_operations(&self.db, before).await
     }
 
+    async fn finished_operations(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, RepoError> {
+        reads::finished_operations(&self.db, ids).await
+    }
+
+    async fn operation_end_feed(&self) -> Result<Option<Box<dyn OperationEndFeed>>, RepoError> {
+        match self.backend {
+            Backend::Postgres => {
+                let feed = crate::notify::PgOperationEndFeed::listen(&self.db).await?;
+                Ok(Some(Box::new(feed)))
+            }
+            Backend::Sqlite => Ok(None),
+        }
+    }
+
     async fn tenant_totals(&self) -> Result<Vec<TenantTotals>, RepoError> {
         reads::tenant_totals(&self.db).await
+    }
+
+    async fn saves_since(&self, since: DateTime<Utc>) -> Result<Vec<RecentSave>, RepoError> {
+        reads::saves_since(&self.db, since).await
     }
 
     async fn states_of_instance(&self, instance: Uuid) -> Result<Vec<State>, RepoError> {
@@ -228,10 +250,11 @@ impl Repository for SeaRepository {
     async fn set_instance_owner(
         &self,
         instance: Uuid,
-        tenant: Option<&str>,
-    ) -> Result<(), RepoError> {
+        owner: Option<&str>,
+        states_to: Option<&str>,
+    ) -> Result<Vec<TenantTotals>, RepoError> {
         let _gate = self.write_gate().await;
-        tenants::set_instance_owner(&self.db, instance, tenant).await
+        tenants::set_instance_owner(&self.db, instance, owner, states_to).await
     }
 
     async fn quota_limits(&self, tenant: &str) -> Result<Option<QuotaLimits>, RepoError> {
@@ -257,5 +280,45 @@ impl Repository for SeaRepository {
         filter: &DecisionFilter,
     ) -> Result<Vec<DecisionRecord>, RepoError> {
         decisions::list(&self.db, filter).await
+    }
+
+    async fn purge_decisions(&self, before: DateTime<Utc>, batch: u64) -> Result<u64, RepoError> {
+        let _gate = self.write_gate().await;
+        decisions::purge(&self.db, before, batch).await
+    }
+}
+
+#[async_trait]
+impl PlacementStore for SeaRepository {
+    async fn placement(&self, instance: Uuid) -> Result<Option<Placement>, RepoError> {
+        placements::placement(&self.db, instance).await
+    }
+
+    async fn placements_on_host(&self, host: &str) -> Result<Vec<Placement>, RepoError> {
+        placements::on_host(&self.db, host).await
+    }
+
+    async fn record_placements(&self, list: &[Placement]) -> Result<(), RepoError> {
+        if list.is_empty() {
+            return Ok(());
+        }
+        let _gate = self.write_gate().await;
+        placements::record(&self.db, list, true).await
+    }
+
+    async fn record_new_placements(&self, list: &[Placement]) -> Result<(), RepoError> {
+        if list.is_empty() {
+            return Ok(());
+        }
+        let _gate = self.write_gate().await;
+        placements::record(&self.db, list, false).await
+    }
+
+    async fn forget_placements(&self, host: &str, instances: &[Uuid]) -> Result<(), RepoError> {
+        if instances.is_empty() {
+            return Ok(());
+        }
+        let _gate = self.write_gate().await;
+        placements::forget(&self.db, host, instances).await
     }
 }

@@ -6,8 +6,8 @@ use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect,
 };
-use snapgate_core::ports::{ListPage, RepoError, TenantTotals};
-use snapgate_core::{Operation, OperationStatus, State, StateStatus};
+use snapgate_core::ports::{ListPage, RecentSave, RepoError, TenantTotals};
+use snapgate_core::{Operation, OperationKind, OperationStatus, State, StateStatus};
 use uuid::Uuid;
 
 use crate::convert::{micros, operation_from_row, state_from_row};
@@ -18,7 +18,7 @@ use instance_states::Column as S;
 use operations::Column as O;
 
 /// States that count against a tenant's quota: their snapshot exists (or is being removed).
-const KEPT: [StateStatus; 3] = [
+pub(super) const KEPT: [StateStatus; 3] = [
     StateStatus::Available,
     StateStatus::Applying,
     StateStatus::Deleting,
@@ -135,6 +135,35 @@ pub(super) async fn unfinished_operations(
         .collect()
 }
 
+/// Succeeded saves started at or after `since`, oldest first (the saves-per-hour window).
+pub(super) async fn saves_since(
+    db: &DatabaseConnection,
+    since: DateTime<Utc>,
+) -> Result<Vec<RecentSave>, RepoError> {
+    let rows: Vec<(String, Uuid, DateTime<Utc>)> = operations::Entity::find()
+        .select_only()
+        .column(O::TenantId)
+        .column(O::Uuid)
+        .column(O::CreatedAt)
+        .filter(O::Kind.eq(OperationKind::Save.as_str()))
+        .filter(O::Status.eq(OperationStatus::Succeeded.as_str()))
+        .filter(O::CreatedAt.gte(micros(since)))
+        .order_by(O::CreatedAt, Order::Asc)
+        .order_by(O::Uuid, Order::Asc)
+        .into_tuple()
+        .all(db)
+        .await
+        .map_err(db_error)?;
+    Ok(rows
+        .into_iter()
+        .map(|(tenant, operation, at)| RecentSave {
+            tenant,
+            operation,
+            at,
+        })
+        .collect())
+}
+
 /// Deletes finished operations that ended before `before`. Unfinished ones are never purged,
 /// whatever their age: the reconciler ends them first.
 pub(super) async fn purge_operations(
@@ -151,6 +180,28 @@ pub(super) async fn purge_operations(
         .await
         .map_err(db_error)?;
     Ok(deleted.rows_affected)
+}
+
+/// Which of `ids` are finished, in one query.
+pub(super) async fn finished_operations(
+    db: &DatabaseConnection,
+    ids: &[Uuid],
+) -> Result<Vec<Uuid>, RepoError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    operations::Entity::find()
+        .select_only()
+        .column(O::Uuid)
+        .filter(O::Uuid.is_in(ids.iter().copied()))
+        .filter(O::Status.is_in([
+            OperationStatus::Succeeded.as_str(),
+            OperationStatus::Failed.as_str(),
+        ]))
+        .into_tuple::<Uuid>()
+        .all(db)
+        .await
+        .map_err(db_error)
 }
 
 pub(super) async fn tenant_totals(db: &DatabaseConnection) -> Result<Vec<TenantTotals>, RepoError> {

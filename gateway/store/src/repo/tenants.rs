@@ -1,14 +1,21 @@
-//! Instance owners and per-tenant quota limits: one row each, written by admins.
+//! Instance owners and per-tenant quota limits: one row each, written by admins. An owner
+//! change moves the instance's states (and so their quota usage) with it.
 
-use chrono::Utc;
-use sea_orm::sea_query::OnConflict;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, OnConflict, Order};
 use sea_orm::ActiveValue::Set;
-use sea_orm::{DatabaseConnection, EntityTrait};
-use snapgate_core::ports::{QuotaLimits, RepoError};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+};
+use snapgate_core::ports::{QuotaLimits, RepoError, TenantTotals};
+use snapgate_core::StateStatus;
 use uuid::Uuid;
 
+use super::end_transaction;
+use super::reads::KEPT;
 use crate::convert::{limits_from_row, limits_row, micros};
-use crate::entity::{instance_owners, quota_limits};
+use crate::entity::{instance_locks, instance_owners, instance_states, quota_limits};
 use crate::errors::db_error;
 
 pub(super) async fn instance_owner(
@@ -22,15 +29,46 @@ pub(super) async fn instance_owner(
         .map(|row| row.tenant_id))
 }
 
-/// `Some` sets (or replaces) the owner; `None` removes the assignment.
+/// One transaction: `Some` sets (or replaces) the owner, `None` removes the assignment; every
+/// state of the instance goes to `states_to` (when given). Refused while an operation holds the
+/// instance's lock. Returns, per former tenant, the kept states and bytes that moved.
 pub(super) async fn set_instance_owner(
     db: &DatabaseConnection,
     instance: Uuid,
-    tenant: Option<&str>,
+    owner: Option<&str>,
+    states_to: Option<&str>,
+) -> Result<Vec<TenantTotals>, RepoError> {
+    let txn = db.begin().await.map_err(db_error)?;
+    let result = async {
+        let now = micros(Utc::now());
+        // An operation in flight would end with the state of the tenant it started for.
+        if let Some(lock) = instance_locks::Entity::find_by_id(instance)
+            .one(&txn)
+            .await
+            .map_err(db_error)?
+        {
+            return Err(RepoError::InstanceBusy(lock.operation_uuid));
+        }
+        write_owner_row(&txn, instance, owner, now).await?;
+        let moved = match states_to {
+            Some(to) => move_states(&txn, instance, to, now).await?,
+            None => Vec::new(),
+        };
+        Ok(moved)
+    }
+    .await;
+    end_transaction(txn, result).await
+}
+
+async fn write_owner_row(
+    txn: &DatabaseTransaction,
+    instance: Uuid,
+    owner: Option<&str>,
+    now: DateTime<Utc>,
 ) -> Result<(), RepoError> {
-    let Some(tenant) = tenant else {
+    let Some(tenant) = owner else {
         instance_owners::Entity::delete_by_id(instance)
-            .exec(db)
+            .exec(txn)
             .await
             .map_err(db_error)?;
         return Ok(());
@@ -38,7 +76,7 @@ pub(super) async fn set_instance_owner(
     let row = instance_owners::ActiveModel {
         instance_uuid: Set(instance),
         tenant_id: Set(tenant.to_owned()),
-        updated_at: Set(micros(Utc::now())),
+        updated_at: Set(now),
     };
     instance_owners::Entity::insert(row)
         .on_conflict(
@@ -49,10 +87,54 @@ pub(super) async fn set_instance_owner(
                 ])
                 .to_owned(),
         )
-        .exec_without_returning(db)
+        .exec_without_returning(txn)
         .await
         .map_err(db_error)?;
     Ok(())
+}
+
+/// Gives every state of `instance` to `to`; returns the kept states and bytes each former
+/// tenant held.
+async fn move_states(
+    txn: &DatabaseTransaction,
+    instance: Uuid,
+    to: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<TenantTotals>, RepoError> {
+    use instance_states::Column as S;
+    let rows: Vec<(String, i64, i64)> = instance_states::Entity::find()
+        .select_only()
+        .column(S::TenantId)
+        .column_as(Expr::col(S::Uuid).count(), "states")
+        .column_as(
+            Expr::cust("CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT)"),
+            "bytes",
+        )
+        .filter(S::InstanceUuid.eq(instance))
+        .filter(S::TenantId.ne(to))
+        .filter(S::Status.is_in(KEPT.map(StateStatus::as_str)))
+        .group_by(S::TenantId)
+        .order_by(S::TenantId, Order::Asc)
+        .into_tuple()
+        .all(txn)
+        .await
+        .map_err(db_error)?;
+    instance_states::Entity::update_many()
+        .col_expr(S::TenantId, Expr::value(to))
+        .col_expr(S::UpdatedAt, Expr::value(now))
+        .filter(S::InstanceUuid.eq(instance))
+        .filter(S::TenantId.ne(to))
+        .exec(txn)
+        .await
+        .map_err(db_error)?;
+    Ok(rows
+        .into_iter()
+        .map(|(tenant, states, bytes)| TenantTotals {
+            tenant,
+            states,
+            bytes,
+        })
+        .collect())
 }
 
 pub(super) async fn quota_limits(

@@ -19,6 +19,7 @@ use snapgate_core::{Operation, OperationStatus, State, StateStatus};
 use uuid::Uuid;
 
 use super::{end_transaction, rollback, SeaRepository};
+use crate::connect::Backend;
 use crate::convert::{micros, operation_row, operation_update, state_row};
 use crate::entity::{instance_locks, instance_states, operations};
 use crate::errors::db_error;
@@ -263,6 +264,10 @@ pub(super) async fn finish_operation(
             .rows_affected;
         if changed == 0 {
             return require_operation(&txn, op.uuid).await;
+        }
+        if repo.backend == Backend::Postgres {
+            // Delivered to every listening gateway when (and only if) this transaction commits.
+            crate::notify::announce_end(&txn, op.uuid).await?;
         }
         match state_row {
             Some(row) => {

@@ -11,7 +11,10 @@ use uuid::Uuid;
 
 use crate::support::now;
 
-on_both_backends!(decisions_round_trip_and_filter);
+on_both_backends!(
+    decisions_round_trip_and_filter,
+    decisions_past_retention_are_purged_in_batches_oldest_first
+);
 
 fn record(tenant: &str, plugin: &str, outcome: &str, age_secs: i64) -> DecisionRecord {
     DecisionRecord {
@@ -114,4 +117,38 @@ async fn decisions_round_trip_and_filter(repo: Arc<SeaRepository>) {
         ..Default::default()
     };
     assert_eq!(filter(bulk).await.len(), 1200);
+}
+
+/// The maintenance loop's purge: only decisions older than the cutoff go, at most `batch` per
+/// call and oldest first, so a backlog leaves in short statements.
+async fn decisions_past_retention_are_purged_in_batches_oldest_first(repo: Arc<SeaRepository>) {
+    const DAY: i64 = 24 * 3600;
+    let old: Vec<DecisionRecord> = (0..5)
+        .map(|i| record("tenant-a", "max-states", "allow", 40 * DAY - i))
+        .collect();
+    let kept = vec![
+        record("tenant-a", "max-states", "deny", 29 * DAY),
+        record("tenant-b", "cpu-guard", "allow", 10),
+    ];
+    repo.record_decisions(&old).await.unwrap();
+    repo.record_decisions(&kept).await.unwrap();
+    let cutoff = now() - Duration::days(30);
+
+    assert_eq!(repo.purge_decisions(cutoff, 2).await.unwrap(), 2);
+    let left = ids(&repo
+        .list_decisions(&DecisionFilter::default())
+        .await
+        .unwrap());
+    assert!(
+        !left.contains(&old[0].id) && !left.contains(&old[1].id) && left.contains(&old[2].id),
+        "the oldest go first"
+    );
+    assert_eq!(repo.purge_decisions(cutoff, 2).await.unwrap(), 2);
+    assert_eq!(repo.purge_decisions(cutoff, 2).await.unwrap(), 1);
+    assert_eq!(repo.purge_decisions(cutoff, 2).await.unwrap(), 0);
+    let left = ids(&repo
+        .list_decisions(&DecisionFilter::default())
+        .await
+        .unwrap());
+    assert_eq!(left, vec![kept[1].id, kept[0].id], "newer decisions stay");
 }

@@ -32,6 +32,7 @@ mod connection;
 mod decisions;
 mod listing;
 mod operations;
+mod placements;
 mod states;
 mod support;
 mod tenants;

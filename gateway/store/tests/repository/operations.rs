@@ -3,16 +3,18 @@
 use std::sync::Arc;
 
 use chrono::Duration;
-use snapgate_core::ports::Repository;
+use snapgate_core::ports::{OperationEnd, Repository};
 use snapgate_core::{Operation, OperationKind, OperationStatus};
 use snapgate_store::SeaRepository;
 use uuid::Uuid;
 
-use crate::support::{available, new_operation, new_state, now};
+use crate::support::{available, ended, new_operation, new_state, now};
 
 on_both_backends!(
     unfinished_operations_oldest_first,
-    purge_removes_only_old_finished_operations
+    purge_removes_only_old_finished_operations,
+    finished_operations_answers_for_many_ids_at_once,
+    operation_ends_are_announced_on_postgres
 );
 
 async fn unfinished_operations_oldest_first(repo: Arc<SeaRepository>) {
@@ -75,4 +77,41 @@ async fn purge_removes_only_old_finished_operations(repo: Arc<SeaRepository>) {
         1
     );
     assert!(repo.get_operation(unfinished).await.unwrap().is_some());
+}
+
+/// The waiters' shared check: one query names which of the awaited operations ended.
+async fn finished_operations_answers_for_many_ids_at_once(repo: Arc<SeaRepository>) {
+    let running_state = new_state(Uuid::new_v4(), "tenant-a", "running", now());
+    let running = new_operation(&running_state, OperationKind::Save);
+    repo.begin_save(&running_state, &running).await.unwrap();
+    let done_state = new_state(Uuid::new_v4(), "tenant-a", "done", now());
+    let done = new_operation(&done_state, OperationKind::Save);
+    repo.begin_save(&done_state, &done).await.unwrap();
+    repo.finish_operation(&ended(&done, OperationStatus::Failed), Some(&done_state))
+        .await
+        .unwrap();
+    let unknown = Uuid::new_v4();
+    let found = repo
+        .finished_operations(&[running.uuid, done.uuid, unknown])
+        .await
+        .unwrap();
+    assert_eq!(found, vec![done.uuid]);
+    assert!(repo.finished_operations(&[]).await.unwrap().is_empty());
+}
+
+/// PostgreSQL: the end of an operation reaches every listener when its transaction commits.
+/// SQLite has no feed (its gateways poll once for all their waiters).
+async fn operation_ends_are_announced_on_postgres(repo: Arc<SeaRepository>) {
+    let feed = repo.operation_end_feed().await.unwrap();
+    let Some(mut feed) = feed else {
+        assert_eq!(repo.backend(), snapgate_store::Backend::Sqlite);
+        return;
+    };
+    let state = new_state(Uuid::new_v4(), "tenant-a", "announced", now());
+    let op = new_operation(&state, OperationKind::Save);
+    repo.begin_save(&state, &op).await.unwrap();
+    repo.finish_operation(&ended(&op, OperationStatus::Succeeded), Some(&state))
+        .await
+        .unwrap();
+    assert_eq!(feed.next().await.unwrap(), OperationEnd::Ended(op.uuid));
 }

@@ -52,6 +52,7 @@ async fn save_records_state_operation_and_lock(repo: Arc<SeaRepository>) {
         disk_formats: vec![],
         cpu: None,
         cpu_xml: None,
+        snapshot_xml: None,
         ..new_state(other, "tenant-b", "bare", now())
     };
     repo.begin_save(&bare, &new_operation(&bare, OperationKind::Save))

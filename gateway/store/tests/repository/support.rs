@@ -55,6 +55,7 @@ pub fn new_state(instance: Uuid, tenant: &str, name: &str, date: DateTime<Utc>) 
         error: None,
         updated_at: date,
         cpu_xml: Some("<cpu mode='custom'><model>Skylake-Client</model></cpu>".to_owned()),
+        snapshot_xml: Some("<domainsnapshot><name>s</name></domainsnapshot>".to_owned()),
     }
 }
 

@@ -57,14 +57,14 @@ async fn totals_count_kept_states_per_tenant(repo: Arc<SeaRepository>) {
 async fn instance_owner_is_set_replaced_and_removed(repo: Arc<SeaRepository>) {
     let instance = Uuid::new_v4();
     assert_eq!(repo.instance_owner(instance).await.unwrap(), None);
-    repo.set_instance_owner(instance, Some("tenant-a"))
+    repo.set_instance_owner(instance, Some("tenant-a"), None)
         .await
         .unwrap();
     assert_eq!(
         repo.instance_owner(instance).await.unwrap().as_deref(),
         Some("tenant-a")
     );
-    repo.set_instance_owner(instance, Some("tenant-b"))
+    repo.set_instance_owner(instance, Some("tenant-b"), None)
         .await
         .unwrap();
     assert_eq!(
@@ -72,10 +72,10 @@ async fn instance_owner_is_set_replaced_and_removed(repo: Arc<SeaRepository>) {
         Some("tenant-b")
     );
     assert_eq!(repo.instance_owner(Uuid::new_v4()).await.unwrap(), None);
-    repo.set_instance_owner(instance, None).await.unwrap();
+    repo.set_instance_owner(instance, None, None).await.unwrap();
     assert_eq!(repo.instance_owner(instance).await.unwrap(), None);
     // Removing what is not there is fine.
-    repo.set_instance_owner(instance, None).await.unwrap();
+    repo.set_instance_owner(instance, None, None).await.unwrap();
 }
 
 async fn quota_limits_are_set_replaced_and_removed(repo: Arc<SeaRepository>) {
