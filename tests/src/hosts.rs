@@ -15,6 +15,37 @@ use crate::app::many_uuid;
 /// a test reach a test-driver host through a socket it controls.
 pub const LIBVIRTD_SOCKET: &str = "/var/run/libvirt/libvirt-sock";
 
+/// Makes sure the system libvirtd serves [`LIBVIRTD_SOCKET`] for the rest of this test process:
+/// takes the shared side of the libvirtd-outage lock (the real-VM suite kills libvirtd on
+/// purpose in one test, holding it exclusively), then starts the daemon if it is down. Fails
+/// the test, never skips it, when libvirtd cannot be started.
+pub fn system_libvirtd() {
+    static HELD: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+    HELD.get_or_init(|| {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open("/run/snapgate-libvirtd-outage.lock")
+            .expect("open the libvirtd outage lock");
+        file.lock_shared().expect("lock the libvirtd outage lock");
+        file
+    });
+    let script = crate::app::repo_root().join("scripts/realvm/libvirtd-up.sh");
+    let out = std::process::Command::new(&script)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed ({}): {}{}",
+        script.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Writes a test-driver node file with instances `first .. first + n` (uuids from
 /// [`many_uuid`], running, qcow2, owned by `tenant`) and returns its path.
 pub fn instances_node_file(dir: &Path, first: usize, n: usize, tenant: &str) -> PathBuf {

@@ -8,7 +8,7 @@ use snapgate_core::ports::{Placement, PlacementStore};
 use snapgate_store::SeaRepository;
 use snapgate_tests::app::{demo, demo_host_uri, many_uuid, TestApp};
 use snapgate_tests::hosts::{
-    instances_node_file, metric_sum, test_hosts, HostProxy, LIBVIRTD_SOCKET,
+    instances_node_file, metric_sum, system_libvirtd, test_hosts, HostProxy, LIBVIRTD_SOCKET,
 };
 use uuid::Uuid;
 
@@ -113,6 +113,8 @@ async fn an_instance_on_the_last_of_many_hosts_is_found_with_one_call_to_its_hos
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_host_costs_only_its_own_instances_and_comes_back() {
+    // The host behind the proxy is the system libvirtd's test driver: it must be up.
+    system_libvirtd();
     let dir = tempfile::tempdir().unwrap();
     let node = instances_node_file(dir.path(), 0, 2, demo::TENANT);
     let proxy = HostProxy::start(&dir.path().join("remote.sock"), Path::new(LIBVIRTD_SOCKET));
