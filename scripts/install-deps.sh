@@ -17,7 +17,9 @@ BACKPORTS_PACKAGES=(
     libvirt-daemon-driver-storage qemu-system-x86 qemu-utils
 )
 # From the default suites. python3-venv: the test suite's Python tools live in a venv (below).
-PLAIN_PACKAGES=(pkg-config wrk cpio python3 python3-venv)
+# redis-server/redis-tools: the single node and the loopback cluster of the tests; haproxy: the
+# load balancer of the scale-out tests.
+PLAIN_PACKAGES=(pkg-config wrk cpio python3 python3-venv redis-server redis-tools haproxy)
 
 log() { echo "install-deps: $*" >&2; }
 

@@ -39,6 +39,8 @@ pub enum Db {
 pub struct Shared {
     pub db_url: String,
     pub redis_prefix: Option<String>,
+    /// Gateways talk to the loopback Redis Cluster (`crate::cluster`) instead of the single node.
+    pub redis_cluster: bool,
     _pg: Option<TestDatabase>,
     _dir: tempfile::TempDir,
 }
@@ -65,8 +67,20 @@ impl Shared {
         Shared {
             db_url,
             redis_prefix,
+            redis_cluster: false,
             _pg: pg,
             _dir: dir,
+        }
+    }
+}
+
+impl Shared {
+    /// Resources whose quotas live on the loopback Redis Cluster (the caller holds
+    /// `cluster::ClusterLock`).
+    pub async fn on_redis_cluster(db: Db) -> Shared {
+        Shared {
+            redis_cluster: true,
+            ..Shared::new(db, true).await
         }
     }
 }
@@ -255,8 +269,13 @@ impl TestApp {
         config.push_str(&top);
         config.push_str(&format!("[database]\nurl = \"{}\"\n", shared.db_url));
         if let Some(prefix) = &shared.redis_prefix {
+            let (url, cluster) = if shared.redis_cluster {
+                (crate::cluster::seed_urls(), true)
+            } else {
+                ("redis://127.0.0.1:6379".to_owned(), false)
+            };
             config.push_str(&format!(
-                "[redis]\nurl = \"redis://127.0.0.1:6379\"\nkey_prefix = \"{prefix}\"\n"
+                "[redis]\nurl = \"{url}\"\ncluster = {cluster}\nkey_prefix = \"{prefix}\"\n"
             ));
         }
         config.push_str(&format!(

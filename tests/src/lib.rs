@@ -3,6 +3,8 @@
 //! [`realvm`] boots a real QEMU guest.
 
 pub mod app;
+pub mod cluster;
 pub mod faults;
+pub mod haproxy;
 pub mod hosts;
 pub mod realvm;

@@ -64,7 +64,11 @@ pub struct DatabaseConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
+    /// `redis://host:port/db`; with `cluster`, comma-separated seed nodes of the cluster.
     pub url: String,
+    /// A Redis Cluster: keys are routed by slot, a failed master's replica takes over.
+    #[serde(default)]
+    pub cluster: bool,
     #[serde(default = "default_prefix")]
     pub key_prefix: String,
 }
@@ -402,7 +406,13 @@ impl Config {
             *url = redact_url(url);
         }
         if let Some(r) = c.redis.as_mut() {
-            r.url = redact_url(&r.url);
+            // A cluster's url lists its seed nodes, each with its own user part.
+            r.url = r
+                .url
+                .split(',')
+                .map(redact_url)
+                .collect::<Vec<_>>()
+                .join(",");
         }
         for h in &mut c.hosts {
             h.uri = redact_url(&h.uri);
@@ -433,8 +443,20 @@ impl Config {
             }
         }
         if let Some(r) = &self.redis {
-            if !(r.url.starts_with("redis://") || r.url.starts_with("rediss://")) {
-                return invalid("redis.url", format!("{:?} must start with redis://", r.url));
+            let mut urls = r.url.split(',').map(str::trim);
+            let valid = |u: &str| u.starts_with("redis://") || u.starts_with("rediss://");
+            if !(if r.cluster {
+                urls.all(valid)
+            } else {
+                valid(&r.url)
+            }) {
+                return invalid(
+                    "redis.url",
+                    format!(
+                        "{:?} must start with redis:// (a cluster: redis:// URLs separated by commas)",
+                        r.url
+                    ),
+                );
             }
             if r.key_prefix.is_empty() || r.key_prefix.contains(['{', '}']) {
                 return invalid(
@@ -734,12 +756,25 @@ mod tests {
         );
         c.redis = Some(RedisConfig {
             url: "rediss://:redis-pass@cache.example:6380/0".into(),
+            cluster: false,
             key_prefix: "snapgate".into(),
         });
         let printed = toml::to_string_pretty(&c.redacted()).unwrap();
         for leaked in [secret, "pg-pass", "redis-pass"] {
             assert!(!printed.contains(leaked), "{leaked} in\n{printed}");
         }
+        // A cluster's seed nodes, each redacted and all still listed.
+        let mut cluster = c.clone();
+        cluster.redis = Some(RedisConfig {
+            url: "redis://:seed-pass-1@10.0.0.1:7000,redis://u:seed-pass-2@10.0.0.2:7000".into(),
+            cluster: true,
+            key_prefix: "snapgate".into(),
+        });
+        let seeds = cluster.redacted().redis.unwrap().url;
+        assert_eq!(
+            seeds,
+            "redis://:<redacted>@10.0.0.1:7000,redis://u:<redacted>@10.0.0.2:7000"
+        );
         assert!(printed.contains("postgres://snapgate:<redacted>@db.example/snapgate?sslmode=require&password=<redacted>"), "{printed}");
         assert!(
             printed.contains("rediss://:<redacted>@cache.example:6380/0"),

@@ -11,7 +11,7 @@ use snapgate_core::ports::policy::AllowAll;
 use snapgate_core::ports::{
     NoPolicyAdmin, PlacementStore, PolicyAdmin, PolicyEngine, QuotaStore, Repository,
 };
-use snapgate_core::service::{Backends, Service, ServiceSettings};
+use snapgate_core::service::{Backends, RepositoryQuotaTruth, Service, ServiceSettings};
 use snapgate_policy::{PolicyLimits, WasmPolicyEngine};
 use snapgate_quota::{MemoryQuotaStore, RedisQuotaConfig, RedisQuotaStore};
 use snapgate_store::SeaRepository;
@@ -84,9 +84,19 @@ pub async fn build(
 
     let quota: Arc<dyn QuotaStore> = match &config.redis {
         Some(r) => {
-            let store =
-                RedisQuotaStore::new(RedisQuotaConfig::new(r.url.clone(), r.key_prefix.clone()))
-                    .context("cannot set up the Redis quota store")?;
+            let store_config = if r.cluster {
+                RedisQuotaConfig::cluster(r.url.clone(), r.key_prefix.clone())
+            } else {
+                RedisQuotaConfig::new(r.url.clone(), r.key_prefix.clone())
+            };
+            let store = RedisQuotaStore::new(store_config)
+                .context("cannot set up the Redis quota store")?;
+            // A tenant whose Redis data cannot be trusted (a promoted replica, a restarted
+            // node) is rebuilt from the database before any decision for it.
+            store.set_truth(
+                Arc::new(RepositoryQuotaTruth::new(repo.clone())),
+                Duration::from_secs(config.quota.lease_secs),
+            );
             // Redis down at start is not fatal: saves answer 503 until it is back.
             if let Err(e) = store.connect().await {
                 tracing::warn!(error = %e, "Redis is unreachable at start; saves are refused until it answers");

@@ -6,6 +6,7 @@ pub mod compute;
 pub mod placement;
 pub mod policy;
 pub mod quota;
+pub mod quota_truth;
 pub mod repository;
 
 pub use compute::{
@@ -18,6 +19,7 @@ pub use policy::{NoPolicyAdmin, PolicyAdmin};
 pub use quota::{
     QuotaError, QuotaLimits, QuotaReservation, QuotaResource, QuotaStore, QuotaUsage, ResourceUsage,
 };
+pub use quota_truth::{QuotaTruth, TenantTruth};
 pub use repository::{
     ListPage, OperationEnd, OperationEndFeed, RecentSave, RepoError, Repository, TenantTotals,
 };

@@ -195,6 +195,32 @@ pub trait QuotaStore: Send + Sync + 'static {
     /// The operation ended without keeping anything: every unit it reserved is freed. Idempotent.
     async fn release(&self, tenant: &str, operation: Uuid) -> Result<(), QuotaError>;
 
+    /// Adds `states` and `bytes` that the database already records for `tenant` (an instance's
+    /// states moved to it) to its in-use totals. Idempotent per `operation`. A store that
+    /// rebuilds the tenant from the database instead (its data was not trusted) counts them
+    /// through that rebuild, never twice. By default a reservation of exactly that, with no
+    /// operation slot and no save, checked against no limit and committed at once (`lease`
+    /// only bounds it in between).
+    async fn add_in_use(
+        &self,
+        tenant: &str,
+        operation: Uuid,
+        states: i64,
+        bytes: i64,
+        lease: Duration,
+    ) -> Result<(), QuotaError> {
+        let r = QuotaReservation {
+            tenant: tenant.to_owned(),
+            operation,
+            states,
+            bytes,
+            operations: 0,
+            saves: 0,
+        };
+        self.reserve(&r, &QuotaLimits::UNLIMITED, lease).await?;
+        self.commit(tenant, operation, Some(bytes)).await
+    }
+
     /// A delete finished: `states` and `bytes` leave the tenant's in-use totals. Idempotent per
     /// `operation`.
     async fn free(

@@ -7,6 +7,7 @@ mod admin;
 mod operations;
 mod ownership;
 mod placement;
+mod quota_truth;
 mod quotas;
 mod readiness;
 mod reconcile;
@@ -27,6 +28,7 @@ use crate::SaveMode;
 
 pub use access::{decisions_tenant, require_cloud_admin};
 pub use operations::WaitOutcome;
+pub use quota_truth::{reservation_of, RepositoryQuotaTruth};
 pub use quotas::QuotaView;
 pub use readiness::{Check, Readiness};
 pub use reconcile::ReconcileReport;

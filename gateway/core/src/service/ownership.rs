@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::access::VisibleInstance;
 use super::Service;
-use crate::ports::{QuotaLimits, QuotaReservation, TenantTotals};
+use crate::ports::TenantTotals;
 use crate::ServiceError;
 
 impl Service {
@@ -43,29 +43,19 @@ impl Service {
 
     /// Frees `from`'s usage and adds it to `to`'s, each step idempotent under one fresh id.
     /// The new owner's limits are not checked: an admin's move is not a new save (like a
-    /// lowered limit, it only stops further saves). The addition is a reservation with no
-    /// operation slot and no save, committed at once.
+    /// lowered limit, it only stops further saves). Both steps run after the database moved
+    /// the states: a store that must rebuild either tenant from the database (a Redis
+    /// failover) finds the move there, and counts it once.
     async fn move_usage(&self, from: &TenantTotals, to: &str) {
         let id = Uuid::now_v7();
         let freed = self
             .quota
             .free(&from.tenant, id, from.states, from.bytes)
             .await;
-        let added = async {
-            let r = QuotaReservation {
-                tenant: to.to_owned(),
-                operation: id,
-                states: from.states,
-                bytes: from.bytes,
-                operations: 0,
-                saves: 0,
-            };
-            self.quota
-                .reserve(&r, &QuotaLimits::UNLIMITED, self.settings.quota_lease)
-                .await?;
-            self.quota.commit(to, id, Some(from.bytes)).await
-        }
-        .await;
+        let added = self
+            .quota
+            .add_in_use(to, id, from.states, from.bytes, self.settings.quota_lease)
+            .await;
         if let Err(e) = freed.and(added) {
             // The database is right already; the next rebuild brings the store in line.
             tracing::warn!(error = %e, from = %from.tenant, %to, "could not move quota usage; it will be rebuilt from the database");

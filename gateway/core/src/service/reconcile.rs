@@ -48,8 +48,17 @@ impl Service {
             }
         };
         if force_quota || !primed {
-            self.rebuild_quota().await?;
-            report.quota_rebuilt = true;
+            match self.rebuild_quota().await {
+                Ok(()) => report.quota_rebuilt = true,
+                // Not fatal (a gateway starts while Redis, or one cluster node, is down): a
+                // tenant whose Redis data cannot be trusted is rebuilt by the store on its next
+                // decision, and the periodic rebuild comes back for the rest.
+                Err(e @ ServiceError::QuotaUnavailable { .. }) => {
+                    tracing::warn!(error = %e, "quota rebuild postponed: the quota store is unavailable");
+                    self.mark_quota_rebuild_due();
+                }
+                Err(e) => return Err(e),
+            }
         } else if self.quota_rebuild_due() && self.repo.unfinished_operations().await?.is_empty() {
             // Periodic drift correction, only while no operation is in flight anywhere: a rebuild
             // racing an operation's end could count it twice or not at all. The database's view
@@ -126,15 +135,8 @@ impl Service {
             .repo
             .unfinished_operations()
             .await?
-            .into_iter()
-            .map(|op| QuotaReservation {
-                tenant: op.tenant_id.clone(),
-                operation: op.uuid,
-                states: i64::from(op.kind == OperationKind::Save),
-                bytes: op.reserved_bytes,
-                operations: 1,
-                saves: i64::from(op.kind == OperationKind::Save),
-            })
+            .iter()
+            .map(super::quota_truth::reservation_of)
             .collect();
         self.quota
             .rebuild(&totals, &saves, &live, self.settings.quota_lease)

@@ -2,13 +2,20 @@
 -- the `no-writes` flag (see scripts.rs): Redis itself refuses any write from this script.
 -- Lapsed leases and saves older than the hour are skipped, not dropped: reserve.lua drops
 -- them before it decides, so both see the same numbers.
--- KEYS: inuse, resv, saves
+-- A tenant not fresh on this Redis process answers STALE, as reserve.lua does: this script
+-- cannot write, so it never rebuilds; the gateway rebuilds the tenant and asks again.
+-- KEYS: inuse, resv, saves, owner
 -- ARGV: states, bytes, operations, saves,
 --       limit_states, limit_bytes, limit_operations, limit_saves (negative = unlimited)
--- Reply: {0, 0} it would fit, or reserve.lua's refusal ({1, …} or {2, retry_after_secs})
+-- Reply: {0, 0} it would fit, or reserve.lua's refusal ({1, …} or {2, retry_after_secs}),
+-- or the error SGSTALE
 local want = { tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]) }
 local limit = { tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]) }
 local now = now_ms()
+
+if not is_fresh(KEYS[4]) then
+  return stale()
+end
 
 local flat = redis.call('HGETALL', KEYS[2])
 local live, lapsed = {}, {}

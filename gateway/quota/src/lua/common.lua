@@ -6,6 +6,14 @@
 --   resv   hash    operation id -> lease      reservations, see encode_lease
 --   saves  zset    "<op>#<n>" scored by ms    saves of the last hour (committed and reserved)
 --   op:<id>, freed:<id>  strings with a TTL   "this operation already ended" markers
+--   owner  string  run id of the Redis process that last rebuilt the tenant from the database
+--   rebuild string token of a rebuild in progress (deleted by any end: the rebuild must re-read)
+--
+-- Freshness: the tenant's data is trusted only on the Redis process that rebuilt it (`owner`).
+-- Anywhere else — a replica promoted after its master died (replication is asynchronous, so
+-- it may lack the last writes), a restart that reloaded an older snapshot, a slot moved to
+-- another node — reserve, check, usage and add_in_use answer the error STALE and the gateway
+-- rebuilds the tenant from the database first (`redis_store/rebuild.rs`).
 --
 -- Time comes from the Redis server (TIME), not from the gateways: every gateway then agrees on
 -- when a lease lapses and when a save leaves the hourly window, whatever their clocks say.
@@ -77,6 +85,33 @@ local function tally(inuse_key, saves_key, live)
   return t
 end
 
+
+-- The run id of this Redis process: new on every start, different on every node.
+local function server_id()
+  local info = redis.call('INFO', 'server')
+  local id = string.match(info, 'run_id:(%x+)')
+  if not id then
+    error('snapgate-quota: no run_id in INFO server')
+  end
+  return id
+end
+
+local function is_fresh(owner_key)
+  return redis.call('GET', owner_key) == server_id()
+end
+
+-- The error reserve, check, usage and add_in_use answer for a tenant that must be rebuilt first.
+local function stale()
+  return redis.error_reply('SGSTALE tenant quota must be rebuilt from the database')
+end
+
+-- An end (commit, release, free) changed the tenant: a rebuild that read the database before
+-- this end and writes after it would miscount it, so it must start again.
+local function ended_change(owner_key, rebuild_key)
+  if not is_fresh(owner_key) then
+    redis.call('DEL', rebuild_key)
+  end
+end
 
 -- The reserve decision over a tally: nil when `want` fits `limit`, else the refusal reply
 -- ({1, resource, limit, in_use, reserved, requested} or {2, retry_after_secs}; see

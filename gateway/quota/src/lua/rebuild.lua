@@ -2,23 +2,29 @@
 -- live operations the database shows for it: a live lease already held is kept as it is,
 -- others are dropped (with their saves, as a release would), missing ones are recreated.
 -- Then the committed saves of the last hour the database shows are put back in the window at
--- their start time, unless the window holds them already.
--- KEYS: inuse, resv, saves, then the op-marker of each live operation (same order as ARGV)
--- ARGV: states, bytes, lease_ms, n_live, then per live operation 5 values: op, states, bytes,
---       operations, saves; then per committed save 2 values: op, started_at_ms
--- Reply: {dropped, recreated, restored_saves}
+-- their start time, unless the window holds them already, and this Redis process owns the
+-- tenant (see `is_fresh`).
+-- KEYS: inuse, resv, saves, owner, rebuild, then the op-marker of each live operation (same order as ARGV)
+-- ARGV: token ('' = unconditional), states, bytes, lease_ms, n_live,
+--       then per live operation 5 values: op, states, bytes, operations, saves;
+--       then per committed save 2 values: op, started_at_ms
+-- Reply: {dropped, recreated, restored_saves}, or {-1} when the token is no longer current: an
+-- end ran since `rebuild_begin.lua`, so the database read may miss it; read again and retry.
+if ARGV[1] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[1] then
+  return { -1 }
+end
 local now = now_ms()
-local lease_ms = tonumber(ARGV[3])
-local n_live = tonumber(ARGV[4])
-local first_save = 5 + 5 * n_live
+local lease_ms = tonumber(ARGV[4])
+local n_live = tonumber(ARGV[5])
+local first_save = 6 + 5 * n_live
 local wanted = {}
 local order = {}
-for i = 5, first_save - 1, 5 do
+for i = 6, first_save - 1, 5 do
   local op = ARGV[i]
   wanted[op] = {
     states = tonumber(ARGV[i + 1]), bytes = tonumber(ARGV[i + 2]),
     ops = tonumber(ARGV[i + 3]), saves = tonumber(ARGV[i + 4]),
-    marker = KEYS[3 + (i - 5) / 5 + 1],
+    marker = KEYS[5 + (i - 6) / 5 + 1],
   }
   order[#order + 1] = op
 end
@@ -65,5 +71,7 @@ if restored > 0 then
   redis.call('PEXPIRE', KEYS[3], HOUR_MS + 60000)
 end
 
-redis.call('HSET', KEYS[1], 'states', ARGV[1], 'bytes', ARGV[2])
+redis.call('HSET', KEYS[1], 'states', ARGV[2], 'bytes', ARGV[3])
+redis.call('SET', KEYS[4], server_id())
+redis.call('DEL', KEYS[5])
 return { dropped, recreated, restored }

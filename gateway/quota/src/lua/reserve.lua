@@ -1,5 +1,5 @@
 -- Checks every resource and reserves all of them, or none.
--- KEYS: inuse, resv, saves, op-marker
+-- KEYS: inuse, resv, saves, op-marker, owner
 -- ARGV: op, states, bytes, operations, saves, lease_ms,
 --       limit_states, limit_bytes, limit_operations, limit_saves (negative = unlimited)
 -- Reply: {0, why} reserved (why 0) or nothing to do (1: operation ended, 2: already reserved)
@@ -10,6 +10,9 @@ local want = { tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber
 local lease_ms = tonumber(ARGV[6])
 local limit = { tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]) }
 
+if not is_fresh(KEYS[5]) then
+  return stale()
+end
 if redis.call('EXISTS', KEYS[4]) == 1 then
   return { 0, 1 }
 end

@@ -33,19 +33,31 @@ impl TenantKeys {
         format!("{}:op:{operation}", self.tag)
     }
 
+    /// The run id of the Redis process that last rebuilt this tenant from the database.
+    pub fn owner(&self) -> String {
+        format!("{}:owner", self.tag)
+    }
+
+    /// The token of a rebuild in progress.
+    pub fn rebuild(&self) -> String {
+        format!("{}:rebuild", self.tag)
+    }
+
     /// Set when a delete operation's units were freed.
     pub fn freed(&self, operation: Uuid) -> String {
         format!("{}:freed:{operation}", self.tag)
     }
 }
 
-/// The set of tenants the store has seen, so a rebuild can reach tenants absent from the
-/// database's totals (their in-use must drop to zero).
+/// The set of tenants the store has rebuilt, so a full rebuild can reach tenants absent from
+/// the database's totals (their in-use must drop to zero). One key in one slot, written only
+/// when a tenant is rebuilt (never on the request path), so it is no hot key on a cluster.
 pub(crate) fn tenants(prefix: &str) -> String {
     format!("{prefix}:tenants")
 }
 
-/// Present after a rebuild; gone after a flush or a restart without persistence.
+/// Present after a full rebuild; gone after a flush or a restart without persistence. Only a
+/// hint for the reconciler: each tenant's own `owner` key decides whether its data is trusted.
 pub(crate) fn primed(prefix: &str) -> String {
     format!("{prefix}:primed")
 }

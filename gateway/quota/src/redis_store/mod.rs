@@ -1,39 +1,48 @@
-//! `RedisQuotaStore`: quotas shared by every gateway through one Redis.
+//! `RedisQuotaStore`: quotas shared by every gateway through one Redis node or a Redis Cluster.
 //!
-//! Each decision is one Lua script (atomic on the server) over the keys of one tenant; see
-//! `src/lua/common.lua` for the data layout. The connection is a `ConnectionManager`, made on
-//! first use (a gateway starts even while Redis is down) and reconnecting by itself after.
-//! Every call is bounded by `call_timeout`: a dead Redis gives `QuotaError::Unavailable`
-//! quickly instead of hanging requests.
+//! Each decision is one Lua script (atomic on the server) over the keys of one tenant, all in
+//! the tenant's hash slot; see `src/lua/common.lua` for the data layout. The connection is made
+//! on first use (a gateway starts even while Redis is down) and reconnects by itself after.
+//! Every call is bounded by `call_timeout`: a dead Redis, or a cluster slot whose master died and
+//! is not yet replaced, gives `QuotaError::Unavailable` quickly instead of hanging requests.
+//!
+//! A tenant's data is trusted only on the Redis process that rebuilt it from the database
+//! (`rebuild.rs`): a replica promoted after a failover, or a restarted node, answers STALE and
+//! the tenant is rebuilt from the database (the [`QuotaTruth`]) before the decision is retried.
 
+mod connection;
 mod keys;
+mod rebuild;
 mod scripts;
 
-use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ErrorKind, RedisError, Script};
+use redis::RedisError;
 use snapgate_core::ports::{
-    QuotaError, QuotaLimits, QuotaReservation, QuotaResource, QuotaStore, QuotaUsage, RecentSave,
-    TenantTotals,
+    QuotaError, QuotaLimits, QuotaReservation, QuotaResource, QuotaStore, QuotaTruth, QuotaUsage,
+    RecentSave, TenantTotals,
 };
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use crate::book::Want;
-use crate::outcome::{EndOutcome, FreeOutcome, RebuildReport, RenewOutcome, ReserveOutcome, Tally};
+use crate::outcome::{EndOutcome, FreeOutcome, RenewOutcome, ReserveOutcome, Tally};
 use crate::{duration_ms, DEFAULT_MARKER_TTL};
+use connection::{RedisClient, RedisConnection};
 pub use keys::tenant_key_part;
 use keys::TenantKeys;
-use scripts::Scripts;
+use scripts::{Lua, Scripts};
 
 #[derive(Debug, Clone)]
 pub struct RedisQuotaConfig {
-    /// `redis://host:port/db`.
+    /// `redis://host:port/db`; for a cluster, comma-separated seed nodes
+    /// (`redis://10.0.0.1:6379,redis://10.0.0.2:6379`).
     pub url: String,
+    /// Talk to a Redis Cluster (slot routing, failover) instead of one node.
+    pub cluster: bool,
     /// Start of every key. Must not contain `{` or `}` (they would take the hash tag).
     pub key_prefix: String,
     /// Limit of one TCP connect attempt.
@@ -50,6 +59,7 @@ impl RedisQuotaConfig {
     pub fn new(url: impl Into<String>, key_prefix: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            cluster: false,
             key_prefix: key_prefix.into(),
             connect_timeout: Duration::from_millis(500),
             response_timeout: Duration::from_secs(1),
@@ -57,19 +67,35 @@ impl RedisQuotaConfig {
             marker_ttl: DEFAULT_MARKER_TTL,
         }
     }
+
+    /// The same, for the seed nodes of a Redis Cluster.
+    pub fn cluster(url: impl Into<String>, key_prefix: impl Into<String>) -> Self {
+        Self {
+            cluster: true,
+            ..Self::new(url, key_prefix)
+        }
+    }
+}
+
+/// The database's truth and the lease given to reservations recreated from it.
+struct TruthSource {
+    truth: Arc<dyn QuotaTruth>,
+    lease: Duration,
 }
 
 pub struct RedisQuotaStore {
-    client: redis::Client,
-    connection: OnceCell<ConnectionManager>,
+    client: RedisClient,
+    connection: OnceCell<RedisConnection>,
     scripts: Scripts,
     config: RedisQuotaConfig,
+    truth: OnceLock<TruthSource>,
 }
 
 impl std::fmt::Debug for RedisQuotaStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisQuotaStore")
             .field("key_prefix", &self.config.key_prefix)
+            .field("cluster", &self.config.cluster)
             .field("connected", &self.connection.initialized())
             .finish()
     }
@@ -84,52 +110,55 @@ impl RedisQuotaStore {
                 config.key_prefix
             )));
         }
-        let client = redis::Client::open(config.url.as_str())
+        let client = RedisClient::open(&config.url, config.cluster)
             .map_err(|e| QuotaError::Unavailable(format!("invalid redis url: {e}")))?;
         Ok(Self {
             client,
             connection: OnceCell::new(),
             scripts: Scripts::new(),
             config,
+            truth: OnceLock::new(),
         })
+    }
+
+    /// Where a tenant's usage is read when its Redis data can no longer be trusted (a promoted
+    /// replica, a restarted node, lost keys); reservations recreated from it get `lease`.
+    /// Without one (tools, unit tests) such a tenant starts again from zero. Set once.
+    pub fn set_truth(&self, truth: Arc<dyn QuotaTruth>, lease: Duration) {
+        if self.truth.set(TruthSource { truth, lease }).is_err() {
+            tracing::warn!("quota truth source already set; keeping the first");
+        }
     }
 
     pub fn config(&self) -> &RedisQuotaConfig {
         &self.config
     }
 
-    /// Connects and loads the scripts now rather than on the first request.
+    /// Connects (and on a single node loads the scripts) now rather than on the first request.
     pub async fn connect(&self) -> Result<(), QuotaError> {
         self.call("connect", async { self.connection().await.map(|_| ()) })
             .await
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, RedisError> {
-        let manager = self
+    async fn connection(&self) -> Result<RedisConnection, RedisError> {
+        let connection = self
             .connection
             .get_or_try_init(|| async {
-                // No retries inside the manager: a failed reconnect fails the waiting calls at
-                // once, and the next call starts a new attempt. Its built-in backoff starts at
-                // 1 s and would hold every call of that time behind it.
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(self.config.connect_timeout)
-                    .set_response_timeout(self.config.response_timeout)
-                    .set_number_of_retries(0);
-                let mut manager =
-                    ConnectionManager::new_with_config(self.client.clone(), config).await?;
-                self.load_scripts(&mut manager).await?;
-                Ok::<_, RedisError>(manager)
+                let mut con = self
+                    .client
+                    .connect(self.config.connect_timeout, self.config.response_timeout)
+                    .await?;
+                // On a cluster each node caches a script on its first EVAL instead: a SCRIPT
+                // LOAD goes to every master and would fail the start while one is down.
+                if !self.client.is_cluster() {
+                    for script in self.scripts.all() {
+                        script.load(&mut con).await?;
+                    }
+                }
+                Ok::<_, RedisError>(con)
             })
             .await?;
-        Ok(manager.clone())
-    }
-
-    /// SCRIPT LOAD of every script, so the first decisions skip the NOSCRIPT round trip.
-    async fn load_scripts(&self, con: &mut ConnectionManager) -> Result<(), RedisError> {
-        for script in self.scripts.all() {
-            script.load_async(con).await?;
-        }
-        Ok(())
+        Ok(connection.clone())
     }
 
     /// Bounds `work` by `call_timeout` and turns every failure into `Unavailable`.
@@ -161,58 +190,47 @@ impl RedisQuotaStore {
     async fn run<T: redis::FromRedisValue>(
         &self,
         what: &'static str,
-        script: &Script,
+        script: &Lua,
         keys: &[String],
         args: &[String],
     ) -> Result<T, QuotaError> {
         self.call(what, async {
             let mut con = self.connection().await?;
-            let mut invocation = script.prepare_invoke();
-            for key in keys {
-                invocation.key(key);
-            }
-            for arg in args {
-                invocation.arg(arg);
-            }
-            invocation.invoke_async::<T>(&mut con).await
+            script.run::<T, _>(&mut con, keys, args).await
         })
         .await
     }
 
-    /// The reserve script, pipelined after registering the tenant (a different slot, so it
-    /// cannot happen inside the script). Registering first means a tenant with a reservation
-    /// is always known to `rebuild`; a registered tenant without one is harmless.
-    async fn run_reserve(
+    /// A script that answers STALE for a tenant not to be trusted on this Redis process: the
+    /// tenant is rebuilt from the database and the script runs again.
+    async fn run_fresh<T: redis::FromRedisValue>(
         &self,
+        what: &'static str,
         tenant: &str,
+        script: &Lua,
         keys: &[String],
         args: &[String],
-    ) -> Result<Vec<i64>, QuotaError> {
-        let script = &self.scripts.reserve;
-        let mut pipe = redis::pipe();
-        pipe.cmd("SADD")
-            .arg(keys::tenants(&self.config.key_prefix))
-            .arg(tenant)
-            .ignore();
-        pipe.cmd("EVALSHA")
-            .arg(script.get_hash())
-            .arg(keys.len())
-            .arg(keys)
-            .arg(args);
-        self.call("reserve", async {
-            let mut con = self.connection().await?;
-            match pipe.query_async::<(Vec<i64>,)>(&mut con).await {
-                Err(e) if e.kind() == ErrorKind::NoScriptError => {
-                    // Redis lost its script cache (restart, SCRIPT FLUSH): load and retry; the
-                    // SADD is idempotent and the script did not run.
-                    script.load_async(&mut con).await?;
-                    pipe.query_async::<(Vec<i64>,)>(&mut con).await
-                }
-                other => other,
+    ) -> Result<T, QuotaError> {
+        // Twice is enough unless the slot moves again between the rebuild and the retry.
+        for _ in 0..3 {
+            let reply = self
+                .call(what, async {
+                    let mut con = self.connection().await?;
+                    match script.run::<T, _>(&mut con, keys, args).await {
+                        Ok(value) => Ok(Some(value)),
+                        Err(e) if e.code() == Some("SGSTALE") => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
+                .await?;
+            match reply {
+                Some(value) => return Ok(value),
+                None => self.rebuild_tenant(tenant).await?,
             }
-        })
-        .await
-        .map(|(reply,)| reply)
+        }
+        Err(QuotaError::Unavailable(format!(
+            "redis {what}: tenant {tenant:?} kept needing a rebuild (slots moving?)"
+        )))
     }
 
     pub async fn reserve_outcome(
@@ -228,6 +246,7 @@ impl RedisQuotaStore {
             keys.reservations(),
             keys.saves(),
             keys.ended(r.operation),
+            keys.owner(),
         ];
         let args = [
             r.operation.to_string(),
@@ -241,7 +260,9 @@ impl RedisQuotaStore {
             limits.concurrent_operations.to_string(),
             limits.saves_per_hour.to_string(),
         ];
-        let reply = self.run_reserve(&r.tenant, &keys, &args).await?;
+        let reply: Vec<i64> = self
+            .run_fresh("reserve", &r.tenant, &self.scripts.reserve, &keys, &args)
+            .await?;
         decode_reserve(&reply)
     }
 
@@ -253,7 +274,7 @@ impl RedisQuotaStore {
     ) -> Result<(), QuotaError> {
         let k = self.keys(&r.tenant);
         let want = Want::of(r);
-        let keys = [k.in_use(), k.reservations(), k.saves()];
+        let keys = [k.in_use(), k.reservations(), k.saves(), k.owner()];
         let args = [
             want.states.to_string(),
             want.bytes.to_string(),
@@ -264,7 +285,10 @@ impl RedisQuotaStore {
             limits.concurrent_operations.to_string(),
             limits.saves_per_hour.to_string(),
         ];
-        let reply: Vec<i64> = self.run("check", &self.scripts.check, &keys, &args).await?;
+        // The script cannot write: a stale tenant is rebuilt here and asked again.
+        let reply: Vec<i64> = self
+            .run_fresh("check", &r.tenant, &self.scripts.check, &keys, &args)
+            .await?;
         decode_reserve(&reply).map(|_| ())
     }
 
@@ -293,7 +317,13 @@ impl RedisQuotaStore {
         actual_bytes: Option<i64>,
     ) -> Result<EndOutcome, QuotaError> {
         let k = self.keys(tenant);
-        let keys = [k.in_use(), k.reservations(), k.ended(operation)];
+        let keys = [
+            k.in_use(),
+            k.reservations(),
+            k.ended(operation),
+            k.owner(),
+            k.rebuild(),
+        ];
         let bytes = actual_bytes
             .map(|b| b.max(0).to_string())
             .unwrap_or_default();
@@ -310,7 +340,13 @@ impl RedisQuotaStore {
         operation: Uuid,
     ) -> Result<EndOutcome, QuotaError> {
         let k = self.keys(tenant);
-        let keys = [k.reservations(), k.saves(), k.ended(operation)];
+        let keys = [
+            k.reservations(),
+            k.saves(),
+            k.ended(operation),
+            k.owner(),
+            k.rebuild(),
+        ];
         let args = [operation.to_string(), self.marker_ttl_ms()];
         let code: i64 = self
             .run("release", &self.scripts.release, &keys, &args)
@@ -326,7 +362,7 @@ impl RedisQuotaStore {
         bytes: i64,
     ) -> Result<FreeOutcome, QuotaError> {
         let k = self.keys(tenant);
-        let keys = [k.in_use(), k.freed(operation)];
+        let keys = [k.in_use(), k.freed(operation), k.owner(), k.rebuild()];
         let args = [
             states.max(0).to_string(),
             bytes.max(0).to_string(),
@@ -340,11 +376,51 @@ impl RedisQuotaStore {
         }
     }
 
+    /// `QuotaStore::add_in_use`. A tenant not fresh on its Redis process gets nothing added:
+    /// it is rebuilt from the database, which records the addition already.
+    pub async fn add_in_use_outcome(
+        &self,
+        tenant: &str,
+        operation: Uuid,
+        states: i64,
+        bytes: i64,
+    ) -> Result<(), QuotaError> {
+        let k = self.keys(tenant);
+        let keys = [k.in_use(), k.ended(operation), k.owner(), k.rebuild()];
+        let args = [
+            states.max(0).to_string(),
+            bytes.max(0).to_string(),
+            self.marker_ttl_ms(),
+        ];
+        let added = self
+            .call("add_in_use", async {
+                let mut con = self.connection().await?;
+                match self
+                    .scripts
+                    .add_in_use
+                    .run::<i64, _>(&mut con, &keys, &args)
+                    .await
+                {
+                    Ok(code) => Ok(Some(code)),
+                    Err(e) if e.code() == Some("SGSTALE") => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        match added {
+            Some(0 | 1) => Ok(()),
+            Some(other) => Err(bad_reply("add_in_use", other)),
+            None => self.rebuild_tenant(tenant).await,
+        }
+    }
+
     /// Raw counts of one tenant (after dropping lapsed leases and old saves).
     pub async fn tally(&self, tenant: &str) -> Result<Tally, QuotaError> {
         let k = self.keys(tenant);
-        let keys = [k.in_use(), k.reservations(), k.saves()];
-        let reply: Vec<i64> = self.run("usage", &self.scripts.usage, &keys, &[]).await?;
+        let keys = [k.in_use(), k.reservations(), k.saves(), k.owner()];
+        let reply: Vec<i64> = self
+            .run_fresh("usage", tenant, &self.scripts.usage, &keys, &[])
+            .await?;
         match reply[..] {
             [states, bytes, reserved_states, reserved_bytes, reserved_operations, reserved_saves, window] => {
                 Ok(Tally {
@@ -361,98 +437,6 @@ impl RedisQuotaStore {
                 "redis usage: unexpected reply {reply:?}"
             ))),
         }
-    }
-
-    /// Tenants the store knows: every tenant that ever reserved since the last flush.
-    pub async fn known_tenants(&self) -> Result<Vec<String>, QuotaError> {
-        let key = keys::tenants(&self.config.key_prefix);
-        self.call("tenants", async {
-            let mut con = self.connection().await?;
-            redis::cmd("SMEMBERS")
-                .arg(key)
-                .query_async::<Vec<String>>(&mut con)
-                .await
-        })
-        .await
-    }
-
-    /// `QuotaStore::rebuild`, reporting what changed.
-    pub async fn rebuild_report(
-        &self,
-        totals: &[TenantTotals],
-        saves: &[RecentSave],
-        live: &[QuotaReservation],
-        lease: Duration,
-    ) -> Result<RebuildReport, QuotaError> {
-        let mut tenants: BTreeMap<String, TenantTruth> = BTreeMap::new();
-        for tenant in self.known_tenants().await? {
-            tenants.entry(tenant).or_default();
-        }
-        for t in totals {
-            let entry = tenants.entry(t.tenant.clone()).or_default();
-            entry.states = t.states.max(0);
-            entry.bytes = t.bytes.max(0);
-        }
-        let mut seen = HashSet::new();
-        for r in live.iter().filter(|r| seen.insert(r.operation)) {
-            tenants.entry(r.tenant.clone()).or_default().live.push(r);
-        }
-        for s in saves {
-            tenants.entry(s.tenant.clone()).or_default().saves.push(s);
-        }
-
-        let lease_ms = duration_ms(lease).to_string();
-        let mut report = RebuildReport::default();
-        for (tenant, truth) in &tenants {
-            let k = self.keys(tenant);
-            let mut keys = vec![k.in_use(), k.reservations(), k.saves()];
-            let mut args = vec![
-                truth.states.to_string(),
-                truth.bytes.to_string(),
-                lease_ms.clone(),
-                truth.live.len().to_string(),
-            ];
-            for r in &truth.live {
-                let want = Want::of(r);
-                keys.push(k.ended(r.operation));
-                args.extend([
-                    r.operation.to_string(),
-                    want.states.to_string(),
-                    want.bytes.to_string(),
-                    want.operations.to_string(),
-                    want.saves.to_string(),
-                ]);
-            }
-            for s in &truth.saves {
-                args.extend([s.operation.to_string(), s.at.timestamp_millis().to_string()]);
-            }
-            let reply: Vec<i64> = self
-                .run("rebuild", &self.scripts.rebuild, &keys, &args)
-                .await?;
-            let [dropped, recreated, restored_saves] = reply[..] else {
-                return Err(QuotaError::Unavailable(format!(
-                    "redis rebuild: unexpected reply {reply:?}"
-                )));
-            };
-            report.dropped += dropped;
-            report.recreated += recreated;
-            report.restored_saves += restored_saves;
-        }
-
-        let registry = keys::tenants(&self.config.key_prefix);
-        let primed = keys::primed(&self.config.key_prefix);
-        let names: Vec<&String> = tenants.keys().collect();
-        self.call("rebuild", async {
-            let mut con = self.connection().await?;
-            let mut pipe = redis::pipe();
-            if !names.is_empty() {
-                pipe.cmd("SADD").arg(&registry).arg(&names).ignore();
-            }
-            pipe.cmd("SET").arg(&primed).arg(unix_seconds()).ignore();
-            pipe.query_async::<()>(&mut con).await
-        })
-        .await?;
-        Ok(report)
     }
 
     fn marker_ttl_ms(&self) -> String {
@@ -526,6 +510,18 @@ impl QuotaStore for RedisQuotaStore {
             .map(|_| ())
     }
 
+    async fn add_in_use(
+        &self,
+        tenant: &str,
+        operation: Uuid,
+        states: i64,
+        bytes: i64,
+        _lease: Duration,
+    ) -> Result<(), QuotaError> {
+        self.add_in_use_outcome(tenant, operation, states, bytes)
+            .await
+    }
+
     async fn usage(&self, tenant: &str, limits: &QuotaLimits) -> Result<QuotaUsage, QuotaError> {
         Ok(self.tally(tenant).await?.usage(limits))
     }
@@ -561,15 +557,6 @@ impl QuotaStore for RedisQuotaStore {
         })
         .await
     }
-}
-
-/// What the database says of one tenant, for its rebuild script.
-#[derive(Default)]
-struct TenantTruth<'a> {
-    states: i64,
-    bytes: i64,
-    live: Vec<&'a QuotaReservation>,
-    saves: Vec<&'a RecentSave>,
 }
 
 fn decode_reserve(reply: &[i64]) -> Result<ReserveOutcome, QuotaError> {
@@ -612,11 +599,4 @@ fn decode_end(what: &str, code: i64) -> Result<EndOutcome, QuotaError> {
 
 fn bad_reply(what: &str, code: i64) -> QuotaError {
     QuotaError::Unavailable(format!("redis {what}: unexpected reply {code}"))
-}
-
-/// Seconds since the epoch, for operators reading the primed marker.
-fn unix_seconds() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
