@@ -413,7 +413,7 @@ async fn names_show_what_they_hold_and_are_compared_in_nfc() {
         "backup\u{202E}exe.pdf", // bidi override
         "a\u{2066}b\u{2069}",    // bidi isolate
         "\u{FEFF}bom",
-        "\u{3164}", // a blank filler letter
+        "\u{3000}", // an ideographic space (whitespace at both ends)
         " padded",
         "padded ",
     ] {

