@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+mod log_json;
 pub mod plugin_cmd;
 pub mod serve;
 pub mod telemetry;

@@ -1,10 +1,18 @@
-//! Logs (tracing, text or JSON) and the Prometheus recorder.
+//! Logs (tracing, text or flat JSON lines) and the Prometheus recorder.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::io::IsTerminal;
+
+use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::EnvFilter;
+
+use crate::log_json::FlatJson;
 
 use crate::config::LogConfig;
 
+/// Logs go to standard error: to the journal under systemd, to a file when redirected.
+/// Colour codes only when standard error is a terminal (a file or the journal would keep them
+/// as garbage); `NO_COLOR` turns them off on a terminal too.
 pub fn init_logs(cfg: &LogConfig) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
     let builder = tracing_subscriber::fmt()
@@ -12,10 +20,18 @@ pub fn init_logs(cfg: &LogConfig) {
         .with_writer(std::io::stderr);
     // A second init (tests starting several gateways in one process) is harmless.
     let _ = if cfg.format == "json" {
-        builder.json().try_init()
+        builder
+            .with_ansi(false)
+            .fmt_fields(JsonFields::new())
+            .event_format(FlatJson)
+            .try_init()
     } else {
-        builder.try_init()
+        builder.with_ansi(colour_wanted()).try_init()
     };
+}
+
+fn colour_wanted() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Installs the global metrics recorder once per process and returns its handle.
