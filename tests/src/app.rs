@@ -381,6 +381,11 @@ impl TestApp {
         }
     }
 
+    /// The configuration file this gateway runs with.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
     /// The gateway's log so far (for assertion messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("gateway.log")).unwrap_or_default()

@@ -25,7 +25,7 @@ use crate::errors::Fail;
 
 /// How a call is made.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Call {
+pub(crate) enum Call {
     /// A read: bounded by the call timeout, and run once more on a fresh connection when the
     /// first attempt fails with a connection error.
     Read,
@@ -151,7 +151,7 @@ impl LibvirtBackend {
 
     /// Runs `call` on the host's connection in a blocking thread, with the caller's span.
     /// A host whose breaker is open is refused here, before any thread or libvirt call.
-    async fn run<T, F>(&self, host: &str, kind: Call, call: F) -> Result<T, ComputeError>
+    pub(crate) async fn run<T, F>(&self, host: &str, kind: Call, call: F) -> Result<T, ComputeError>
     where
         T: Send + 'static,
         F: Fn(&Connect, &Site<'_>) -> Result<T, Fail> + Send + 'static,

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 mod log_json;
 pub mod plugin_cmd;
 pub mod serve;

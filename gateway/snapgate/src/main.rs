@@ -52,10 +52,28 @@ struct ClientArgs {
     json: bool,
 }
 
+#[derive(Args, Clone)]
+struct ServeArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Listen on this address (`IP:PORT`), over `listen` from the file or the environment.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway.
-    Serve(ServerArgs),
+    Serve(ServeArgs),
+    /// Check the configuration, database, Redis, every host, authentication and plugins; one
+    /// line per check with what to do about each failure. Exit status 1 on any failure.
+    Doctor {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// One JSON array of checks (`check`, `status`: ok|warn|fail, `detail`, `hint`).
+        #[arg(long)]
+        json: bool,
+    },
     /// Run pending database migrations and exit.
     Migrate(ServerArgs),
     /// Print the effective configuration (defaults, file, environment) after validation, with
@@ -123,14 +141,20 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => {
-            let config = Config::load(args.config.as_deref())?;
+            let mut config = Config::load(args.server.config.as_deref())?;
+            if let Some(listen) = args.listen {
+                config.listen = listen;
+            }
             snapgate::telemetry::init_logs(&config.log);
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
-            let gateway = snapgate::serve::build(config, args.config.clone()).await?;
+            let gateway = snapgate::serve::build(config, args.server.config.clone()).await?;
             gateway.serve(listener).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor { server, json } => {
+            Ok(snapgate::doctor::run(server.config.as_deref(), json).await)
         }
         Command::Migrate(args) => {
             let config = Config::load(args.config.as_deref())?;

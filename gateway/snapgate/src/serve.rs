@@ -194,7 +194,7 @@ pub async fn build(
     })
 }
 
-fn policy_limits(config: &Config) -> PolicyLimits {
+pub(crate) fn policy_limits(config: &Config) -> PolicyLimits {
     PolicyLimits {
         deadline: Duration::from_millis(config.policy.deadline_ms),
         memory_bytes: config.policy.memory_mib << 20,

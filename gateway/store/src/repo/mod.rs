@@ -86,6 +86,16 @@ impl SeaRepository {
         &self.db
     }
 
+    /// The names of the migrations not applied yet (`snapgate doctor` reports them).
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, RepoError> {
+        Ok(Migrator::get_pending_migrations(&self.db)
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect())
+    }
+
     /// Runs pending migrations (idempotent; safe to call from several replicas at once).
     pub async fn migrate(&self) -> Result<(), RepoError> {
         let _gate = self.write_gate().await;
