@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use snapgate::cli::{self, client::Client, StateCommand};
 use snapgate::config::Config;
 use uuid::Uuid;
@@ -112,6 +112,12 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to standard output.
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages (snapgate.1 and one per command, roff) into DIR; the package
+    /// installs them.
+    #[command(hide = true)]
+    Manpages { dir: PathBuf },
     /// Policy plugin tools for authors.
     #[command(subcommand)]
     Plugin(snapgate::plugin_cmd::PluginCommand),
@@ -208,6 +214,20 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             client,
         } => state(client, StateCommand::Delete { instance, states }).await,
         Command::Plugin(cmd) => snapgate::plugin_cmd::run(cmd),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "snapgate",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manpages { dir } => {
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
