@@ -96,6 +96,15 @@ async fn a_retry_gets_the_first_answer_from_another_gateway() {
     assert_eq!(named(&a, demo::WEB, "retried save").await.len(), 1);
     let state = first.body["uuid"].as_str().unwrap().to_owned();
 
+    // The same request once validated: a name in another normalisation form is the same name.
+    let key = fresh_key();
+    let decomposed = save(&a, &a.member, &key, demo::DB, "cafe\u{301}").await;
+    assert_eq!(decomposed.status, 202, "{}", decomposed.text);
+    let composed = save(&b, &b.member, &key, demo::DB, "caf\u{e9}").await;
+    assert_replay(&decomposed, &composed);
+    a.wait(decomposed.body["operation"].as_str().unwrap(), &a.member)
+        .await;
+
     // Apply: the retry does not apply a second time.
     let key = fresh_key();
     let first = apply(&a, &a.member, &key, demo::WEB, &state).await;
