@@ -466,6 +466,32 @@ impl TestApp {
         Resp::read(r).await
     }
 
+    /// A call with extra request headers (e.g. `Idempotency-Key`), given as raw bytes so a
+    /// test can send what no well-behaved client would; a name given twice is sent twice.
+    pub async fn call_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        headers: &[(&str, &[u8])],
+        body: Option<Value>,
+    ) -> Resp {
+        let url = format!("{}{path}", self.url);
+        let mut req = self
+            .http
+            .request(method.parse().expect("method"), url)
+            .bearer_auth(token);
+        for (name, value) in headers {
+            let value = reqwest::header::HeaderValue::from_bytes(value).expect("a header value");
+            req = req.header(*name, value);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("request reaches the gateway");
+        Resp::read(r).await
+    }
+
     /// A GET on the operator's listener (`/metrics`, `/readyz` with detail).
     pub async fn operator_get(&self, path: &str) -> Resp {
         let r = self

@@ -7,4 +7,5 @@ pub mod cluster;
 pub mod faults;
 pub mod haproxy;
 pub mod hosts;
+pub mod lossy_proxy;
 pub mod realvm;

@@ -252,6 +252,18 @@ mod tests {
                 "policy_reload_failed",
             ),
             (
+                ServiceError::IdempotencyKeyReused,
+                422,
+                "idempotency_key_reused",
+            ),
+            (
+                ServiceError::IdempotencyKeyInUse {
+                    retry_after_secs: 1,
+                },
+                409,
+                "idempotency_key_in_use",
+            ),
+            (
                 ServiceError::PolicyDenied {
                     plugin: "p".into(),
                     code: "c".into(),

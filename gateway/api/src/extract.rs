@@ -50,3 +50,31 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
             .map_err(ApiError::from)
     }
 }
+
+/// The `Idempotency-Key` request header, as sent; the service validates it. Sent twice it is
+/// ambiguous (which one would a retry repeat?) and refused.
+#[derive(Debug, Default)]
+pub struct IdempotencyKey(pub Option<String>);
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let mut values = parts.headers.get_all(IDEMPOTENCY_KEY).iter();
+        let Some(value) = values.next() else {
+            return Ok(IdempotencyKey(None));
+        };
+        if values.next().is_some() {
+            return Err(ApiError::bad_request(
+                "invalid_idempotency_key",
+                "send one Idempotency-Key header, not several",
+            ));
+        }
+        // Bytes outside ASCII become U+FFFD, which the service's rule refuses.
+        Ok(IdempotencyKey(Some(
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        )))
+    }
+}

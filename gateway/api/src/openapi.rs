@@ -56,7 +56,8 @@ const SHARED: [(&str, &str, &str); 8] = [
         "BadRequest",
         "400",
         "A path or query parameter, or the JSON body, is malformed or invalid \
-         (`invalid_path`, `invalid_parameter`, `malformed_json`, `invalid_body`, …).",
+         (`invalid_path`, `invalid_parameter`, `malformed_json`, `invalid_body`, …), or the \
+         `Idempotency-Key` header is malformed (`invalid_idempotency_key`).",
     ),
     (
         "Unauthenticated",

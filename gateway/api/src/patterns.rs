@@ -14,6 +14,7 @@ use snapgate_core::service::validate;
 pub const TENANT_ID: &str = "@tenant_id";
 pub const STATE_NAME: &str = "@state_name";
 pub const DESCRIPTION: &str = "@description";
+pub const IDEMPOTENCY_KEY: &str = "@idempotency_key";
 
 /// Replaces every placeholder `pattern` in the document (a JSON tree) with its regex.
 pub fn fill(doc: &mut serde_json::Value) {
@@ -27,12 +28,14 @@ pub fn fill(doc: &mut serde_json::Value) {
     );
     let name = format!("^{edge}(?:{any}*{edge})?$");
     let description = format!("^{}*$", negated_class(validate::description_char));
+    let idempotency_key = format!("^{}+$", class(validate::idempotency_key_char));
     replace(
         doc,
         &[
             (TENANT_ID, &tenant),
             (STATE_NAME, &name),
             (DESCRIPTION, &description),
+            (IDEMPOTENCY_KEY, &idempotency_key),
         ],
     );
 }
@@ -123,7 +126,8 @@ mod tests {
     #[test]
     fn placeholders_are_filled_everywhere() {
         let mut doc = serde_json::json!({"a": {"pattern": TENANT_ID}, "b": [{"pattern": STATE_NAME}],
-            "c": {"pattern": DESCRIPTION}, "d": {"pattern": "^x$"}});
+            "c": {"pattern": DESCRIPTION}, "d": {"pattern": "^x$"},
+            "e": {"pattern": IDEMPOTENCY_KEY}});
         fill(&mut doc);
         let text = doc.to_string();
         assert!(!text.contains('@'), "{text}");
@@ -132,5 +136,6 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("^[\\u0021"));
+        assert_eq!(doc["e"]["pattern"], "^[\\u0021-\\u007E]+$");
     }
 }

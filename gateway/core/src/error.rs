@@ -56,6 +56,13 @@ pub enum ServiceError {
         message: String,
         retry_after_secs: u64,
     },
+    /// The `Idempotency-Key` was already used by this tenant for another request (another
+    /// caller, operation, target or body) within its lifetime (422).
+    #[error("this Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
+    /// A request with the same `Idempotency-Key` is still being processed (409, `Retry-After`).
+    #[error("a request with this Idempotency-Key is still being processed; retry it later")]
+    IdempotencyKeyInUse { retry_after_secs: u64 },
     /// The new policy chain could not be loaded; the old one keeps serving (422).
     #[error("{0}")]
     PolicyReloadFailed(String),
@@ -113,9 +120,12 @@ impl ServiceError {
             ServiceError::DuplicateName(_)
             | ServiceError::InstanceBusy(_)
             | ServiceError::StateNotAvailable(_)
-            | ServiceError::StateOnOtherHost { .. } => 409,
+            | ServiceError::StateOnOtherHost { .. }
+            | ServiceError::IdempotencyKeyInUse { .. } => 409,
             ServiceError::Unsupported { code, .. } if *code == "instance_not_running" => 409,
-            ServiceError::Unsupported { .. } | ServiceError::PolicyReloadFailed(_) => 422,
+            ServiceError::Unsupported { .. }
+            | ServiceError::PolicyReloadFailed(_)
+            | ServiceError::IdempotencyKeyReused => 422,
             ServiceError::QuotaExceeded { .. } | ServiceError::PolicyDenied { .. } => 403,
             ServiceError::RateLimited { .. } | ServiceError::Throttled { .. } => 429,
             ServiceError::QuotaUnavailable { .. } | ServiceError::Unavailable { .. } => 503,
@@ -144,6 +154,8 @@ impl ServiceError {
             ServiceError::RateLimited { .. } => "rate_limited",
             ServiceError::Throttled { code, .. } => code,
             ServiceError::PolicyReloadFailed(_) => "policy_reload_failed",
+            ServiceError::IdempotencyKeyReused => "idempotency_key_reused",
+            ServiceError::IdempotencyKeyInUse { .. } => "idempotency_key_in_use",
             ServiceError::PolicyDenied { .. } => "policy_denied",
             ServiceError::QuotaUnavailable { .. } => "quota_backend_unavailable",
             ServiceError::Unavailable { code, .. } => code,
@@ -158,7 +170,8 @@ impl ServiceError {
             | ServiceError::Throttled {
                 retry_after_secs, ..
             }
-            | ServiceError::QuotaUnavailable { retry_after_secs } => Some(*retry_after_secs),
+            | ServiceError::QuotaUnavailable { retry_after_secs }
+            | ServiceError::IdempotencyKeyInUse { retry_after_secs } => Some(*retry_after_secs),
             ServiceError::Unavailable { .. } => Some(5),
             _ => None,
         }
@@ -192,7 +205,8 @@ impl ServiceError {
             | ServiceError::Throttled {
                 retry_after_secs, ..
             }
-            | ServiceError::QuotaUnavailable { retry_after_secs } => {
+            | ServiceError::QuotaUnavailable { retry_after_secs }
+            | ServiceError::IdempotencyKeyInUse { retry_after_secs } => {
                 json!({ "retry_after": retry_after_secs })
             }
             _ => json!({}),
@@ -217,6 +231,9 @@ impl From<RepoError> for ServiceError {
             RepoError::InstanceBusy(op) => ServiceError::InstanceBusy(op),
             RepoError::WrongStatus(s) => ServiceError::StateNotAvailable(s.to_string()),
             RepoError::NotFound => ServiceError::NotFound { what: "resource" },
+            RepoError::IdempotencyKeyTaken => ServiceError::IdempotencyKeyInUse {
+                retry_after_secs: 1,
+            },
             RepoError::Unavailable(m) => {
                 tracing::error!(error = %m, "database unavailable");
                 ServiceError::Unavailable {

@@ -277,6 +277,10 @@ pub struct ApiConfig {
     /// Waits (`/v1/operations/{id}/wait`) one tenant may hold open at once on one gateway;
     /// more answer 429 `too_many_waits`.
     pub max_waits_per_tenant: usize,
+    /// How long the answer to a save, apply or delete sent with an `Idempotency-Key` is kept
+    /// for its retries (1 s to 30 days). Then the maintenance loop purges it and the key may be
+    /// used anew.
+    pub idempotency_key_ttl_secs: u64,
 }
 
 impl Default for ApiConfig {
@@ -290,6 +294,7 @@ impl Default for ApiConfig {
             max_requests_in_flight: 1024,
             request_timeout_secs: 30.0,
             max_waits_per_tenant: 64,
+            idempotency_key_ttl_secs: 24 * 3600,
         }
     }
 }
@@ -316,6 +321,10 @@ impl Default for LogConfig {
 pub const MISSING_AUTH: &str = "[auth] is missing: with [[hosts]] configured, authentication \
      must be configured too ([auth] token_file and/or [auth.jwt]); demo tokens are made only \
      in demo mode (no [[hosts]] and no [auth])";
+
+/// Idempotency keys are kept at most this long: a retry comes within minutes or hours, and
+/// every key kept is a row.
+pub const MAX_IDEMPOTENCY_KEY_TTL_SECS: u64 = 30 * 24 * 3600;
 
 /// What `snapgate config` prints in place of a secret.
 pub const REDACTED: &str = "<redacted>";
@@ -564,6 +573,12 @@ impl Config {
         if self.api.max_waits_per_tenant == 0 {
             return invalid("api.max_waits_per_tenant", "must be at least 1".into());
         }
+        if !(1..=MAX_IDEMPOTENCY_KEY_TTL_SECS).contains(&self.api.idempotency_key_ttl_secs) {
+            return invalid(
+                "api.idempotency_key_ttl_secs",
+                format!("must be between 1 and {MAX_IDEMPOTENCY_KEY_TTL_SECS} (30 days)"),
+            );
+        }
         if self.api.admin_listen == Some(self.listen) {
             return invalid(
                 "api.admin_listen",
@@ -692,6 +707,15 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("api.admin_listen"));
+        for ttl in [0, MAX_IDEMPOTENCY_KEY_TTL_SECS + 1] {
+            let mut c = Config::default();
+            c.api.idempotency_key_ttl_secs = ttl;
+            assert!(c
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("api.idempotency_key_ttl_secs"));
+        }
         let mut c = Config::default();
         c.api.max_requests_in_flight = 0;
         assert!(c

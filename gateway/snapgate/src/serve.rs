@@ -152,6 +152,7 @@ pub async fn build(
         max_waits_per_tenant: config.api.max_waits_per_tenant,
         dry_runs_per_minute: config.quota.dry_runs_per_minute,
         decision_retention: Duration::from_secs(config.policy.decision_retention_secs),
+        idempotency_key_ttl: Duration::from_secs(config.api.idempotency_key_ttl_secs),
         placement_refresh: Duration::from_secs_f64(config.compute.placement_refresh_secs),
     };
     let policy_admin: Arc<dyn PolicyAdmin> = match &policy_engine {

@@ -26,7 +26,8 @@ pub struct OwnerBody {
 #[utoipa::path(put, path = "/v1/instances/{instance_uuid}/owner", tag = "admin",
     operation_id = "set_instance_owner", security(("bearer" = [])),
     params(("instance_uuid" = Uuid, Path)), request_body = OwnerBody,
-    responses((status = 204), (status = 403, body = snapgate_core::ErrorBody), (status = 404, body = snapgate_core::ErrorBody)))]
+    responses((status = 204), (status = 403, body = snapgate_core::ErrorBody), (status = 404, body = snapgate_core::ErrorBody),
+        (status = 409, description = "`instance_busy`: an operation runs on the instance (`operation`); try again once it has ended", body = snapgate_core::ErrorBody)))]
 pub async fn set_owner(
     AppStateExt(app): AppStateExt<AppState>,
     Authenticated(caller): Authenticated,

@@ -1,18 +1,18 @@
 //! `/v1/instances/{instance_uuid}/states`: the seed's five calls.
 
 use axum::extract::State as AppStateExt;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use snapgate_core::service::{SaveInput, StateChange};
+use snapgate_core::service::{ChangeInput, SaveInput, StateChange};
 use snapgate_core::{Operation, SaveMode, State};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::Authenticated;
 use crate::error::ApiError;
-use crate::extract::{Body, PathParams, QueryParams};
+use crate::extract::{Body, IdempotencyKey, PathParams, QueryParams};
 use crate::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -143,18 +143,25 @@ pub async fn get(
 
 #[utoipa::path(post, path = "/v1/instances/{instance_uuid}/states", tag = "states",
     operation_id = "save_state", security(("bearer" = [])),
-    params(("instance_uuid" = Uuid, Path), DryRunQuery), request_body = SaveBody,
-    responses((status = 202, body = SavedStateResponse, headers(("Location" = String))),
+    params(("instance_uuid" = Uuid, Path), DryRunQuery,
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "@idempotency_key",
+            description = "Makes retries safe: a key of the client's choosing (1–255 printable ASCII characters, no space), new for each request and the same on its retries. A retry gets the first answer back, from any gateway; the key with another request is a 422. Kept 24 h (`api.idempotency_key_ttl_secs`); ignored by dry runs.")),
+    request_body = SaveBody,
+    responses((status = 202, body = SavedStateResponse, headers(("Location" = String), ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer of an earlier request with the same Idempotency-Key"))),
         (status = 200, description = "dry run verdict", body = snapgate_core::service::DryRunVerdict),
         (status = 400, body = snapgate_core::ErrorBody), (status = 403, body = snapgate_core::ErrorBody),
-        (status = 404, body = snapgate_core::ErrorBody), (status = 409, body = snapgate_core::ErrorBody),
-        (status = 422, body = snapgate_core::ErrorBody), (status = 429, body = snapgate_core::ErrorBody),
+        (status = 404, body = snapgate_core::ErrorBody),
+        (status = 409, description = "`duplicate_name`, `instance_busy`, `state_not_available`, `instance_not_running`, `state_on_other_host`, or `idempotency_key_in_use`: a request with the same Idempotency-Key is still being processed (`Retry-After`)",
+            body = snapgate_core::ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying (`idempotency_key_in_use`)"))),
+        (status = 422, description = "The instance cannot get a memory snapshot (`unsupported_disk_format`, `host_devices_attached`, `snapshot_kind_conflict`), or `idempotency_key_reused`: the Idempotency-Key was used for another request", body = snapgate_core::ErrorBody),
+        (status = 429, body = snapgate_core::ErrorBody),
         (status = 503, body = snapgate_core::ErrorBody)))]
 pub async fn save(
     AppStateExt(app): AppStateExt<AppState>,
     Authenticated(caller): Authenticated,
     PathParams(instance): PathParams<Uuid>,
     QueryParams(q): QueryParams<DryRunQuery>,
+    IdempotencyKey(idempotency_key): IdempotencyKey,
     Body(body): Body<SaveBody>,
 ) -> Result<Response, ApiError> {
     let input = SaveInput {
@@ -162,63 +169,79 @@ pub async fn save(
         description: body.description,
         mode: body.mode,
         dry_run: q.dry_run,
+        idempotency_key,
     };
     match app.service.save(&caller, instance, input).await? {
         StateChange::DryRun(v) => Ok(dry_run_response(v)),
         StateChange::Accepted(a) => {
             let location = format!("/v1/instances/{instance}/states/{}", a.state.uuid);
-            let warnings = a.warnings.clone();
+            let (warnings, replayed) = (a.warnings.clone(), a.replayed);
             let body = SavedStateResponse {
                 state: a.state,
                 operation: a.operation.uuid,
                 warnings: a.warnings,
             };
-            Ok(accepted(location, &warnings, Json(body)))
+            Ok(accepted(location, &warnings, replayed, Json(body)))
         }
     }
 }
 
 #[utoipa::path(delete, path = "/v1/instances/{instance_uuid}/states/{state_uuid}", tag = "states",
     operation_id = "delete_state", security(("bearer" = [])),
-    params(("instance_uuid" = Uuid, Path), ("state_uuid" = Uuid, Path), DryRunQuery),
-    responses((status = 202, body = OperationResponse, headers(("Location" = String))),
+    params(("instance_uuid" = Uuid, Path), ("state_uuid" = Uuid, Path), DryRunQuery,
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "@idempotency_key",
+            description = "Makes retries safe: a key of the client's choosing (1–255 printable ASCII characters, no space), new for each request and the same on its retries. A retry gets the first answer back, from any gateway; the key with another request is a 422. Kept 24 h (`api.idempotency_key_ttl_secs`); ignored by dry runs.")),
+    responses((status = 202, body = OperationResponse, headers(("Location" = String), ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer of an earlier request with the same Idempotency-Key"))),
         (status = 200, description = "dry run verdict", body = snapgate_core::service::DryRunVerdict),
         (status = 403, body = snapgate_core::ErrorBody),
-        (status = 404, body = snapgate_core::ErrorBody), (status = 409, body = snapgate_core::ErrorBody),
-        (status = 422, body = snapgate_core::ErrorBody),
+        (status = 404, body = snapgate_core::ErrorBody),
+        (status = 409, description = "`duplicate_name`, `instance_busy`, `state_not_available`, `instance_not_running`, `state_on_other_host`, or `idempotency_key_in_use`: a request with the same Idempotency-Key is still being processed (`Retry-After`)",
+            body = snapgate_core::ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying (`idempotency_key_in_use`)"))),
+        (status = 422, description = "`idempotency_key_reused`: the Idempotency-Key was used for another request", body = snapgate_core::ErrorBody),
         (status = 429, description = "dry runs over `quota.dry_runs_per_minute` (`dry_run_rate_limited`, `Retry-After`)", body = snapgate_core::ErrorBody)))]
 pub async fn delete(
     AppStateExt(app): AppStateExt<AppState>,
     Authenticated(caller): Authenticated,
     PathParams((instance, state)): PathParams<(Uuid, Uuid)>,
     QueryParams(q): QueryParams<DryRunQuery>,
+    IdempotencyKey(idempotency_key): IdempotencyKey,
 ) -> Result<Response, ApiError> {
-    operation_response(
-        app.service
-            .delete(&caller, instance, state, q.dry_run)
-            .await?,
-    )
+    let input = ChangeInput {
+        dry_run: q.dry_run,
+        idempotency_key,
+    };
+    operation_response(app.service.delete(&caller, instance, state, input).await?)
 }
 
 #[utoipa::path(post, path = "/v1/instances/{instance_uuid}/states/apply", tag = "states",
     operation_id = "apply_state", security(("bearer" = [])),
-    params(("instance_uuid" = Uuid, Path), DryRunQuery), request_body = ApplyBody,
-    responses((status = 202, body = OperationResponse, headers(("Location" = String))),
+    params(("instance_uuid" = Uuid, Path), DryRunQuery,
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "@idempotency_key",
+            description = "Makes retries safe: a key of the client's choosing (1–255 printable ASCII characters, no space), new for each request and the same on its retries. A retry gets the first answer back, from any gateway; the key with another request is a 422. Kept 24 h (`api.idempotency_key_ttl_secs`); ignored by dry runs.")),
+    request_body = ApplyBody,
+    responses((status = 202, body = OperationResponse, headers(("Location" = String), ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer of an earlier request with the same Idempotency-Key"))),
         (status = 200, description = "dry run verdict", body = snapgate_core::service::DryRunVerdict),
         (status = 403, body = snapgate_core::ErrorBody),
-        (status = 404, body = snapgate_core::ErrorBody), (status = 409, body = snapgate_core::ErrorBody),
-        (status = 422, body = snapgate_core::ErrorBody),
+        (status = 404, body = snapgate_core::ErrorBody),
+        (status = 409, description = "`duplicate_name`, `instance_busy`, `state_not_available`, `instance_not_running`, `state_on_other_host`, or `idempotency_key_in_use`: a request with the same Idempotency-Key is still being processed (`Retry-After`)",
+            body = snapgate_core::ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying (`idempotency_key_in_use`)"))),
+        (status = 422, description = "`idempotency_key_reused`: the Idempotency-Key was used for another request", body = snapgate_core::ErrorBody),
         (status = 429, description = "dry runs over `quota.dry_runs_per_minute` (`dry_run_rate_limited`, `Retry-After`)", body = snapgate_core::ErrorBody)))]
 pub async fn apply(
     AppStateExt(app): AppStateExt<AppState>,
     Authenticated(caller): Authenticated,
     PathParams(instance): PathParams<Uuid>,
     QueryParams(q): QueryParams<DryRunQuery>,
+    IdempotencyKey(idempotency_key): IdempotencyKey,
     Body(body): Body<ApplyBody>,
 ) -> Result<Response, ApiError> {
+    let input = ChangeInput {
+        dry_run: q.dry_run,
+        idempotency_key,
+    };
     operation_response(
         app.service
-            .apply(&caller, instance, body.uuid, q.dry_run)
+            .apply(&caller, instance, body.uuid, input)
             .await?,
     )
 }
@@ -228,10 +251,11 @@ fn operation_response(change: StateChange) -> Result<Response, ApiError> {
         StateChange::DryRun(v) => Ok(dry_run_response(v)),
         StateChange::Accepted(a) => {
             let location = format!("/v1/operations/{}", a.operation.uuid);
-            let warnings = a.warnings.clone();
+            let (warnings, replayed) = (a.warnings.clone(), a.replayed);
             Ok(accepted(
                 location,
                 &warnings,
+                replayed,
                 Json(OperationResponse {
                     operation: a.operation,
                     warnings: a.warnings,
@@ -241,10 +265,21 @@ fn operation_response(change: StateChange) -> Result<Response, ApiError> {
     }
 }
 
-fn accepted(location: String, warnings: &[String], body: impl IntoResponse) -> Response {
+fn accepted(
+    location: String,
+    warnings: &[String],
+    replayed: bool,
+    body: impl IntoResponse,
+) -> Response {
     let mut response = (StatusCode::ACCEPTED, body).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, v);
+    }
+    if replayed {
+        response.headers_mut().insert(
+            HeaderName::from_static("idempotent-replayed"),
+            HeaderValue::from_static("true"),
+        );
     }
     crate::warnings::append(response.headers_mut(), warnings);
     response

@@ -21,5 +21,6 @@ pub use quota::{
 };
 pub use quota_truth::{QuotaTruth, TenantTruth};
 pub use repository::{
-    ListPage, OperationEnd, OperationEndFeed, RecentSave, RepoError, Repository, TenantTotals,
+    IdempotencyClaim, IdempotencyRecord, KeyClaim, KeyedAnswer, ListPage, OperationEnd,
+    OperationEndFeed, RecentSave, RepoError, Repository, TenantTotals,
 };

@@ -26,6 +26,10 @@ pub enum RepoError {
     WrongStatus(StateStatus),
     #[error("not found")]
     NotFound,
+    /// The request's claim on its idempotency key was taken over (it ran past the claim's
+    /// lease, or past the key's expiry): its answer is not stored and its work is undone.
+    #[error("the idempotency key is held by another request")]
+    IdempotencyKeyTaken,
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("database error: {0}")]
@@ -82,6 +86,50 @@ pub struct DecisionFilter {
     pub limit: u64,
 }
 
+/// A request's hold on an idempotency key of its tenant while it runs. The answer is written
+/// only while the row still carries `token`, so a request whose claim was taken over (after
+/// `stale_after`, or after the key expired) can never store a second answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    pub tenant: String,
+    pub key: String,
+    /// Hex SHA-256 of the request's canonical form.
+    pub fingerprint: String,
+    pub token: Uuid,
+    pub claimed_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What holds a key that could not be claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub fingerprint: String,
+    /// The stored answer; `None` while the first request is still being processed.
+    pub answer: Option<String>,
+    pub claimed_at: DateTime<Utc>,
+}
+
+/// The outcome of [`Repository::claim_idempotency_key`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyClaim {
+    /// The key is this request's: no row held it, or the row's answer had expired, or its claim
+    /// was older than the given cutoff (its request died before accepting anything).
+    Claimed,
+    /// Another request holds the key, or has answered it.
+    Held(IdempotencyRecord),
+}
+
+/// The answer stored with the operation it accepted, in that operation's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedAnswer {
+    pub claim: IdempotencyClaim,
+    /// The answer (JSON, the service's own encoding).
+    pub answer: String,
+    pub operation: Uuid,
+    /// Counted from when the answer is stored.
+    pub expires_at: DateTime<Utc>,
+}
+
 /// What the shared feed of operation ends delivers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OperationEnd {
@@ -109,7 +157,19 @@ pub trait Repository: Send + Sync + 'static {
 
     /// Records a new state (status `saving`) and its save operation, and takes the instance's
     /// operation lock. Fails with `DuplicateName` or `InstanceBusy`.
-    async fn begin_save(&self, state: &State, op: &Operation) -> Result<(), RepoError>;
+    async fn begin_save(&self, state: &State, op: &Operation) -> Result<(), RepoError> {
+        self.begin_keyed_save(state, op, None).await
+    }
+
+    /// [`Repository::begin_save`], storing `answer` under its idempotency key in the same
+    /// transaction: both commit or neither. Fails with `IdempotencyKeyTaken` when the claim no
+    /// longer holds the key.
+    async fn begin_keyed_save(
+        &self,
+        state: &State,
+        op: &Operation,
+        answer: Option<&KeyedAnswer>,
+    ) -> Result<(), RepoError>;
 
     /// Records an apply or delete operation, moves the state from `from` (normally `available`)
     /// to `to` (`applying`/`deleting`) and takes the instance's lock.
@@ -118,7 +178,40 @@ pub trait Repository: Send + Sync + 'static {
         op: &Operation,
         from: &[StateStatus],
         to: StateStatus,
+    ) -> Result<(), RepoError> {
+        self.begin_keyed_state_operation(op, from, to, None).await
+    }
+
+    /// [`Repository::begin_state_operation`] with the answer stored as in
+    /// [`Repository::begin_keyed_save`].
+    async fn begin_keyed_state_operation(
+        &self,
+        op: &Operation,
+        from: &[StateStatus],
+        to: StateStatus,
+        answer: Option<&KeyedAnswer>,
     ) -> Result<(), RepoError>;
+
+    // ---- idempotency keys ----------------------------------------------------------------
+
+    /// Claims `claim.key` in `claim.tenant` for the request: a new row, or a row whose answer
+    /// expired, or a claim (no answer) made before `stale_before` — taken over. Otherwise the
+    /// row as it is.
+    async fn claim_idempotency_key(
+        &self,
+        claim: &IdempotencyClaim,
+        stale_before: DateTime<Utc>,
+    ) -> Result<KeyClaim, RepoError>;
+
+    /// Drops the claim (a request that accepted nothing), if it still holds the key unanswered.
+    async fn release_idempotency_key(&self, claim: &IdempotencyClaim) -> Result<(), RepoError>;
+
+    /// Deletes at most `batch` keys expired at `now`, soonest expired first; returns how many.
+    async fn purge_idempotency_keys(
+        &self,
+        now: DateTime<Utc>,
+        batch: u64,
+    ) -> Result<u64, RepoError>;
 
     /// Marks an operation running (status, `started_at` and `updated_at` = `at`).
     async fn mark_running(&self, op: Uuid, at: DateTime<Utc>) -> Result<(), RepoError>;

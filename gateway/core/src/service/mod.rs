@@ -4,6 +4,7 @@
 
 mod access;
 mod admin;
+mod idempotency;
 mod operations;
 mod ownership;
 mod placement;
@@ -27,12 +28,13 @@ use crate::ports::{
 use crate::SaveMode;
 
 pub use access::{decisions_tenant, require_cloud_admin};
+pub use idempotency::IDEMPOTENCY_PURGE_BATCH;
 pub use operations::WaitOutcome;
 pub use quota_truth::{reservation_of, RepositoryQuotaTruth};
 pub use quotas::QuotaView;
 pub use readiness::{Check, Readiness};
 pub use reconcile::ReconcileReport;
-pub use states::{Accepted, DryRunVerdict, SaveInput, StateChange};
+pub use states::{Accepted, ChangeInput, DryRunVerdict, SaveInput, StateChange};
 
 /// Settings the service needs (a slice of the gateway's config).
 #[derive(Debug, Clone)]
@@ -63,6 +65,9 @@ pub struct ServiceSettings {
     pub dry_runs_per_minute: u32,
     /// Recorded policy decisions older than this are purged by the maintenance loop.
     pub decision_retention: Duration,
+    /// How long the answer to a call sent with an `Idempotency-Key` is kept for its retries
+    /// (then purged by the maintenance loop, and the key may be used anew).
+    pub idempotency_key_ttl: Duration,
     /// How often every host's inventory is read into the placement index (events keep it
     /// fresh in between).
     pub placement_refresh: Duration,
@@ -88,6 +93,7 @@ impl Default for ServiceSettings {
             max_waits_per_tenant: 64,
             dry_runs_per_minute: 60,
             decision_retention: Duration::from_secs(30 * 24 * 3600),
+            idempotency_key_ttl: Duration::from_secs(24 * 3600),
             placement_refresh: Duration::from_secs(300),
         }
     }

@@ -6,7 +6,8 @@
 //!   failed; an interrupted delete is finished.
 //! - Quota usage is rebuilt from the database (the source of truth) at start and whenever the
 //!   quota store has lost its data.
-//! - Finished operations older than the retention are purged.
+//! - Finished operations older than the retention are purged, and so are policy decisions and
+//!   idempotency keys past theirs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,7 @@ pub struct ReconcileReport {
     pub quota_rebuilt: bool,
     pub operations_purged: u64,
     pub decisions_purged: u64,
+    pub idempotency_keys_purged: u64,
 }
 
 /// Policy decisions deleted per statement, and statements per maintenance pass: a backlog
@@ -77,6 +79,7 @@ impl Service {
                 .unwrap_or(chrono::Duration::days(7));
         report.operations_purged = self.repo.purge_operations(before).await?;
         report.decisions_purged = self.purge_decisions().await?;
+        report.idempotency_keys_purged = self.purge_idempotency_keys().await?;
         Ok(report)
     }
 

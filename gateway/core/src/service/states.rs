@@ -8,12 +8,13 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::access::require;
+use super::idempotency::{usable_key, CanonicalRequest};
 use super::{validate, Service};
 use crate::auth::{Caller, Role};
 use crate::ports::repository::DecisionRecord;
 use crate::ports::{
-    Decision, ListPage, PolicyInput, PolicyOutcome, PolicyState, QuotaError, QuotaLimits,
-    QuotaReservation, RepoError, SnapshotProbe,
+    Decision, IdempotencyClaim, ListPage, PolicyInput, PolicyOutcome, PolicyState, QuotaError,
+    QuotaLimits, QuotaReservation, RepoError, SnapshotProbe,
 };
 use crate::{
     CpuCompatibility, CpuInfo, Instance, Operation, OperationKind, OperationStatus, SaveMode,
@@ -28,6 +29,16 @@ pub struct SaveInput {
     /// Overrides the configured save mode.
     pub mode: Option<SaveMode>,
     pub dry_run: bool,
+    /// The `Idempotency-Key` header, as sent (validated by the service).
+    pub idempotency_key: Option<String>,
+}
+
+/// How an apply or delete is asked for.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeInput {
+    pub dry_run: bool,
+    /// The `Idempotency-Key` header, as sent (validated by the service).
+    pub idempotency_key: Option<String>,
 }
 
 /// What an accepted state-changing call returns: the state and the operation doing the work.
@@ -37,6 +48,8 @@ pub struct Accepted {
     pub operation: Operation,
     /// Warnings from the policy chain.
     pub warnings: Vec<String>,
+    /// The stored answer of an earlier request with the same `Idempotency-Key`.
+    pub replayed: bool,
 }
 
 /// The verdict of a dry run: what would happen, with nothing changed.
@@ -125,6 +138,29 @@ impl Service {
             .as_deref()
             .map(validate::description)
             .transpose()?;
+        let key = usable_key(input.idempotency_key.take(), input.dry_run)?;
+        let request = CanonicalRequest {
+            operation: OperationKind::Save,
+            instance,
+            state: None,
+            name: Some(&input.name),
+            description: input.description.as_deref(),
+            mode: input.mode,
+        };
+        self.keyed(caller, key, &request, |claim| {
+            self.save_validated(caller, instance, input.clone(), claim)
+        })
+        .await
+    }
+
+    /// A save from its validated input on: find, authorize, quota, policy, record, dispatch.
+    async fn save_validated(
+        self: &Arc<Self>,
+        caller: &Caller,
+        instance: Uuid,
+        input: SaveInput,
+        claim: Option<IdempotencyClaim>,
+    ) -> Result<StateChange, ServiceError> {
         let (inst, tenant) = self.visible_instance(caller, instance).await?.live()?;
         require(caller, Role::Member)?;
         let kind = self
@@ -225,16 +261,29 @@ impl Service {
             snapshot_xml: None,
         };
         let op = new_operation(op_id, OperationKind::Save, &state, now, estimate);
-        if let Err(e) = self.repo.begin_save(&state, &op).await {
-            self.release_quietly(&tenant, op_id).await;
-            return Err(e.into());
-        }
-        self.spawn_operation(op.clone(), state.clone());
-        Ok(StateChange::Accepted(Box::new(Accepted {
+        let accepted = Accepted {
             state,
             operation: op,
             warnings: outcome.warnings,
-        })))
+            replayed: false,
+        };
+        let begun = match self.keyed_answer(claim.as_ref(), &accepted) {
+            Ok(answer) => {
+                self.repo
+                    .begin_keyed_save(&accepted.state, &accepted.operation, answer.as_ref())
+                    .await
+            }
+            Err(e) => {
+                self.release_quietly(&tenant, op_id).await;
+                return Err(e);
+            }
+        };
+        if let Err(e) = begun {
+            self.release_quietly(&tenant, op_id).await;
+            return Err(e.into());
+        }
+        self.spawn_operation(accepted.operation.clone(), accepted.state.clone());
+        Ok(StateChange::Accepted(Box::new(accepted)))
     }
 
     pub async fn apply(
@@ -242,9 +291,9 @@ impl Service {
         caller: &Caller,
         instance: Uuid,
         state: Uuid,
-        dry_run: bool,
+        input: ChangeInput,
     ) -> Result<StateChange, ServiceError> {
-        self.change_state(caller, instance, state, OperationKind::Apply, dry_run)
+        self.change_state(caller, instance, state, OperationKind::Apply, input)
             .await
     }
 
@@ -253,9 +302,9 @@ impl Service {
         caller: &Caller,
         instance: Uuid,
         state: Uuid,
-        dry_run: bool,
+        input: ChangeInput,
     ) -> Result<StateChange, ServiceError> {
-        self.change_state(caller, instance, state, OperationKind::Delete, dry_run)
+        self.change_state(caller, instance, state, OperationKind::Delete, input)
             .await
     }
 
@@ -266,11 +315,36 @@ impl Service {
         instance: Uuid,
         state_id: Uuid,
         kind: OperationKind,
-        dry_run: bool,
+        input: ChangeInput,
     ) -> Result<StateChange, ServiceError> {
+        let dry_run = input.dry_run;
         if dry_run {
             self.take_dry_run(caller)?;
         }
+        let key = usable_key(input.idempotency_key, dry_run)?;
+        let request = CanonicalRequest {
+            operation: kind,
+            instance,
+            state: Some(state_id),
+            name: None,
+            description: None,
+            mode: None,
+        };
+        self.keyed(caller, key, &request, |claim| {
+            self.change_state_claimed(caller, instance, state_id, kind, dry_run, claim)
+        })
+        .await
+    }
+
+    async fn change_state_claimed(
+        self: &Arc<Self>,
+        caller: &Caller,
+        instance: Uuid,
+        state_id: Uuid,
+        kind: OperationKind,
+        dry_run: bool,
+        claim: Option<IdempotencyClaim>,
+    ) -> Result<StateChange, ServiceError> {
         let (visible, state) = self
             .visible_instance_and_state(caller, instance, state_id)
             .await?;
@@ -323,19 +397,32 @@ impl Service {
         let now = Utc::now().trunc_subsecs(6);
         let mut op = new_operation(op_id, kind, &state, now, 0);
         op.host = inst.host.clone();
-        if let Err(e) = self.repo.begin_state_operation(&op, from, to).await {
-            self.release_quietly(&tenant, op_id).await;
-            return Err(e.into());
-        }
         let mut state = state;
         state.status = to;
         state.updated_at = now;
-        self.spawn_operation(op.clone(), state.clone());
-        Ok(StateChange::Accepted(Box::new(Accepted {
+        let accepted = Accepted {
             state,
             operation: op,
             warnings: outcome.warnings,
-        })))
+            replayed: false,
+        };
+        let begun = match self.keyed_answer(claim.as_ref(), &accepted) {
+            Ok(answer) => {
+                self.repo
+                    .begin_keyed_state_operation(&accepted.operation, from, to, answer.as_ref())
+                    .await
+            }
+            Err(e) => {
+                self.release_quietly(&tenant, op_id).await;
+                return Err(e);
+            }
+        };
+        if let Err(e) = begun {
+            self.release_quietly(&tenant, op_id).await;
+            return Err(e.into());
+        }
+        self.spawn_operation(accepted.operation.clone(), accepted.state.clone());
+        Ok(StateChange::Accepted(Box::new(accepted)))
     }
 
     /// Refuses, before any work, an apply or delete of a kept external state whose files are

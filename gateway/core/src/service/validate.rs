@@ -47,6 +47,40 @@ pub fn tenant_id(tenant: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// An `Idempotency-Key` may be this long (the column holds 255; Stripe's limit too).
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+
+/// An `Idempotency-Key` header value: 1–255 printable ASCII characters other than space, taken
+/// byte for byte (a key sent in the IETF draft's quoted form keeps its quotes; a client sends
+/// it the same way each time). Anything else is refused, never cleaned up: a key the gateway
+/// changed would no longer match the client's.
+pub fn idempotency_key(key: &str) -> Result<(), ServiceError> {
+    let invalid = |why: String| {
+        Err(ServiceError::bad_request(
+            "invalid_idempotency_key",
+            format!("Idempotency-Key {why}"),
+        ))
+    };
+    let count = key.chars().count();
+    if count == 0 {
+        return invalid("must not be empty".into());
+    }
+    if count > MAX_IDEMPOTENCY_KEY_CHARS {
+        return invalid(format!(
+            "is {count} characters long; the maximum is {MAX_IDEMPOTENCY_KEY_CHARS}"
+        ));
+    }
+    if key.chars().any(|c| !idempotency_key_char(c)) {
+        return invalid("must hold printable ASCII characters other than space only".into());
+    }
+    Ok(())
+}
+
+/// A character an `Idempotency-Key` may hold: printable ASCII, no space (U+0021–U+007E).
+pub fn idempotency_key_char(c: char) -> bool {
+    c.is_ascii_graphic()
+}
+
 /// A state name, returned as it is to be stored (NFC). Refused: empty, longer than 255
 /// characters, surrounding whitespace (refused rather than trimmed, so what is stored is what
 /// the client sent, up to normalisation), control or format characters, line or paragraph
@@ -149,6 +183,25 @@ mod tests {
 
     fn name_code(name: &str) -> &'static str {
         state_name(name).unwrap_err().code()
+    }
+
+    #[test]
+    fn idempotency_keys() {
+        for ok in [
+            "8e03978e-40d5-43e8-bc93-6894a57f9324",
+            "\"quoted\"",
+            "!",
+            &"k".repeat(255),
+        ] {
+            assert!(idempotency_key(ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["", "a b", "tab\tkey", "é", "\u{7f}", &"k".repeat(256)] {
+            assert_eq!(
+                idempotency_key(bad).unwrap_err().code(),
+                "invalid_idempotency_key",
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

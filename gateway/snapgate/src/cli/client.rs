@@ -21,6 +21,11 @@ pub enum ClientError {
     Decode(String),
 }
 
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// How many times a retry waits for the first call of its key to be answered.
+const MAX_IN_USE_WAITS: u32 = 30;
+
 pub struct Client {
     base: String,
     token: Option<String>,
@@ -44,16 +49,61 @@ impl Client {
         self.send(self.http.get(self.url(path))).await
     }
 
+    /// A state-changing POST, made safe to retry (see [`Client::send_keyed`]).
     pub async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
         body: &Value,
     ) -> Result<T, ClientError> {
-        self.send(self.http.post(self.url(path)).json(body)).await
+        self.send_keyed(|| self.http.post(self.url(path)).json(body))
+            .await
     }
 
+    /// A state-changing DELETE, made safe to retry (see [`Client::send_keyed`]).
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.send(self.http.delete(self.url(path))).await
+        self.send_keyed(|| self.http.delete(self.url(path))).await
+    }
+
+    /// Sends a state-changing call with a fresh `Idempotency-Key` and, when the connection
+    /// fails before the answer is read (the call may or may not have been done), sends it once
+    /// more with the same key: the gateway then answers what it answered the first time, from
+    /// whichever gateway gets the retry, so a lost answer never makes a second state. A retry
+    /// that finds the first call still being processed (409 `idempotency_key_in_use`) waits
+    /// the `Retry-After` it is given and asks again, a bounded number of times.
+    async fn send_keyed<T: DeserializeOwned>(
+        &self,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let key = uuid::Uuid::new_v4().to_string();
+        let keyed = || request().header(IDEMPOTENCY_KEY, &key);
+        match self.send(keyed()).await {
+            Err(ClientError::Transport { source, .. }) => {
+                eprintln!(
+                    "the connection failed ({source}); retrying with the same Idempotency-Key"
+                );
+            }
+            other => return other,
+        }
+        let mut waits = 0;
+        loop {
+            match self.send(keyed()).await {
+                Err(ClientError::Api {
+                    status: 409,
+                    code,
+                    body,
+                    ..
+                }) if code == "idempotency_key_in_use" && waits < MAX_IN_USE_WAITS => {
+                    waits += 1;
+                    let secs = body
+                        .pointer("/error/retry_after")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(1)
+                        .clamp(1, 10);
+                    tokio::time::sleep(Duration::from_secs(secs)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     fn url(&self, path: &str) -> String {

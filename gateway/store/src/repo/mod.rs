@@ -2,6 +2,7 @@
 //! concern lives in its own file.
 
 mod decisions;
+mod idempotency;
 mod placements;
 mod reads;
 mod tenants;
@@ -17,8 +18,8 @@ use sea_orm::{
 };
 use snapgate_core::ports::repository::{DecisionFilter, DecisionRecord};
 use snapgate_core::ports::{
-    ListPage, OperationEndFeed, Placement, PlacementStore, QuotaLimits, RecentSave, RepoError,
-    Repository, TenantTotals,
+    IdempotencyClaim, KeyClaim, KeyedAnswer, ListPage, OperationEndFeed, Placement, PlacementStore,
+    QuotaLimits, RecentSave, RepoError, Repository, TenantTotals,
 };
 use snapgate_core::{Operation, State, StateStatus};
 use tokio::sync::{Mutex, MutexGuard};
@@ -168,17 +169,45 @@ impl Repository for SeaRepository {
         self.db.ping().await.map_err(db_error)
     }
 
-    async fn begin_save(&self, state: &State, op: &Operation) -> Result<(), RepoError> {
-        transitions::begin_save(self, state, op).await
+    async fn begin_keyed_save(
+        &self,
+        state: &State,
+        op: &Operation,
+        answer: Option<&KeyedAnswer>,
+    ) -> Result<(), RepoError> {
+        transitions::begin_save(self, state, op, answer).await
     }
 
-    async fn begin_state_operation(
+    async fn begin_keyed_state_operation(
         &self,
         op: &Operation,
         from: &[StateStatus],
         to: StateStatus,
+        answer: Option<&KeyedAnswer>,
     ) -> Result<(), RepoError> {
-        transitions::begin_state_operation(self, op, from, to).await
+        transitions::begin_state_operation(self, op, from, to, answer).await
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        claim: &IdempotencyClaim,
+        stale_before: DateTime<Utc>,
+    ) -> Result<KeyClaim, RepoError> {
+        idempotency::claim(self, claim, stale_before).await
+    }
+
+    async fn release_idempotency_key(&self, claim: &IdempotencyClaim) -> Result<(), RepoError> {
+        let _gate = self.write_gate().await;
+        idempotency::release(&self.db, claim).await
+    }
+
+    async fn purge_idempotency_keys(
+        &self,
+        now: DateTime<Utc>,
+        batch: u64,
+    ) -> Result<u64, RepoError> {
+        let _gate = self.write_gate().await;
+        idempotency::purge(&self.db, now, batch).await
     }
 
     async fn mark_running(&self, op: Uuid, at: DateTime<Utc>) -> Result<(), RepoError> {

@@ -14,11 +14,11 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, Iterable, QueryFilter,
     TransactionTrait,
 };
-use snapgate_core::ports::RepoError;
+use snapgate_core::ports::{KeyedAnswer, RepoError};
 use snapgate_core::{Operation, OperationStatus, State, StateStatus};
 use uuid::Uuid;
 
-use super::{end_transaction, rollback, SeaRepository};
+use super::{end_transaction, idempotency, rollback, SeaRepository};
 use crate::connect::Backend;
 use crate::convert::{micros, operation_row, operation_update, state_row};
 use crate::entity::{instance_locks, instance_states, operations};
@@ -45,6 +45,7 @@ pub(super) async fn begin_save(
     repo: &SeaRepository,
     state: &State,
     op: &Operation,
+    answer: Option<&KeyedAnswer>,
 ) -> Result<(), RepoError> {
     let state_row = state_row(state)?;
     let op_row = operation_row(op);
@@ -55,6 +56,10 @@ pub(super) async fn begin_save(
         // The name is checked before the lock, so a duplicate is reported as such even
         // while the instance is busy.
         let result = async {
+            // The answer first: a request whose key was taken over changes nothing.
+            if let Some(answer) = answer {
+                idempotency::store_answer(&txn, answer).await?;
+            }
             let inserted = instance_states::Entity::insert(state_row.clone())
                 .on_conflict(do_nothing_on_conflict())
                 .exec_without_returning(&txn)
@@ -83,6 +88,7 @@ pub(super) async fn begin_state_operation(
     op: &Operation,
     from: &[StateStatus],
     to: StateStatus,
+    answer: Option<&KeyedAnswer>,
 ) -> Result<(), RepoError> {
     let op_row = operation_row(op);
     let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
@@ -91,6 +97,9 @@ pub(super) async fn begin_state_operation(
         let _gate = repo.write_gate().await;
         let txn = repo.db.begin().await.map_err(db_error)?;
         let result = async {
+            if let Some(answer) = answer {
+                idempotency::store_answer(&txn, answer).await?;
+            }
             // The status check and the change are one statement, so two requests can never
             // both see `available`.
             let changed = instance_states::Entity::update_many()
