@@ -217,6 +217,12 @@ impl From<RepoError> for ServiceError {
             RepoError::InstanceBusy(op) => ServiceError::InstanceBusy(op),
             RepoError::WrongStatus(s) => ServiceError::StateNotAvailable(s.to_string()),
             RepoError::NotFound => ServiceError::NotFound { what: "resource" },
+            // Only background work writes under a lease (`service/ending.rs` handles it there);
+            // one reaching a request is a bug, not the client's doing.
+            RepoError::Fenced(op) => {
+                tracing::error!(operation = %op, "a write refused by an operation's lease reached a request");
+                ServiceError::Internal
+            }
             RepoError::Unavailable(m) => {
                 tracing::error!(error = %m, "database unavailable");
                 ServiceError::Unavailable {

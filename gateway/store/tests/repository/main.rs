@@ -30,6 +30,7 @@ macro_rules! on_both_backends {
 mod concurrency;
 mod connection;
 mod decisions;
+mod leases;
 mod listing;
 mod operations;
 mod placements;
