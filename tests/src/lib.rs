@@ -8,3 +8,4 @@ pub mod faults;
 pub mod haproxy;
 pub mod hosts;
 pub mod realvm;
+pub mod shared_driver;

@@ -112,10 +112,12 @@ impl Service {
         match self.repo.finish_operation(&op, record.as_ref()).await {
             Ok(()) => {}
             Err(RepoError::Fenced(_)) => {
-                fenced(&op, FencedWrite::Finish);
                 if let Some(name) = late_snapshot {
                     self.discard_late_snapshot(&op, &name).await;
                 }
+                // Counted once the late gateway is done with the operation (its snapshot
+                // discarded), so whoever reads the counter sees the cleanup finished.
+                fenced(&op, FencedWrite::Finish);
                 return Ok(Ended::Fenced);
             }
             Err(e) => return Err(e),
@@ -149,8 +151,11 @@ impl Service {
     /// it is this gateway's last act on the operation; it touches no record.
     async fn discard_late_snapshot(&self, op: &Operation, name: &str) {
         match self.compute.delete(&op.host, op.instance_uuid, name).await {
-            Ok(()) | Err(ComputeError::SnapshotNotFound(_)) => {
+            Ok(()) => {
                 tracing::warn!(operation = %op.uuid, snapshot = name, "deleted the snapshot of a save taken over by another gateway");
+            }
+            Err(ComputeError::SnapshotNotFound(_)) => {
+                tracing::info!(operation = %op.uuid, snapshot = name, "the snapshot of a save taken over by another gateway is gone already");
             }
             Err(e) => {
                 tracing::error!(operation = %op.uuid, host = %op.host, instance = %op.instance_uuid, snapshot = name, error = %e,
