@@ -84,6 +84,15 @@ async fn assert_usage_is_truth(gateway: &TestApp, repo: &SeaRepository) {
     }
 }
 
+/// Writes of a save that a lease refused on a gateway, by write.
+fn fenced(page: &str, write: &str) -> f64 {
+    metric_sum(
+        page,
+        "snapgate_operations_fenced_total",
+        &[("kind", "save"), ("write", write)],
+    )
+}
+
 fn id(body: &Value, key: &str) -> Uuid {
     body[key].as_str().unwrap().parse().unwrap()
 }
@@ -165,17 +174,26 @@ async fn a_paused_gateway_cannot_finish_a_save_another_took_over() {
     assert_usage_is_truth(&b, &repo).await;
     assert_eq!(proxy.held_calls(), 1, "A's call is still held");
 
-    // A wakes up and its save goes through libvirt after all: too late, its lease is gone.
-    proxy.release_calls();
+    // A wakes up, its call still held: its first heartbeat is refused and the heartbeat stops
+    // (the ticks A missed while stopped come at once: a heartbeat that went on would be
+    // refused again and again).
     cluster::signal(a_pid, "-CONT");
-    a.wait_for_metrics("A's end of the save refused by the lease", |page| {
-        metric_sum(
-            page,
-            "snapgate_operations_fenced_total",
-            &[("kind", "save"), ("write", "finish")],
-        ) >= 1.0
+    a.wait_for_metrics("A's heartbeat refused by the lease", |page| {
+        fenced(page, "heartbeat") >= 1.0
     })
     .await;
+    // Its save goes through libvirt after all: too late, its lease is gone.
+    proxy.release_calls();
+    let page = a
+        .wait_for_metrics("A's end of the save refused by the lease", |page| {
+            fenced(page, "finish") >= 1.0
+        })
+        .await;
+    assert_eq!(
+        fenced(&page, "heartbeat"),
+        1.0,
+        "the heartbeat stopped itself"
+    );
     assert!(
         a.log()
             .contains("deleted the snapshot of a save taken over by another gateway"),
