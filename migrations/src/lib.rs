@@ -17,6 +17,7 @@ mod m20261126_000006_create_policy_decisions;
 mod m20261130_000001_add_state_snapshot_xml;
 mod m20261201_000007_create_instance_placements;
 mod m20261204_000008_create_idempotency_keys;
+mod m20261210_000001_add_operation_lease;
 
 pub use m20261126_000001_create_instance_states::InstanceStates;
 pub use m20261126_000002_create_operations::Operations;
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000001_add_state_snapshot_xml::Migration),
             Box::new(m20261201_000007_create_instance_placements::Migration),
             Box::new(m20261204_000008_create_idempotency_keys::Migration),
+            Box::new(m20261210_000001_add_operation_lease::Migration),
         ]
     }
 }

@@ -9,3 +9,4 @@ pub mod haproxy;
 pub mod hosts;
 pub mod lossy_proxy;
 pub mod realvm;
+pub mod shared_driver;

@@ -75,9 +75,11 @@ async fn foreign_running_save(
         started_at: None,
         finished_at: None,
         reserved_bytes: 0,
+        lease_epoch: 0,
+        lease_owner: None,
     };
     repo.begin_save(&state, &op).await.unwrap();
-    repo.mark_running(op.uuid, then).await.unwrap();
+    repo.mark_running(op.uuid, 0, then).await.unwrap();
     (state, op)
 }
 

@@ -632,6 +632,8 @@ async fn an_ownership_change_waits_for_the_operation_in_flight() {
         started_at: Some(now),
         finished_at: None,
         reserved_bytes: 0,
+        lease_epoch: 0,
+        lease_owner: None,
     };
     repo.begin_state_operation(
         &op,

@@ -151,6 +151,15 @@ pub struct Operation {
     /// Bytes reserved against the tenant's quota for this operation (saves only).
     #[serde(skip)]
     pub reserved_bytes: i64,
+    /// The generation of the operation's ownership: 0 for the gateway that started it, one
+    /// more for each gateway that took it over after its heartbeat stopped. Every write about
+    /// the operation names the epoch its writer holds and is refused (`RepoError::Fenced`)
+    /// once another gateway holds a newer one.
+    #[serde(skip)]
+    pub lease_epoch: i64,
+    /// The gateway holding the operation (`hostname/pid`), for logs.
+    #[serde(skip)]
+    pub lease_owner: Option<String>,
 }
 
 /// One disk of an instance.

@@ -234,6 +234,12 @@ impl From<RepoError> for ServiceError {
             RepoError::IdempotencyKeyTaken => ServiceError::IdempotencyKeyInUse {
                 retry_after_secs: 1,
             },
+            // Only background work writes under a lease (`service/ending.rs` handles it there);
+            // one reaching a request is a bug, not the client's doing.
+            RepoError::Fenced(op) => {
+                tracing::error!(operation = %op, "a write refused by an operation's lease reached a request");
+                ServiceError::Internal
+            }
             RepoError::Unavailable(m) => {
                 tracing::error!(error = %m, "database unavailable");
                 ServiceError::Unavailable {

@@ -154,6 +154,7 @@ pub async fn build(
         decision_retention: Duration::from_secs(config.policy.decision_retention_secs),
         idempotency_key_ttl: Duration::from_secs(config.api.idempotency_key_ttl_secs),
         placement_refresh: Duration::from_secs_f64(config.compute.placement_refresh_secs),
+        gateway_id: gateway_id(),
     };
     let policy_admin: Arc<dyn PolicyAdmin> = match &policy_engine {
         Some(engine) => Arc::new(ChainAdmin {
@@ -358,4 +359,15 @@ async fn shutdown_signal() {
         }
     };
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// This process as the holder of operations (`operations.lease_owner`): `hostname/pid`, which
+/// tells an operator reading the logs or the table which gateway process held what.
+fn gateway_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "snapgate".to_owned());
+    format!("{host}/{}", std::process::id())
 }

@@ -92,7 +92,6 @@ pub(crate) fn state_from_row(m: instance_states::Model) -> Result<State, RepoErr
     })
 }
 
-/// Every column but the key, for an `UPDATE … WHERE uuid = ?`.
 pub(crate) fn operation_row(op: &Operation) -> operations::ActiveModel {
     operations::ActiveModel {
         uuid: Set(op.uuid),
@@ -109,12 +108,18 @@ pub(crate) fn operation_row(op: &Operation) -> operations::ActiveModel {
         started_at: Set(op.started_at.map(micros)),
         finished_at: Set(op.finished_at.map(micros)),
         reserved_bytes: Set(op.reserved_bytes),
+        lease_epoch: Set(op.lease_epoch),
+        lease_owner: Set(op.lease_owner.clone()),
     }
 }
 
+/// What ending an operation writes, for an `UPDATE … WHERE uuid = ? AND lease_epoch = ?`:
+/// every column but the key and the lease (an end never changes who held the operation).
 pub(crate) fn operation_update(op: &Operation) -> operations::ActiveModel {
     operations::ActiveModel {
         uuid: NotSet,
+        lease_epoch: NotSet,
+        lease_owner: NotSet,
         ..operation_row(op)
     }
 }
@@ -134,6 +139,8 @@ pub(crate) fn operation_from_row(m: operations::Model) -> Result<Operation, Repo
         started_at: m.started_at,
         finished_at: m.finished_at,
         reserved_bytes: m.reserved_bytes,
+        lease_epoch: m.lease_epoch,
+        lease_owner: m.lease_owner,
     })
 }
 

@@ -30,6 +30,11 @@ pub enum RepoError {
     /// lease, or past the key's expiry): its answer is not stored and its work is undone.
     #[error("the idempotency key is held by another request")]
     IdempotencyKeyTaken,
+    /// A write about an operation made under a lease epoch another gateway has since
+    /// replaced (it took the operation over), or about an operation that has ended: nothing
+    /// was written, and the writer no longer holds the operation.
+    #[error("operation {0} is held under a newer lease, or has ended")]
+    Fenced(Uuid),
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("database error: {0}")]
@@ -213,15 +218,40 @@ pub trait Repository: Send + Sync + 'static {
         batch: u64,
     ) -> Result<u64, RepoError>;
 
-    /// Marks an operation running (status, `started_at` and `updated_at` = `at`).
-    async fn mark_running(&self, op: Uuid, at: DateTime<Utc>) -> Result<(), RepoError>;
+    /// Marks an operation running (status, `started_at` and `updated_at` = `at`), if it is
+    /// still held at `epoch`. `Fenced` when another gateway holds it now or it has ended;
+    /// marking it running again under the same lease changes nothing.
+    async fn mark_running(&self, op: Uuid, epoch: i64, at: DateTime<Utc>) -> Result<(), RepoError>;
 
-    /// Heartbeat of a running operation: sets only `updated_at` = `at`, so other gateways can
-    /// tell live work from the work of a dead gateway (see `unfinished_operations`).
-    async fn touch_operation(&self, op: Uuid, at: DateTime<Utc>) -> Result<(), RepoError>;
+    /// Heartbeat of a running operation held at `epoch`: sets only `updated_at` = `at`, so
+    /// other gateways can tell live work from the work of a dead gateway (see
+    /// `take_over_operation`). `Fenced` when another gateway holds it now or it has ended.
+    async fn touch_operation(
+        &self,
+        op: Uuid,
+        epoch: i64,
+        at: DateTime<Utc>,
+    ) -> Result<(), RepoError>;
 
-    /// Ends an operation: stores it as given (status, error, times), writes the state as given
-    /// (or deletes the state row when `state` is `None`), and frees the instance's lock.
+    /// Takes over an unfinished operation whose heartbeat stopped: in one conditional update,
+    /// only while it is still held at `epoch` and was last touched at or before
+    /// `stale_before`, raises its epoch by one, names `owner` its holder and touches it
+    /// (`updated_at` = `at`). Returns the operation as now held. `Fenced` when it is not
+    /// stale any more, another gateway took it first, or it has ended.
+    async fn take_over_operation(
+        &self,
+        op: Uuid,
+        epoch: i64,
+        stale_before: DateTime<Utc>,
+        owner: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Operation, RepoError>;
+
+    /// Ends an operation held at `op.lease_epoch`: stores it as given (status, error, times),
+    /// writes the state as given (or deletes the state row when `state` is `None`), and frees
+    /// the instance's lock, in one transaction. `Fenced` (and nothing written) when another
+    /// gateway holds the operation now or ended it; a repeat under the same lease after the end
+    /// changes nothing and succeeds.
     async fn finish_operation(
         &self,
         op: &Operation,
@@ -243,7 +273,7 @@ pub trait Repository: Send + Sync + 'static {
 
     async fn get_operation(&self, uuid: Uuid) -> Result<Option<Operation>, RepoError>;
 
-    /// Operations not yet finished (pending or running), oldest first.
+    /// Operations not yet finished (pending or running), oldest first, each with its lease.
     async fn unfinished_operations(&self) -> Result<Vec<Operation>, RepoError>;
 
     /// Deletes finished operations that ended before `before`; returns how many.

@@ -5,6 +5,7 @@
 mod access;
 mod admin;
 mod idempotency;
+mod ending;
 mod operations;
 mod ownership;
 mod placement;
@@ -71,6 +72,9 @@ pub struct ServiceSettings {
     /// How often every host's inventory is read into the placement index (events keep it
     /// fresh in between).
     pub placement_refresh: Duration,
+    /// This gateway's name as the holder of the operations it runs or takes over
+    /// (`operations.lease_owner`, for logs and operators; `hostname/pid` by default).
+    pub gateway_id: String,
 }
 
 impl Default for ServiceSettings {
@@ -95,6 +99,7 @@ impl Default for ServiceSettings {
             decision_retention: Duration::from_secs(30 * 24 * 3600),
             idempotency_key_ttl: Duration::from_secs(24 * 3600),
             placement_refresh: Duration::from_secs(300),
+            gateway_id: format!("snapgate/{}", std::process::id()),
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Bringing the records back in line with the world after a crash, and housekeeping.
 //!
-//! - Operations left unfinished by a dead gateway (no heartbeat for `stale_after`) are ended
-//!   from what libvirt shows: an interrupted save is rolled back (its snapshot, if libvirt made
-//!   it, is deleted, so no snapshot is left without a record); an interrupted apply is reported
-//!   failed; an interrupted delete is finished.
+//! - Operations left unfinished by a dead gateway (no heartbeat for `stale_after`) are taken
+//!   over (their lease epoch raised in a compare-and-set, so one gateway takes each and the
+//!   old holder's writes are refused from then on) and ended from what libvirt shows: an
+//!   interrupted save is rolled back (its snapshot, if libvirt made it, is deleted, so no
+//!   snapshot is left without a record); an interrupted apply is reported failed; an
+//!   interrupted delete is finished. The end itself goes through `ending.rs`, as the runner's.
 //! - Quota usage is rebuilt from the database (the source of truth) at start and whenever the
 //!   quota store has lost its data.
 //! - Finished operations older than the retention are purged, and so are policy decisions and
@@ -15,9 +17,10 @@ use std::time::Duration;
 use chrono::Utc;
 use serde::Serialize;
 
+use super::ending::{Ended, Ender, Outcome};
 use super::Service;
-use crate::ports::{ComputeError, QuotaReservation, SnapshotProbe};
-use crate::{ErrorInfo, Operation, OperationKind, OperationStatus, ServiceError, StateStatus};
+use crate::ports::{ComputeError, QuotaReservation, RepoError, SnapshotProbe};
+use crate::{ErrorInfo, Operation, OperationKind, ServiceError};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ReconcileReport {
@@ -154,7 +157,8 @@ impl Service {
         Ok(())
     }
 
-    /// Ends the operations of dead gateways. Returns (ended, still pending).
+    /// Takes over and ends the operations of dead (or stopped) gateways. Returns (ended,
+    /// still pending).
     async fn reconcile_operations(&self) -> Result<(usize, usize), ServiceError> {
         let stale_before = Utc::now()
             - chrono::Duration::from_std(self.settings.stale_after)
@@ -165,9 +169,36 @@ impl Service {
             if op.updated_at > stale_before {
                 continue;
             }
-            match self.end_interrupted(op.clone()).await {
-                Ok(()) => ended += 1,
+            // Compare-and-set on the lease: of the gateways that see the operation stale, one
+            // takes it; the holder it had can write nothing about it from now on.
+            let taken = match self
+                .repo
+                .take_over_operation(
+                    op.uuid,
+                    op.lease_epoch,
+                    stale_before,
+                    &self.settings.gateway_id,
+                    Utc::now(),
+                )
+                .await
+            {
+                Ok(taken) => taken,
+                // Another gateway took it first, its heartbeat came back, or it ended.
+                Err(RepoError::Fenced(_)) => continue,
                 Err(e) => {
+                    pending += 1;
+                    tracing::warn!(operation = %op.uuid, error = %e, "could not take the operation over yet");
+                    continue;
+                }
+            };
+            tracing::info!(operation = %op.uuid, kind = %op.kind, from = op.lease_owner.as_deref().unwrap_or("?"),
+                epoch = taken.lease_epoch, "took over an operation whose heartbeat stopped");
+            match self.end_interrupted(taken).await {
+                Ok(Ended::Recorded) => ended += 1,
+                // Taken from us in turn (this pass outlived the stale interval): theirs now.
+                Ok(Ended::Fenced) => {}
+                Err(e) => {
+                    // Still held by us: it goes stale again and is taken over by a later pass.
                     pending += 1;
                     tracing::warn!(operation = %op.uuid, error = %e, "could not reconcile the operation yet");
                 }
@@ -179,26 +210,23 @@ impl Service {
         Ok((ended, pending))
     }
 
-    async fn end_interrupted(&self, mut op: Operation) -> Result<(), ServiceError> {
-        let Some(mut state) = self.repo.get_state(op.state_uuid).await? else {
+    /// Ends an operation taken over, from what libvirt shows, keeping its lease alive meanwhile.
+    async fn end_interrupted(&self, op: Operation) -> Result<Ended, ServiceError> {
+        let heartbeat = self.spawn_heartbeat(&op);
+        let ended = self.end_taken_over(op).await;
+        heartbeat.abort();
+        ended
+    }
+
+    async fn end_taken_over(&self, op: Operation) -> Result<Ended, ServiceError> {
+        let state = self.repo.get_state(op.state_uuid).await?;
+        let outcome = match (&state, op.kind) {
             // The state row is already gone (a delete that was recorded): just end the operation.
-            op.status = OperationStatus::Succeeded;
-            op.finished_at = Some(Utc::now());
-            op.updated_at = Utc::now();
-            self.repo.finish_operation(&op, None).await?;
-            self.quota.release(&op.tenant_id, op.uuid).await.ok();
-            return Ok(());
-        };
-        let name = state.snapshot_name();
-        let now = Utc::now();
-        op.finished_at = Some(now);
-        op.updated_at = now;
-        state.updated_at = now;
-        let was_kept = state.error.is_none();
-        let kept_bytes = state.size_bytes.unwrap_or(0);
-        match op.kind {
-            OperationKind::Save => {
+            (None, _) => Outcome::Done,
+            (Some(state), OperationKind::Save) => {
                 // Roll back: a snapshot libvirt made without our record of its end is removed.
+                // (Its first holder, if only paused, deletes one its save makes later.)
+                let name = state.snapshot_name();
                 if self
                     .compute
                     .probe(&op.host, op.instance_uuid, &name)
@@ -210,40 +238,31 @@ impl Service {
                         Err(e) => return Err(e.into()),
                     }
                 }
-                let info = ErrorInfo::new(
+                Outcome::Failed(ErrorInfo::new(
                     "interrupted",
                     "the gateway stopped during the save; it was rolled back",
-                );
-                op.status = OperationStatus::Failed;
-                op.error = Some(info.clone());
-                state.status = StateStatus::Error;
-                state.error = Some(info);
-                self.repo.finish_operation(&op, Some(&state)).await?;
+                ))
             }
-            OperationKind::Apply => {
-                op.status = OperationStatus::Failed;
-                op.error = Some(ErrorInfo::new(
-                    "interrupted",
-                    "the gateway stopped during the apply; the instance may or may not have been reverted",
-                ));
-                state.status = StateStatus::Available;
-                self.repo.finish_operation(&op, Some(&state)).await?;
-            }
-            OperationKind::Delete => {
+            (Some(_), OperationKind::Apply) => Outcome::Failed(ErrorInfo::new(
+                "interrupted",
+                "the gateway stopped during the apply; the instance may or may not have been reverted",
+            )),
+            (Some(state), OperationKind::Delete) => {
                 // Where the runner deleted: the instance's host when the delete began.
-                match self.compute.delete(&op.host, op.instance_uuid, &name).await {
+                match self
+                    .compute
+                    .delete(&op.host, op.instance_uuid, &state.snapshot_name())
+                    .await
+                {
                     Ok(()) | Err(ComputeError::SnapshotNotFound(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
-                op.status = OperationStatus::Succeeded;
-                self.repo.finish_operation(&op, None).await?;
+                Outcome::Done
             }
-        }
-        self.settle_quota(&op, &state, was_kept, kept_bytes).await;
-        metrics::counter!("snapgate_operations_reconciled_total", "kind" => op.kind.as_str())
-            .increment(1);
-        self.waits.announce(op.uuid);
-        Ok(())
+        };
+        Ok(self
+            .end_operation(op, state, outcome, Ender::Takeover)
+            .await?)
     }
 
     /// Runs [`Service::reconcile`] every `every` until the returned handle is aborted.

@@ -1,5 +1,6 @@
-//! Runs an accepted operation in the background: dispatch to the compute backend, then persist
-//! the result and settle the quota. Every path ends the operation, so nothing stays `saving`.
+//! Runs an accepted operation in the background: dispatch to the compute backend while a
+//! heartbeat keeps the operation's lease, then end it (`ending.rs`: persist the end under the
+//! lease, settle the quota). Every path ends the operation, so nothing stays `saving`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,9 +8,10 @@ use std::time::Instant;
 use chrono::Utc;
 use tracing::Instrument;
 
+use super::ending::{self, Ender, FencedWrite, Outcome};
 use super::Service;
-use crate::ports::{ComputeError, SaveRequest};
-use crate::{Operation, OperationKind, OperationStatus, State, StateStatus};
+use crate::ports::{ComputeError, RepoError, SaveRequest};
+use crate::{Operation, OperationKind, OperationStatus, State};
 
 impl Service {
     pub(super) fn spawn_operation(self: &Arc<Self>, op: Operation, state: State) {
@@ -26,16 +28,24 @@ impl Service {
         );
     }
 
-    async fn run_operation(self: Arc<Self>, mut op: Operation, mut state: State) {
+    async fn run_operation(self: Arc<Self>, mut op: Operation, state: State) {
         let started = Instant::now();
         // Operations are recorded as running already (see `new_operation`); only one that was
         // recorded pending (e.g. by an older gateway) is moved here.
         if op.status == OperationStatus::Pending {
             let now = Utc::now();
-            if let Err(e) = self.repo.mark_running(op.uuid, now).await {
-                // The operation stays pending; the reconciler will end it.
-                tracing::error!(error = %e, "could not mark the operation running");
-                return;
+            match self.repo.mark_running(op.uuid, op.lease_epoch, now).await {
+                Ok(()) => {}
+                Err(RepoError::Fenced(_)) => {
+                    // Another gateway took it over before the work began: it is theirs.
+                    ending::fenced(&op, FencedWrite::MarkRunning);
+                    return;
+                }
+                Err(e) => {
+                    // The operation stays pending; the reconciler will end it.
+                    tracing::error!(error = %e, "could not mark the operation running");
+                    return;
+                }
             }
             op.status = OperationStatus::Running;
             op.started_at = Some(now);
@@ -45,79 +55,24 @@ impl Service {
         let result = self.dispatch(&op, &state).await;
         heartbeat.abort();
 
-        let now = Utc::now();
-        op.finished_at = Some(now);
-        op.updated_at = now;
-        state.updated_at = now;
-        let kept_bytes = state.size_bytes.unwrap_or(0);
-        // Only states whose save succeeded count against quota; a failed save carries its error.
-        let was_kept = op.kind != OperationKind::Save && state.error.is_none();
-        let outcome = match (&result, op.kind) {
-            (Ok(Some(saved)), OperationKind::Save) => {
-                state.status = StateStatus::Available;
-                state.size_bytes = Some(saved.size_bytes);
-                state.memory_bytes = Some(saved.memory_bytes);
-                state.disk_formats = saved.disk_formats.clone();
-                state.cpu = Some(saved.cpu.clone());
-                state.cpu_xml = saved.cpu_xml.clone().or(state.cpu_xml.take());
-                state.snapshot_kind = saved.kind;
-                state.snapshot_xml = saved.snapshot_xml.clone();
-                if let Some(parent) = saved
-                    .parent
-                    .as_deref()
-                    .and_then(|p| uuid::Uuid::parse_str(p).ok())
-                {
-                    state.parent = Some(parent);
-                }
-                op.status = OperationStatus::Succeeded;
-                self.repo.finish_operation(&op, Some(&state)).await
-            }
-            (Ok(_), OperationKind::Apply) => {
-                state.status = StateStatus::Available;
-                op.status = OperationStatus::Succeeded;
-                self.repo.finish_operation(&op, Some(&state)).await
-            }
-            (Ok(_), _) => {
-                op.status = OperationStatus::Succeeded;
-                self.repo.finish_operation(&op, None).await
-            }
-            (Err(e), kind) => {
+        let outcome = match result {
+            Ok(Some(saved)) => Outcome::Saved(saved),
+            Ok(None) => Outcome::Done,
+            Err(e) => {
                 // The record (which clients read) gets the code's fixed message; the detail
                 // goes to the log, in this operation's span (its operation id).
-                let info = e.client_info();
                 tracing::warn!(error = %e, code = e.code(), "operation failed");
-                op.status = OperationStatus::Failed;
-                op.error = Some(info.clone());
-                // A failed save keeps its record, in error, so the user sees why; a failed apply
-                // or delete leaves the state as it was (its snapshot is still there).
-                state.status = match kind {
-                    OperationKind::Save => StateStatus::Error,
-                    _ if !was_kept => StateStatus::Error,
-                    _ => StateStatus::Available,
-                };
-                if kind == OperationKind::Save {
-                    state.error = Some(info);
-                }
-                self.repo.finish_operation(&op, Some(&state)).await
+                Outcome::Failed(e.client_info())
             }
         };
-        if let Err(e) = outcome {
-            // The record stays unfinished; the reconciler ends it from what libvirt shows.
+        if let Err(e) = self
+            .end_operation(op, Some(state), outcome, Ender::Runner { started })
+            .await
+        {
+            // The record stays unfinished; once its heartbeat is stale a reconciler takes it
+            // over and ends it from what libvirt shows.
             tracing::error!(error = %e, "could not record the end of the operation");
-            return;
         }
-        self.settle_quota(&op, &state, was_kept, kept_bytes).await;
-
-        let result_label = if op.status == OperationStatus::Succeeded {
-            "succeeded"
-        } else {
-            "failed"
-        };
-        metrics::counter!("snapgate_operations_total", "kind" => op.kind.as_str(), "result" => result_label).increment(1);
-        metrics::histogram!("snapgate_operation_duration_seconds", "kind" => op.kind.as_str(), "result" => result_label)
-            .record(started.elapsed().as_secs_f64());
-        tracing::info!(status = %op.status, elapsed_ms = started.elapsed().as_millis() as u64, "operation ended");
-        self.waits.announce(op.uuid);
     }
 
     /// The libvirt part of an operation.
@@ -178,52 +133,34 @@ impl Service {
         Ok(true)
     }
 
-    /// Moves the operation's quota units where they belong once it has ended.
-    pub(super) async fn settle_quota(
-        &self,
-        op: &Operation,
-        state: &State,
-        was_kept: bool,
-        kept_bytes: i64,
-    ) {
-        let tenant = &op.tenant_id;
-        let result = match (op.kind, op.status) {
-            (OperationKind::Save, OperationStatus::Succeeded) => {
-                self.quota.commit(tenant, op.uuid, state.size_bytes).await
-            }
-            (OperationKind::Delete, OperationStatus::Succeeded) => {
-                // Only kept states were counted; a state whose save failed held nothing.
-                let (states, bytes) = if was_kept { (1, kept_bytes) } else { (0, 0) };
-                let freed = self.quota.free(tenant, op.uuid, states, bytes).await;
-                let released = self.quota.release(tenant, op.uuid).await;
-                freed.and(released)
-            }
-            _ => self.quota.release(tenant, op.uuid).await,
-        };
-        if let Err(e) = result {
-            // The database stays right; the quota reconciler rebuilds usage from it.
-            tracing::warn!(error = %e, "could not settle quota; it will be rebuilt from the database");
-        }
-    }
-
-    /// Keeps the operation and its reservation alive while it runs, so other gateways do not
-    /// take it for the work of a dead one.
-    fn spawn_heartbeat(self: &Arc<Self>, op: &Operation) -> tokio::task::JoinHandle<()> {
-        let service = self.clone();
-        let (op_id, tenant) = (op.uuid, op.tenant_id.clone());
+    /// Keeps the operation and its reservation alive while its holder works on it, so other
+    /// gateways do not take it for the work of a dead one. Stops by itself once the lease is
+    /// taken over: the operation is another gateway's then, and so is its reservation.
+    pub(super) fn spawn_heartbeat(&self, op: &Operation) -> tokio::task::JoinHandle<()> {
+        let (repo, quota, lease) = (
+            self.repo.clone(),
+            self.quota.clone(),
+            self.settings.quota_lease,
+        );
+        let op = op.clone();
         let every = (self.settings.stale_after / 4).max(std::time::Duration::from_millis(250));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(e) = service.repo.touch_operation(op_id, Utc::now()).await {
-                    tracing::warn!(error = %e, "operation heartbeat failed");
+                match repo
+                    .touch_operation(op.uuid, op.lease_epoch, Utc::now())
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(RepoError::Fenced(_)) => {
+                        ending::fenced(&op, FencedWrite::Heartbeat);
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "operation heartbeat failed"),
                 }
-                let _ = service
-                    .quota
-                    .renew(&tenant, op_id, service.settings.quota_lease)
-                    .await;
+                let _ = quota.renew(&op.tenant_id, op.uuid, lease).await;
             }
         })
     }

@@ -260,7 +260,7 @@ impl Service {
             cpu_xml: inst.cpu_xml.clone(),
             snapshot_xml: None,
         };
-        let op = new_operation(op_id, OperationKind::Save, &state, now, estimate);
+        let op = self.new_operation(op_id, OperationKind::Save, &state, now, estimate);
         let accepted = Accepted {
             state,
             operation: op,
@@ -395,7 +395,7 @@ impl Service {
         };
 
         let now = Utc::now().trunc_subsecs(6);
-        let mut op = new_operation(op_id, kind, &state, now, 0);
+        let mut op = self.new_operation(op_id, kind, &state, now, 0);
         op.host = inst.host.clone();
         let mut state = state;
         state.status = to;
@@ -651,29 +651,35 @@ fn estimate_bytes(inst: &Instance) -> i64 {
     inst.memory_bytes.max(0)
 }
 
-fn new_operation(
-    id: Uuid,
-    kind: OperationKind,
-    state: &State,
-    now: chrono::DateTime<Utc>,
-    reserved_bytes: i64,
-) -> Operation {
-    // Recorded as running: the work is handed to a task the moment the record commits, and
-    // one write less per operation matters on SQLite's single writer.
-    Operation {
-        uuid: id,
-        kind,
-        status: OperationStatus::Running,
-        instance_uuid: state.instance_uuid,
-        state_uuid: state.uuid,
-        tenant_id: state.tenant_id.clone(),
-        host: state.host.clone(),
-        error: None,
-        created_at: now,
-        updated_at: now,
-        started_at: Some(now),
-        finished_at: None,
-        reserved_bytes,
+impl Service {
+    /// A new operation, held by this gateway at the first lease epoch.
+    fn new_operation(
+        &self,
+        id: Uuid,
+        kind: OperationKind,
+        state: &State,
+        now: chrono::DateTime<Utc>,
+        reserved_bytes: i64,
+    ) -> Operation {
+        // Recorded as running: the work is handed to a task the moment the record commits, and
+        // one write less per operation matters on SQLite's single writer.
+        Operation {
+            uuid: id,
+            kind,
+            status: OperationStatus::Running,
+            instance_uuid: state.instance_uuid,
+            state_uuid: state.uuid,
+            tenant_id: state.tenant_id.clone(),
+            host: state.host.clone(),
+            error: None,
+            created_at: now,
+            updated_at: now,
+            started_at: Some(now),
+            finished_at: None,
+            reserved_bytes,
+            lease_epoch: 0,
+            lease_owner: Some(self.settings.gateway_id.clone()),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod decisions;
 mod idempotency;
+mod leases;
 mod placements;
 mod reads;
 mod tenants;
@@ -210,12 +211,28 @@ impl Repository for SeaRepository {
         idempotency::purge(&self.db, now, batch).await
     }
 
-    async fn mark_running(&self, op: Uuid, at: DateTime<Utc>) -> Result<(), RepoError> {
-        transitions::mark_running(self, op, at).await
+    async fn mark_running(&self, op: Uuid, epoch: i64, at: DateTime<Utc>) -> Result<(), RepoError> {
+        leases::mark_running(self, op, epoch, at).await
     }
 
-    async fn touch_operation(&self, op: Uuid, at: DateTime<Utc>) -> Result<(), RepoError> {
-        transitions::touch_operation(self, op, at).await
+    async fn touch_operation(
+        &self,
+        op: Uuid,
+        epoch: i64,
+        at: DateTime<Utc>,
+    ) -> Result<(), RepoError> {
+        leases::touch_operation(self, op, epoch, at).await
+    }
+
+    async fn take_over_operation(
+        &self,
+        op: Uuid,
+        epoch: i64,
+        stale_before: DateTime<Utc>,
+        owner: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Operation, RepoError> {
+        leases::take_over_operation(self, op, epoch, stale_before, owner, at).await
     }
 
     async fn finish_operation(

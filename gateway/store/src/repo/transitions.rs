@@ -7,18 +7,16 @@
 //! usable after a conflict (a failed statement would abort it) and waits, on PostgreSQL, for a
 //! competing transaction to commit or roll back before deciding.
 
-use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, Iterable, QueryFilter,
-    TransactionTrait,
+    ColumnTrait, DatabaseTransaction, EntityTrait, Iterable, QueryFilter, TransactionTrait,
 };
 use snapgate_core::ports::{KeyedAnswer, RepoError};
-use snapgate_core::{Operation, OperationStatus, State, StateStatus};
+use snapgate_core::{Operation, State, StateStatus};
 use uuid::Uuid;
 
-use super::{end_transaction, idempotency, rollback, SeaRepository};
+use super::{end_transaction, idempotency, leases, rollback, SeaRepository};
 use crate::connect::Backend;
 use crate::convert::{micros, operation_row, operation_update, state_row};
 use crate::entity::{instance_locks, instance_states, operations};
@@ -28,7 +26,7 @@ use crate::errors::db_error;
 /// again from the start. More than a few rounds means heavy churn: report the instance busy.
 const LOCK_ATTEMPTS: usize = 5;
 
-const UNFINISHED: [&str; 2] = ["pending", "running"];
+pub(super) const UNFINISHED: [&str; 2] = ["pending", "running"];
 
 enum LockOutcome {
     Acquired,
@@ -202,58 +200,11 @@ async fn why_unchanged(txn: &DatabaseTransaction, op: &Operation) -> RepoError {
     }
 }
 
-pub(super) async fn mark_running(
-    repo: &SeaRepository,
-    op: Uuid,
-    at: DateTime<Utc>,
-) -> Result<(), RepoError> {
-    let _gate = repo.write_gate().await;
-    let at = micros(at);
-    let changed = operations::Entity::update_many()
-        .col_expr(
-            operations::Column::Status,
-            Expr::value(OperationStatus::Running.as_str()),
-        )
-        .col_expr(operations::Column::StartedAt, Expr::value(at))
-        .col_expr(operations::Column::UpdatedAt, Expr::value(at))
-        .filter(operations::Column::Uuid.eq(op))
-        .filter(operations::Column::Status.eq(OperationStatus::Pending.as_str()))
-        .exec(&repo.db)
-        .await
-        .map_err(db_error)?
-        .rows_affected;
-    // Already running or finished: nothing to do, as a retry expects.
-    if changed == 0 {
-        require_operation(&repo.db, op).await?;
-    }
-    Ok(())
-}
-
-pub(super) async fn touch_operation(
-    repo: &SeaRepository,
-    op: Uuid,
-    at: DateTime<Utc>,
-) -> Result<(), RepoError> {
-    let _gate = repo.write_gate().await;
-    let changed = operations::Entity::update_many()
-        .col_expr(operations::Column::UpdatedAt, Expr::value(micros(at)))
-        .filter(operations::Column::Uuid.eq(op))
-        // A finished operation keeps the time it ended.
-        .filter(operations::Column::Status.is_in(UNFINISHED))
-        .exec(&repo.db)
-        .await
-        .map_err(db_error)?
-        .rows_affected;
-    if changed == 0 {
-        require_operation(&repo.db, op).await?;
-    }
-    Ok(())
-}
-
-/// One transaction: the operation row, the state (written or deleted) and the lock. Only the
-/// first call for an operation has an effect; later ones (a retry, or the reconciler of
-/// another replica racing the runner) find it finished and change nothing, so they can never
-/// overwrite a state that a newer operation has moved on since.
+/// One transaction: the operation row, the state (written or deleted) and the lock, only while
+/// the operation is unfinished and held at `op.lease_epoch`. A repeat under the same lease
+/// finds it ended and changes nothing; a writer whose lease was taken over is `Fenced` and
+/// changes nothing either, so neither can overwrite a state another gateway's end (or a newer
+/// operation) has moved on since.
 pub(super) async fn finish_operation(
     repo: &SeaRepository,
     op: &Operation,
@@ -266,13 +217,23 @@ pub(super) async fn finish_operation(
         let changed = operations::Entity::update_many()
             .set(operation_update(op))
             .filter(operations::Column::Uuid.eq(op.uuid))
+            .filter(operations::Column::LeaseEpoch.eq(op.lease_epoch))
             .filter(operations::Column::Status.is_in(UNFINISHED))
             .exec(&txn)
             .await
             .map_err(db_error)?
             .rows_affected;
         if changed == 0 {
-            return require_operation(&txn, op.uuid).await;
+            // Ended under this lease already (a repeat): nothing to do.
+            return match leases::lease_and_status(&txn, op.uuid).await? {
+                Some((epoch, status))
+                    if epoch == op.lease_epoch && !UNFINISHED.contains(&status.as_str()) =>
+                {
+                    Ok(())
+                }
+                Some(_) => Err(RepoError::Fenced(op.uuid)),
+                None => Err(RepoError::NotFound),
+            };
         }
         if repo.backend == Backend::Postgres {
             // Delivered to every listening gateway when (and only if) this transaction commits.
@@ -310,15 +271,4 @@ pub(super) async fn finish_operation(
     }
     .await;
     end_transaction(txn, result).await
-}
-
-async fn require_operation(db: &impl ConnectionTrait, op: Uuid) -> Result<(), RepoError> {
-    match operations::Entity::find_by_id(op)
-        .one(db)
-        .await
-        .map_err(db_error)?
-    {
-        Some(_) => Ok(()),
-        None => Err(RepoError::NotFound),
-    }
 }

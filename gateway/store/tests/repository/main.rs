@@ -31,6 +31,7 @@ mod concurrency;
 mod connection;
 mod decisions;
 mod idempotency;
+mod leases;
 mod listing;
 mod operations;
 mod placements;

@@ -28,7 +28,7 @@ async fn unfinished_operations_oldest_first(repo: Arc<SeaRepository>) {
         repo.begin_save(&state, &op).await.unwrap();
         begun.push(op);
     }
-    repo.mark_running(begun[0].uuid, now()).await.unwrap();
+    repo.mark_running(begun[0].uuid, 0, now()).await.unwrap();
     // A finished one is not listed.
     available(&repo, Uuid::new_v4(), "done").await;
 

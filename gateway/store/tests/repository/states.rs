@@ -219,7 +219,7 @@ async fn finish_writes_or_deletes_the_state_and_frees_the_lock(repo: Arc<SeaRepo
     let state = new_state(instance, "tenant-a", "doomed", now());
     let save = new_operation(&state, OperationKind::Save);
     repo.begin_save(&state, &save).await.unwrap();
-    repo.mark_running(save.uuid, now()).await.unwrap();
+    repo.mark_running(save.uuid, 0, now()).await.unwrap();
     let error = ErrorInfo::new("libvirt_error", "disk full");
     let failed_op = snapgate_core::Operation {
         error: Some(error.clone()),
@@ -336,7 +336,7 @@ async fn running_and_heartbeat_update_only_unfinished_operations(repo: Arc<SeaRe
     repo.begin_save(&state, &save).await.unwrap();
 
     let started = now();
-    repo.mark_running(save.uuid, started).await.unwrap();
+    repo.mark_running(save.uuid, 0, started).await.unwrap();
     let op = repo.get_operation(save.uuid).await.unwrap().unwrap();
     assert_eq!(
         (op.status, op.started_at, op.updated_at),
@@ -344,7 +344,7 @@ async fn running_and_heartbeat_update_only_unfinished_operations(repo: Arc<SeaRe
     );
 
     // Marking it running again keeps the first start.
-    repo.mark_running(save.uuid, started + chrono::Duration::seconds(5))
+    repo.mark_running(save.uuid, 0, started + chrono::Duration::seconds(5))
         .await
         .unwrap();
     assert_eq!(
@@ -357,28 +357,34 @@ async fn running_and_heartbeat_update_only_unfinished_operations(repo: Arc<SeaRe
     );
 
     let beat = started + chrono::Duration::seconds(30);
-    repo.touch_operation(save.uuid, beat).await.unwrap();
+    repo.touch_operation(save.uuid, 0, beat).await.unwrap();
     let op = repo.get_operation(save.uuid).await.unwrap().unwrap();
     assert_eq!(
         (op.status, op.started_at, op.updated_at),
         (OperationStatus::Running, Some(started), beat)
     );
 
-    // After the end, a late heartbeat leaves the end time alone.
+    // After the end the lease is over: a late heartbeat or start is refused and leaves the
+    // end time alone.
     let done = ended(&op, OperationStatus::Succeeded);
     repo.finish_operation(&done, Some(&state)).await.unwrap();
-    repo.touch_operation(save.uuid, beat + chrono::Duration::seconds(30))
-        .await
-        .unwrap();
-    repo.mark_running(save.uuid, beat).await.unwrap();
+    assert!(matches!(
+        repo.touch_operation(save.uuid, 0, beat + chrono::Duration::seconds(30))
+            .await,
+        Err(RepoError::Fenced(id)) if id == save.uuid
+    ));
+    assert!(matches!(
+        repo.mark_running(save.uuid, 0, beat).await,
+        Err(RepoError::Fenced(id)) if id == save.uuid
+    ));
     assert_eq!(repo.get_operation(save.uuid).await.unwrap(), Some(done));
 
     assert!(matches!(
-        repo.mark_running(Uuid::new_v4(), now()).await,
+        repo.mark_running(Uuid::new_v4(), 0, now()).await,
         Err(RepoError::NotFound)
     ));
     assert!(matches!(
-        repo.touch_operation(Uuid::new_v4(), now()).await,
+        repo.touch_operation(Uuid::new_v4(), 0, now()).await,
         Err(RepoError::NotFound)
     ));
 }

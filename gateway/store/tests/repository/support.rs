@@ -79,6 +79,8 @@ pub fn new_operation(state: &State, kind: OperationKind) -> Operation {
         } else {
             0
         },
+        lease_epoch: 0,
+        lease_owner: Some("gateway-a".to_owned()),
     }
 }
 
