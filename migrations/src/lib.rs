@@ -16,6 +16,7 @@ mod m20261126_000005_create_quota_limits;
 mod m20261126_000006_create_policy_decisions;
 mod m20261130_000001_add_state_snapshot_xml;
 mod m20261201_000007_create_instance_placements;
+mod m20261202_lifecycle_000001_state_expiry;
 
 pub use m20261126_000001_create_instance_states::InstanceStates;
 pub use m20261126_000002_create_operations::Operations;
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000006_create_policy_decisions::Migration),
             Box::new(m20261130_000001_add_state_snapshot_xml::Migration),
             Box::new(m20261201_000007_create_instance_placements::Migration),
+            Box::new(m20261202_lifecycle_000001_state_expiry::Migration),
         ]
     }
 }

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod lifecycle_config;
 pub mod plugin_cmd;
 pub mod serve;
 pub mod telemetry;

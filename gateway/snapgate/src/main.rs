@@ -94,6 +94,24 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Change the name, description or expiry of state <state-uuid> of instance <instance-uuid>.
+    StateUpdate {
+        instance: Uuid,
+        state: Uuid,
+        #[arg(long)]
+        name: Option<String>,
+        /// A new description; `--description ""` leaves an empty one, `--clear-description`
+        /// removes it.
+        #[arg(long, conflicts_with = "clear_description")]
+        description: Option<String>,
+        #[arg(long)]
+        clear_description: bool,
+        /// When the state is deleted (RFC 3339, e.g. 2027-01-31T00:00:00Z), or `never`.
+        #[arg(long)]
+        expires_at: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Policy plugin tools for authors.
     #[command(subcommand)]
     Plugin(snapgate::plugin_cmd::PluginCommand),
@@ -183,6 +201,33 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             states,
             client,
         } => state(client, StateCommand::Delete { instance, states }).await,
+        Command::StateUpdate {
+            instance,
+            state: s,
+            name,
+            description,
+            clear_description,
+            expires_at,
+            client,
+        } => {
+            let description = match (description, clear_description) {
+                (_, true) => Some(None),
+                (Some(d), false) => Some(Some(d)),
+                (None, false) => None,
+            };
+            let expires_at = expires_at.map(|e| (e != "never").then_some(e));
+            state(
+                client,
+                StateCommand::Update {
+                    instance,
+                    state: s,
+                    name,
+                    description,
+                    expires_at,
+                },
+            )
+            .await
+        }
         Command::Plugin(cmd) => snapgate::plugin_cmd::run(cmd),
     }
 }

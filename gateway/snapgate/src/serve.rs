@@ -9,7 +9,8 @@ use snapgate_api::{ApiLimits, AppState, Authenticator};
 use snapgate_compute::{HostConfig, LibvirtBackend, LibvirtOptions};
 use snapgate_core::ports::policy::AllowAll;
 use snapgate_core::ports::{
-    NoPolicyAdmin, PlacementStore, PolicyAdmin, PolicyEngine, QuotaStore, Repository,
+    LifecycleStore, NoPolicyAdmin, PlacementStore, PolicyAdmin, PolicyEngine, QuotaStore,
+    Repository,
 };
 use snapgate_core::service::{Backends, RepositoryQuotaTruth, Service, ServiceSettings};
 use snapgate_policy::{PolicyLimits, WasmPolicyEngine};
@@ -52,6 +53,7 @@ pub async fn build(
     let metrics = crate::telemetry::metrics_handle();
     let store = Arc::new(open_database(&config).await?);
     let repo: Arc<dyn Repository> = store.clone();
+    let lifecycle: Arc<dyn LifecycleStore> = store.clone();
     let placements: Arc<dyn PlacementStore> = store;
 
     // Demo mode is no hosts and no `[auth]`; the configuration's validation refused hosts
@@ -153,6 +155,7 @@ pub async fn build(
         dry_runs_per_minute: config.quota.dry_runs_per_minute,
         decision_retention: Duration::from_secs(config.policy.decision_retention_secs),
         placement_refresh: Duration::from_secs_f64(config.compute.placement_refresh_secs),
+        lifecycle: config.lifecycle.settings(),
     };
     let policy_admin: Arc<dyn PolicyAdmin> = match &policy_engine {
         Some(engine) => Arc::new(ChainAdmin {
@@ -170,6 +173,7 @@ pub async fn build(
             quota,
             policy,
             policy_admin: policy_admin.clone(),
+            lifecycle,
         },
         settings,
     );

@@ -1,4 +1,5 @@
 pub mod admin;
+pub mod lifecycle;
 pub mod operations;
 pub mod quotas;
 pub mod states;

@@ -3,6 +3,7 @@
 //! `snapgate-policy` (wasmtime), `snapgate-store` (sea-orm).
 
 pub mod compute;
+pub mod lifecycle;
 pub mod placement;
 pub mod policy;
 pub mod quota;
@@ -13,6 +14,7 @@ pub use compute::{
     BreakerState, ComputeBackend, ComputeError, HostEvent, HostHealth, ListedInstance, SaveRequest,
     SavedSnapshot, SnapshotProbe,
 };
+pub use lifecycle::{LifecycleStore, PatchOutcome, StatePatch};
 pub use placement::{Placement, PlacementStore};
 pub use policy::{Decision, PolicyEngine, PolicyInput, PolicyOutcome, PolicyState, QuotaUsageView};
 pub use policy::{NoPolicyAdmin, PolicyAdmin};

@@ -4,6 +4,7 @@
 
 mod access;
 mod admin;
+mod lifecycle;
 mod operations;
 mod ownership;
 mod placement;
@@ -21,12 +22,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ports::{
-    ComputeBackend, HostHealth, PlacementStore, PolicyAdmin, PolicyEngine, QuotaLimits, QuotaStore,
-    Repository,
+    ComputeBackend, HostHealth, LifecycleStore, PlacementStore, PolicyAdmin, PolicyEngine,
+    QuotaLimits, QuotaStore, Repository,
 };
 use crate::SaveMode;
 
 pub use access::{decisions_tenant, require_cloud_admin};
+pub use lifecycle::{LifecycleSettings, StateEdit};
 pub use operations::WaitOutcome;
 pub use quota_truth::{reservation_of, RepositoryQuotaTruth};
 pub use quotas::QuotaView;
@@ -66,6 +68,8 @@ pub struct ServiceSettings {
     /// How often every host's inventory is read into the placement index (events keep it
     /// fresh in between).
     pub placement_refresh: Duration,
+    /// Expiry and schedules (issue 12).
+    pub lifecycle: LifecycleSettings,
 }
 
 impl Default for ServiceSettings {
@@ -89,6 +93,7 @@ impl Default for ServiceSettings {
             dry_runs_per_minute: 60,
             decision_retention: Duration::from_secs(30 * 24 * 3600),
             placement_refresh: Duration::from_secs(300),
+            lifecycle: LifecycleSettings::default(),
         }
     }
 }
@@ -104,6 +109,8 @@ pub struct Backends {
     pub policy: Arc<dyn PolicyEngine>,
     /// Reload and listing of the policy chain ([`crate::ports::NoPolicyAdmin`] without one).
     pub policy_admin: Arc<dyn PolicyAdmin>,
+    /// State edits, expiry and schedules; usually the same database as `repo`.
+    pub lifecycle: Arc<dyn LifecycleStore>,
 }
 
 pub struct Service {
@@ -113,6 +120,7 @@ pub struct Service {
     quota: Arc<dyn QuotaStore>,
     policy: Arc<dyn PolicyEngine>,
     policy_admin: Arc<dyn PolicyAdmin>,
+    lifecycle: Arc<dyn LifecycleStore>,
     settings: ServiceSettings,
     /// Who waits for which operation, and the one channel that wakes them (see `waits.rs`).
     waits: waits::Waits,
@@ -141,6 +149,7 @@ impl Service {
             quota: backends.quota,
             policy: backends.policy,
             policy_admin: backends.policy_admin,
+            lifecycle: backends.lifecycle,
             waits: waits::Waits::new(settings.max_waits_per_tenant),
             dry_runs: throttle::TenantBuckets::per_minute(settings.dry_runs_per_minute),
             settings,

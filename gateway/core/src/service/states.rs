@@ -28,6 +28,11 @@ pub struct SaveInput {
     /// Overrides the configured save mode.
     pub mode: Option<SaveMode>,
     pub dry_run: bool,
+    /// When the state is to be deleted (validated: in the future, within
+    /// `lifecycle.max_expiry`).
+    pub expires_at: Option<chrono::DateTime<Utc>>,
+    /// Set by the scheduler only: the schedule making this save.
+    pub schedule_id: Option<Uuid>,
 }
 
 /// What an accepted state-changing call returns: the state and the operation doing the work.
@@ -125,6 +130,9 @@ impl Service {
             .as_deref()
             .map(validate::description)
             .transpose()?;
+        if let Some(at) = input.expires_at {
+            input.expires_at = Some(self.valid_expiry(at)?);
+        }
         let (inst, tenant) = self.visible_instance(caller, instance).await?.live()?;
         require(caller, Role::Member)?;
         let kind = self
@@ -223,6 +231,8 @@ impl Service {
             updated_at: now,
             cpu_xml: inst.cpu_xml.clone(),
             snapshot_xml: None,
+            expires_at: input.expires_at,
+            schedule_id: input.schedule_id,
         };
         let op = new_operation(op_id, OperationKind::Save, &state, now, estimate);
         if let Err(e) = self.repo.begin_save(&state, &op).await {

@@ -2,6 +2,7 @@
 //! concern lives in its own file.
 
 mod decisions;
+mod lifecycle;
 mod placements;
 mod reads;
 mod tenants;
