@@ -17,6 +17,7 @@ mod m20261126_000006_create_policy_decisions;
 mod m20261130_000001_add_state_snapshot_xml;
 mod m20261201_000007_create_instance_placements;
 mod m20261202_lifecycle_000001_state_expiry;
+mod m20261202_lifecycle_000002_create_schedules;
 
 pub use m20261126_000001_create_instance_states::InstanceStates;
 pub use m20261126_000002_create_operations::Operations;
@@ -25,6 +26,7 @@ pub use m20261126_000004_create_instance_owners::InstanceOwners;
 pub use m20261126_000005_create_quota_limits::QuotaLimits;
 pub use m20261126_000006_create_policy_decisions::PolicyDecisions;
 pub use m20261201_000007_create_instance_placements::InstancePlacements;
+pub use m20261202_lifecycle_000002_create_schedules::Schedules;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -42,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000001_add_state_snapshot_xml::Migration),
             Box::new(m20261201_000007_create_instance_placements::Migration),
             Box::new(m20261202_lifecycle_000001_state_expiry::Migration),
+            Box::new(m20261202_lifecycle_000002_create_schedules::Migration),
         ]
     }
 }

@@ -12,7 +12,7 @@ use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
 use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::OpenApi;
 
-use crate::routes::{admin, lifecycle, operations, quotas, states, system};
+use crate::routes::{admin, lifecycle, operations, quotas, schedules, states, system};
 
 /// The security scheme every `/v1` operation names.
 pub const BEARER: &str = "bearer";
@@ -23,6 +23,7 @@ pub const BEARER: &str = "bearer";
     paths(
         states::list, states::get, states::save, states::delete, states::apply,
         lifecycle::update_state,
+        schedules::list, schedules::create, schedules::get, schedules::update, schedules::delete,
         operations::get, operations::wait,
         quotas::get, quotas::put, quotas::delete,
         admin::set_owner, admin::decisions, admin::plugins, admin::reload,

@@ -112,6 +112,13 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Schedules of saves: create, list, show, update, delete.
+    Schedule {
+        #[command(subcommand)]
+        command: cli::schedules::ScheduleCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Policy plugin tools for authors.
     #[command(subcommand)]
     Plugin(snapgate::plugin_cmd::PluginCommand),
@@ -228,12 +235,32 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             )
             .await
         }
+        Command::Schedule { command, client } => schedule(client, command).await,
         Command::Plugin(cmd) => snapgate::plugin_cmd::run(cmd),
     }
 }
 
+async fn schedule(
+    args: ClientArgs,
+    cmd: cli::schedules::ScheduleCommand,
+) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.url, token_of(&args)?);
+    report(
+        cli::schedules::run(&client, cmd, args.json).await,
+        args.json,
+    )
+}
+
 async fn state(args: ClientArgs, cmd: StateCommand) -> anyhow::Result<ExitCode> {
-    let token = match (&args.token, &args.token_file) {
+    let client = Client::new(&args.url, token_of(&args)?);
+    report(
+        cli::run(&client, cmd, !args.no_wait, args.json).await,
+        args.json,
+    )
+}
+
+fn token_of(args: &ClientArgs) -> anyhow::Result<Option<String>> {
+    Ok(match (&args.token, &args.token_file) {
         (Some(t), _) => Some(t.clone()),
         (None, Some(f)) => Some(
             std::fs::read_to_string(f)
@@ -242,12 +269,15 @@ async fn state(args: ClientArgs, cmd: StateCommand) -> anyhow::Result<ExitCode> 
                 .to_owned(),
         ),
         (None, None) => None,
-    };
-    let client = Client::new(&args.url, token);
-    match cli::run(&client, cmd, !args.no_wait, args.json).await {
+    })
+}
+
+/// The exit code of a client command; an error is printed (and its body with `--json`).
+fn report(result: Result<(), cli::client::ClientError>, json: bool) -> anyhow::Result<ExitCode> {
+    match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
-            if args.json {
+            if json {
                 if let cli::client::ClientError::Api { body, .. } = &e {
                     println!("{}", serde_json::to_string_pretty(body).unwrap_or_default());
                 }

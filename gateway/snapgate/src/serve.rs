@@ -10,7 +10,7 @@ use snapgate_compute::{HostConfig, LibvirtBackend, LibvirtOptions};
 use snapgate_core::ports::policy::AllowAll;
 use snapgate_core::ports::{
     LifecycleStore, NoPolicyAdmin, PlacementStore, PolicyAdmin, PolicyEngine, QuotaStore,
-    Repository,
+    Repository, ScheduleStore,
 };
 use snapgate_core::service::{Backends, RepositoryQuotaTruth, Service, ServiceSettings};
 use snapgate_policy::{PolicyLimits, WasmPolicyEngine};
@@ -54,6 +54,7 @@ pub async fn build(
     let store = Arc::new(open_database(&config).await?);
     let repo: Arc<dyn Repository> = store.clone();
     let lifecycle: Arc<dyn LifecycleStore> = store.clone();
+    let schedules: Arc<dyn ScheduleStore> = store.clone();
     let placements: Arc<dyn PlacementStore> = store;
 
     // Demo mode is no hosts and no `[auth]`; the configuration's validation refused hosts
@@ -174,6 +175,7 @@ pub async fn build(
             policy,
             policy_admin: policy_admin.clone(),
             lifecycle,
+            schedules,
         },
         settings,
     );
@@ -254,6 +256,9 @@ impl Gateway {
         let maintenance = self.service.spawn_maintenance(Duration::from_secs_f64(
             self.config.snapshots.maintenance_interval_secs,
         ));
+        let scheduler = self
+            .service
+            .spawn_scheduler(self.config.lifecycle.schedule_check_interval());
         let watcher = self.service.spawn_operation_watcher();
         let hup = self.spawn_reload_on_sighup();
         let (stop_admin, admin) = self.spawn_admin_listener().await?;
@@ -266,6 +271,8 @@ impl Gateway {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await?;
+        // No new scheduled run starts once shutdown has begun; runs under way are drained.
+        scheduler.abort();
 
         tracing::info!(
             in_flight = self.service.operations_in_flight(),

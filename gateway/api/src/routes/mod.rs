@@ -2,5 +2,6 @@ pub mod admin;
 pub mod lifecycle;
 pub mod operations;
 pub mod quotas;
+pub mod schedules;
 pub mod states;
 pub mod system;

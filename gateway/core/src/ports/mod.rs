@@ -9,6 +9,7 @@ pub mod policy;
 pub mod quota;
 pub mod quota_truth;
 pub mod repository;
+pub mod schedules;
 
 pub use compute::{
     BreakerState, ComputeBackend, ComputeError, HostEvent, HostHealth, ListedInstance, SaveRequest,
@@ -25,3 +26,4 @@ pub use quota_truth::{QuotaTruth, TenantTruth};
 pub use repository::{
     ListPage, OperationEnd, OperationEndFeed, RecentSave, RepoError, Repository, TenantTotals,
 };
+pub use schedules::{ScheduleStore, ScheduleUpdate};

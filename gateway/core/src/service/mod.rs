@@ -12,9 +12,12 @@ mod quota_truth;
 mod quotas;
 mod readiness;
 mod reconcile;
+mod retention;
 mod runner;
+mod schedules;
 mod states;
 mod throttle;
+pub mod timetable;
 pub mod validate;
 mod waits;
 
@@ -23,7 +26,7 @@ use std::time::Duration;
 
 use crate::ports::{
     ComputeBackend, HostHealth, LifecycleStore, PlacementStore, PolicyAdmin, PolicyEngine,
-    QuotaLimits, QuotaStore, Repository,
+    QuotaLimits, QuotaStore, Repository, ScheduleStore,
 };
 use crate::SaveMode;
 
@@ -34,6 +37,7 @@ pub use quota_truth::{reservation_of, RepositoryQuotaTruth};
 pub use quotas::QuotaView;
 pub use readiness::{Check, Readiness};
 pub use reconcile::ReconcileReport;
+pub use schedules::{RetentionEdit, ScheduleEdit, ScheduleInput};
 pub use states::{Accepted, DryRunVerdict, SaveInput, StateChange};
 
 /// Settings the service needs (a slice of the gateway's config).
@@ -111,6 +115,8 @@ pub struct Backends {
     pub policy_admin: Arc<dyn PolicyAdmin>,
     /// State edits, expiry and schedules; usually the same database as `repo`.
     pub lifecycle: Arc<dyn LifecycleStore>,
+    /// Schedules and their runs; usually the same database as `repo`.
+    pub schedules: Arc<dyn ScheduleStore>,
 }
 
 pub struct Service {
@@ -121,6 +127,7 @@ pub struct Service {
     policy: Arc<dyn PolicyEngine>,
     policy_admin: Arc<dyn PolicyAdmin>,
     lifecycle: Arc<dyn LifecycleStore>,
+    schedules: Arc<dyn ScheduleStore>,
     settings: ServiceSettings,
     /// Who waits for which operation, and the one channel that wakes them (see `waits.rs`).
     waits: waits::Waits,
@@ -150,6 +157,7 @@ impl Service {
             policy: backends.policy,
             policy_admin: backends.policy_admin,
             lifecycle: backends.lifecycle,
+            schedules: backends.schedules,
             waits: waits::Waits::new(settings.max_waits_per_tenant),
             dry_runs: throttle::TenantBuckets::per_minute(settings.dry_runs_per_minute),
             settings,

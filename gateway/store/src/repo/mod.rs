@@ -5,6 +5,7 @@ mod decisions;
 mod lifecycle;
 mod placements;
 mod reads;
+mod schedules;
 mod tenants;
 mod transitions;
 
