@@ -182,6 +182,19 @@ mod tests {
     }
 
     #[test]
+    fn far_and_rare_slots_are_found() {
+        let now = at("2026-03-28T12:00:00Z");
+        for (cron, first) in [
+            ("0 0 0 1 1 * 2999", "2999-01-01T00:00:00Z"),
+            ("59 59 23 31 12 * 2998", "2998-12-31T23:59:59Z"),
+            ("0 0 29 2 *", "2028-02-29T00:00:00Z"),
+        ] {
+            let t = Timetable::parse(cron, "UTC", now).unwrap();
+            assert_eq!(t.next_after(now), Some(at(first)), "{cron}");
+        }
+    }
+
+    #[test]
     fn names_from_patterns() {
         let t = at("2026-07-04T03:05:09Z");
         assert_eq!(

@@ -33,6 +33,7 @@ mod decisions;
 mod listing;
 mod operations;
 mod placements;
+mod schedules;
 mod states;
 mod support;
 mod tenants;
