@@ -16,7 +16,7 @@ use snapgate_core::ports::Repository;
 use snapgate_core::{Operation, OperationKind, OperationStatus, SnapshotKind, State, StateStatus};
 use snapgate_store::entity::schedules;
 use snapgate_store::SeaRepository;
-use snapgate_tests::app::{demo, metric_value, repo_root, Db, Shared, TestApp};
+use snapgate_tests::app::{demo, repo_root, Db, Shared, TestApp};
 use uuid::Uuid;
 
 /// The scheduler looks every 0.1 s; a long `stale_after` leaves the tests' foreign work alone.
@@ -384,10 +384,23 @@ async fn scheduled_saves_run_and_retention_keeps_the_newest_never_a_users_state(
     .await;
     // Let it save several times (a second apart; a run that finds the instance busy with the
     // previous run's retention is skipped, which is fine here).
-    app.wait_for_metrics("four scheduled saves", |page| {
-        metric_value(page, "snapgate_schedule_runs_total{result=\"succeeded\"") >= 4.0
-    })
-    .await;
+    // Every name the schedule is seen to make (names carry the slot's time, so they sort by it).
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while app
+        .metric("snapgate_schedule_runs_total{result=\"succeeded\"")
+        .await
+        < 4.0
+    {
+        let states = states_of(&app, demo::WEB).await;
+        seen.extend(
+            made_by(&states, &s)
+                .iter()
+                .map(|m| m["name"].as_str().unwrap().to_owned()),
+        );
+        assert!(tokio::time::Instant::now() < deadline, "{}", app.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // A user's save in between the schedule's: tried again while the instance is busy.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let also_by_hand = loop {
@@ -424,6 +437,7 @@ async fn scheduled_saves_run_and_retention_keeps_the_newest_never_a_users_state(
             .body;
         let states = states_of(&app, demo::WEB).await;
         let mine: Vec<Value> = made_by(&states, &s).into_iter().cloned().collect();
+        seen.extend(mine.iter().map(|m| m["name"].as_str().unwrap().to_owned()));
         if sched["last_run"]["outcome"] != "started"
             && mine.len() == 2
             && mine.iter().all(|m| m["status"] == "available")
@@ -444,6 +458,15 @@ async fn scheduled_saves_run_and_retention_keeps_the_newest_never_a_users_state(
         .await;
     let mut names: Vec<&str> = kept.iter().map(|k| k["name"].as_str().unwrap()).collect();
     names.sort();
+    let newest_seen: Vec<&str> = seen
+        .iter()
+        .rev()
+        .take(2)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(names, newest_seen, "kept {names:?} of {seen:?}");
+    assert!(seen.len() >= 4, "{seen:?}");
     let newest_run = app
         .get(&schedule_path(demo::WEB, &s), &app.member)
         .await

@@ -21,6 +21,9 @@ use crate::auth::{Caller, Role};
 use crate::ports::{PatchOutcome, RepoError, StatePatch};
 use crate::{Operation, ServiceError, State};
 
+/// How many times `expiry_batch` expired states one pass looks at.
+const EXPIRY_LOOK_AHEAD: u64 = 4;
+
 /// Settings of expiry and schedules.
 #[derive(Debug, Clone)]
 pub struct LifecycleSettings {
@@ -119,13 +122,19 @@ impl Service {
 
     /// Starts deleting up to `lifecycle.expiry_batch` expired states; returns how many deletes
     /// this gateway started. Refusals are not errors: the state is tried again next pass.
+    /// A few times the batch are looked at, so states that keep being refused (a policy that
+    /// denies their delete, a host that stays down) do not hold back the ones behind them.
     pub async fn expire_states(self: &Arc<Self>) -> Result<usize, ServiceError> {
+        let batch = self.settings.lifecycle.expiry_batch;
         let due = self
             .lifecycle
-            .expired_states(Utc::now(), self.settings.lifecycle.expiry_batch)
+            .expired_states(Utc::now(), batch.saturating_mul(EXPIRY_LOOK_AHEAD))
             .await?;
         let mut started = 0;
         for state in due {
+            if started as u64 >= batch {
+                break;
+            }
             match self.expire(&state).await {
                 Ok(op) => {
                     started += 1;
