@@ -16,6 +16,8 @@ mod m20261126_000005_create_quota_limits;
 mod m20261126_000006_create_policy_decisions;
 mod m20261130_000001_add_state_snapshot_xml;
 mod m20261201_000007_create_instance_placements;
+mod m20261202_lifecycle_000001_state_expiry;
+mod m20261202_lifecycle_000002_create_schedules;
 mod m20261204_000008_create_idempotency_keys;
 mod m20261210_000001_add_operation_lease;
 
@@ -26,6 +28,7 @@ pub use m20261126_000004_create_instance_owners::InstanceOwners;
 pub use m20261126_000005_create_quota_limits::QuotaLimits;
 pub use m20261126_000006_create_policy_decisions::PolicyDecisions;
 pub use m20261201_000007_create_instance_placements::InstancePlacements;
+pub use m20261202_lifecycle_000002_create_schedules::Schedules;
 pub use m20261204_000008_create_idempotency_keys::IdempotencyKeys;
 
 #[derive(Debug)]
@@ -43,6 +46,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000006_create_policy_decisions::Migration),
             Box::new(m20261130_000001_add_state_snapshot_xml::Migration),
             Box::new(m20261201_000007_create_instance_placements::Migration),
+            Box::new(m20261202_lifecycle_000001_state_expiry::Migration),
+            Box::new(m20261202_lifecycle_000002_create_schedules::Migration),
             Box::new(m20261204_000008_create_idempotency_keys::Migration),
             Box::new(m20261210_000001_add_operation_lease::Migration),
         ]

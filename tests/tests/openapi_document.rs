@@ -42,6 +42,14 @@ fn concrete(template: &str, bad_uuid: bool) -> String {
             },
         )
         .replace(
+            "{schedule_uuid}",
+            if bad_uuid {
+                "not-a-uuid"
+            } else {
+                "00000000-0000-4000-8000-000000000000"
+            },
+        )
+        .replace(
             "{operation_uuid}",
             if bad_uuid {
                 "not-a-uuid"

@@ -41,6 +41,8 @@ async fn foreign_running_save(
         updated_at: then,
         cpu_xml: None,
         snapshot_xml: None,
+        expires_at: None,
+        schedule_id: None,
     };
     let op = Operation {
         uuid: Uuid::now_v7(),

@@ -288,6 +288,17 @@ mod tests {
                 503,
                 "database_unavailable",
             ),
+            (ServiceError::StateExpired, 409, "state_expired"),
+            (
+                ServiceError::ScheduleLimitExceeded { limit: 2 },
+                403,
+                "schedule_limit_exceeded",
+            ),
+            (
+                ServiceError::not_found("schedule", "x"),
+                404,
+                "schedule_not_found",
+            ),
             (ServiceError::Internal, 500, "internal_error"),
         ];
         for (err, status, code) in cases {

@@ -91,7 +91,7 @@ pub fn route_paths() -> Vec<&'static str> {
 
 /// Every route, in one list: the router is built from it and `route_paths` reads it.
 fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
-    use routes::{admin, operations, quotas, states, system};
+    use routes::{admin, lifecycle, operations, quotas, schedules, states, system};
     vec![
         (
             "/v1/instances/{instance_uuid}/states",
@@ -103,7 +103,19 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ),
         (
             "/v1/instances/{instance_uuid}/states/{state_uuid}",
-            get(states::get).delete(states::delete),
+            get(states::get)
+                .delete(states::delete)
+                .patch(lifecycle::update_state),
+        ),
+        (
+            "/v1/instances/{instance_uuid}/schedules",
+            get(schedules::list).post(schedules::create),
+        ),
+        (
+            "/v1/instances/{instance_uuid}/schedules/{schedule_uuid}",
+            get(schedules::get)
+                .patch(schedules::update)
+                .delete(schedules::delete),
         ),
         ("/v1/instances/{instance_uuid}/owner", put(admin::set_owner)),
         ("/v1/operations/{operation_uuid}", get(operations::get)),

@@ -12,7 +12,7 @@ use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
 use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::OpenApi;
 
-use crate::routes::{admin, operations, quotas, states, system};
+use crate::routes::{admin, lifecycle, operations, quotas, schedules, states, system};
 
 /// The security scheme every `/v1` operation names.
 pub const BEARER: &str = "bearer";
@@ -22,6 +22,8 @@ pub const BEARER: &str = "bearer";
     info(title = "snapgate", description = "Live VM states (snapshots with RAM) for multi-tenant clouds"),
     paths(
         states::list, states::get, states::save, states::delete, states::apply,
+        lifecycle::update_state,
+        schedules::list, schedules::create, schedules::get, schedules::update, schedules::delete,
         operations::get, operations::wait,
         quotas::get, quotas::put, quotas::delete,
         admin::set_owner, admin::decisions, admin::plugins, admin::reload,

@@ -115,6 +115,13 @@ pub struct State {
     pub parent: Option<Uuid>,
     pub error: Option<ErrorInfo>,
     pub updated_at: DateTime<Utc>,
+    /// When the maintenance loop deletes the state, RFC 3339 UTC; `null`: kept until deleted.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The schedule that made the state; `null` for a state a user saved (retention never
+    /// touches those).
+    #[serde(default)]
+    pub schedule_id: Option<Uuid>,
     /// The guest CPU definition as libvirt XML, used to compare against a target host on apply.
     #[serde(skip)]
     pub cpu_xml: Option<String>,

@@ -35,6 +35,12 @@ pub enum ServiceError {
     #[error("the files of this state are on host {holder}, but the instance now runs on {current}; \
              they cannot follow it: apply or delete the state once the instance is back on {holder}")]
     StateOnOtherHost { holder: String, current: String },
+    /// An edit of `expires_at` on a state whose expiry has passed: it is being deleted (409).
+    #[error("the state has expired and is being deleted; its expiry can no longer be changed")]
+    StateExpired,
+    /// The tenant keeps `lifecycle.max_schedules_per_tenant` schedules already (403).
+    #[error("the tenant already has {limit} schedules, the most it may keep")]
+    ScheduleLimitExceeded { limit: u64 },
     /// The instance cannot get a memory snapshot now (409 when it is not running, 422 for its
     /// configuration).
     #[error("{message}")]
@@ -122,6 +128,8 @@ impl ServiceError {
             | ServiceError::StateNotAvailable(_)
             | ServiceError::StateOnOtherHost { .. }
             | ServiceError::IdempotencyKeyInUse { .. } => 409,
+            ServiceError::StateExpired => 409,
+            ServiceError::ScheduleLimitExceeded { .. } => 403,
             ServiceError::Unsupported { code, .. } if *code == "instance_not_running" => 409,
             ServiceError::Unsupported { .. }
             | ServiceError::PolicyReloadFailed(_)
@@ -143,12 +151,15 @@ impl ServiceError {
                 "state" => "state_not_found",
                 "operation" => "operation_not_found",
                 "tenant" => "tenant_not_found",
+                "schedule" => "schedule_not_found",
                 _ => "not_found",
             },
             ServiceError::DuplicateName(_) => "duplicate_name",
             ServiceError::InstanceBusy(_) => "instance_busy",
             ServiceError::StateNotAvailable(_) => "state_not_available",
             ServiceError::StateOnOtherHost { .. } => "state_on_other_host",
+            ServiceError::StateExpired => "state_expired",
+            ServiceError::ScheduleLimitExceeded { .. } => "schedule_limit_exceeded",
             ServiceError::Unsupported { code, .. } => code,
             ServiceError::QuotaExceeded { .. } => "quota_exceeded",
             ServiceError::RateLimited { .. } => "rate_limited",
@@ -180,6 +191,7 @@ impl ServiceError {
     pub fn body(&self) -> ErrorBody {
         let details = match self {
             ServiceError::InstanceBusy(op) => json!({ "operation": op }),
+            ServiceError::ScheduleLimitExceeded { limit } => json!({ "limit": limit }),
             ServiceError::StateOnOtherHost { holder, current } => {
                 json!({ "host": holder, "instance_host": current })
             }

@@ -8,7 +8,9 @@ pub mod auth;
 pub mod domain;
 pub mod error;
 pub mod ports;
+pub mod schedule;
 pub mod service;
 
 pub use domain::*;
 pub use error::{ErrorBody, ServiceError};
+pub use schedule::{Retention, RunOutcome, Schedule, ScheduleRun};

@@ -33,6 +33,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub api: ApiConfig,
     pub log: LogConfig,
+    /// Expiry and schedules.
+    pub lifecycle: crate::lifecycle_config::LifecycleConfig,
 }
 
 impl Default for Config {
@@ -50,6 +52,7 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             api: ApiConfig::default(),
             log: LogConfig::default(),
+            lifecycle: Default::default(),
         }
     }
 }
@@ -590,6 +593,9 @@ impl Config {
                 "policy.decision_retention_secs",
                 "must be at least 1".into(),
             );
+        }
+        if let Err((key, message)) = self.lifecycle.check() {
+            return invalid(key, message);
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format", "must be text or json".into());

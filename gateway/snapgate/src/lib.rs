@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod doctor;
+pub mod lifecycle_config;
 mod log_json;
 pub mod plugin_cmd;
 pub mod serve;

@@ -118,6 +118,31 @@ enum Command {
     /// installs them.
     #[command(hide = true)]
     Manpages { dir: PathBuf },
+    /// Change the name, description or expiry of state <state-uuid> of instance <instance-uuid>.
+    StateUpdate {
+        instance: Uuid,
+        state: Uuid,
+        #[arg(long)]
+        name: Option<String>,
+        /// A new description; `--description ""` leaves an empty one, `--clear-description`
+        /// removes it.
+        #[arg(long, conflicts_with = "clear_description")]
+        description: Option<String>,
+        #[arg(long)]
+        clear_description: bool,
+        /// When the state is deleted (RFC 3339, e.g. 2027-01-31T00:00:00Z), or `never`.
+        #[arg(long)]
+        expires_at: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Schedules of saves: create, list, show, update, delete.
+    Schedule {
+        #[command(subcommand)]
+        command: cli::schedules::ScheduleCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Policy plugin tools for authors.
     #[command(subcommand)]
     Plugin(snapgate::plugin_cmd::PluginCommand),
@@ -213,6 +238,34 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             states,
             client,
         } => state(client, StateCommand::Delete { instance, states }).await,
+        Command::StateUpdate {
+            instance,
+            state: s,
+            name,
+            description,
+            clear_description,
+            expires_at,
+            client,
+        } => {
+            let description = match (description, clear_description) {
+                (_, true) => Some(None),
+                (Some(d), false) => Some(Some(d)),
+                (None, false) => None,
+            };
+            let expires_at = expires_at.map(|e| (e != "never").then_some(e));
+            state(
+                client,
+                StateCommand::Update {
+                    instance,
+                    state: s,
+                    name,
+                    description,
+                    expires_at,
+                },
+            )
+            .await
+        }
+        Command::Schedule { command, client } => schedule(client, command).await,
         Command::Plugin(cmd) => snapgate::plugin_cmd::run(cmd),
         Command::Completions { shell } => {
             clap_complete::generate(
@@ -231,8 +284,27 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+async fn schedule(
+    args: ClientArgs,
+    cmd: cli::schedules::ScheduleCommand,
+) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.url, token_of(&args)?);
+    report(
+        cli::schedules::run(&client, cmd, args.json).await,
+        args.json,
+    )
+}
+
 async fn state(args: ClientArgs, cmd: StateCommand) -> anyhow::Result<ExitCode> {
-    let token = match (&args.token, &args.token_file) {
+    let client = Client::new(&args.url, token_of(&args)?);
+    report(
+        cli::run(&client, cmd, !args.no_wait, args.json).await,
+        args.json,
+    )
+}
+
+fn token_of(args: &ClientArgs) -> anyhow::Result<Option<String>> {
+    Ok(match (&args.token, &args.token_file) {
         (Some(t), _) => Some(t.clone()),
         (None, Some(f)) => Some(
             std::fs::read_to_string(f)
@@ -241,12 +313,15 @@ async fn state(args: ClientArgs, cmd: StateCommand) -> anyhow::Result<ExitCode> 
                 .to_owned(),
         ),
         (None, None) => None,
-    };
-    let client = Client::new(&args.url, token);
-    match cli::run(&client, cmd, !args.no_wait, args.json).await {
+    })
+}
+
+/// The exit code of a client command; an error is printed (and its body with `--json`).
+fn report(result: Result<(), cli::client::ClientError>, json: bool) -> anyhow::Result<ExitCode> {
+    match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
-            if args.json {
+            if json {
                 if let cli::client::ClientError::Api { body, .. } = &e {
                     println!("{}", serde_json::to_string_pretty(body).unwrap_or_default());
                 }

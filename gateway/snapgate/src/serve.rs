@@ -9,7 +9,8 @@ use snapgate_api::{ApiLimits, AppState, Authenticator};
 use snapgate_compute::{HostConfig, LibvirtBackend, LibvirtOptions};
 use snapgate_core::ports::policy::AllowAll;
 use snapgate_core::ports::{
-    NoPolicyAdmin, PlacementStore, PolicyAdmin, PolicyEngine, QuotaStore, Repository,
+    LifecycleStore, NoPolicyAdmin, PlacementStore, PolicyAdmin, PolicyEngine, QuotaStore,
+    Repository, ScheduleStore,
 };
 use snapgate_core::service::{Backends, RepositoryQuotaTruth, Service, ServiceSettings};
 use snapgate_policy::{PolicyLimits, WasmPolicyEngine};
@@ -52,6 +53,8 @@ pub async fn build(
     let metrics = crate::telemetry::metrics_handle();
     let store = Arc::new(open_database(&config).await?);
     let repo: Arc<dyn Repository> = store.clone();
+    let lifecycle: Arc<dyn LifecycleStore> = store.clone();
+    let schedules: Arc<dyn ScheduleStore> = store.clone();
     let placements: Arc<dyn PlacementStore> = store;
 
     // Demo mode is no hosts and no `[auth]`; the configuration's validation refused hosts
@@ -155,6 +158,7 @@ pub async fn build(
         idempotency_key_ttl: Duration::from_secs(config.api.idempotency_key_ttl_secs),
         placement_refresh: Duration::from_secs_f64(config.compute.placement_refresh_secs),
         gateway_id: gateway_id(),
+        lifecycle: config.lifecycle.settings(),
     };
     let policy_admin: Arc<dyn PolicyAdmin> = match &policy_engine {
         Some(engine) => Arc::new(ChainAdmin {
@@ -172,6 +176,8 @@ pub async fn build(
             quota,
             policy,
             policy_admin: policy_admin.clone(),
+            lifecycle,
+            schedules,
         },
         settings,
     );
@@ -252,6 +258,9 @@ impl Gateway {
         let maintenance = self.service.spawn_maintenance(Duration::from_secs_f64(
             self.config.snapshots.maintenance_interval_secs,
         ));
+        let scheduler = self
+            .service
+            .spawn_scheduler(self.config.lifecycle.schedule_check_interval());
         let watcher = self.service.spawn_operation_watcher();
         let hup = self.spawn_reload_on_sighup();
         let (stop_admin, admin) = self.spawn_admin_listener().await?;
@@ -264,6 +273,8 @@ impl Gateway {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await?;
+        // No new scheduled run starts once shutdown has begun; runs under way are drained.
+        scheduler.abort();
 
         tracing::info!(
             in_flight = self.service.operations_in_flight(),

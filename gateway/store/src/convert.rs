@@ -61,6 +61,8 @@ pub(crate) fn state_row(s: &State) -> Result<instance_states::ActiveModel, RepoE
         error_message: Set(s.error.as_ref().map(|e| e.message.clone())),
         updated_at: Set(micros(s.updated_at)),
         snapshot_xml: Set(s.snapshot_xml.clone()),
+        expires_at: Set(s.expires_at.map(micros)),
+        schedule_id: Set(s.schedule_id),
     })
 }
 
@@ -89,6 +91,8 @@ pub(crate) fn state_from_row(m: instance_states::Model) -> Result<State, RepoErr
         updated_at: m.updated_at,
         cpu_xml: m.cpu_xml,
         snapshot_xml: m.snapshot_xml,
+        expires_at: m.expires_at,
+        schedule_id: m.schedule_id,
     })
 }
 

@@ -1,5 +1,7 @@
 pub mod admin;
+pub mod lifecycle;
 pub mod operations;
 pub mod quotas;
+pub mod schedules;
 pub mod states;
 pub mod system;

@@ -28,6 +28,9 @@ pub struct SaveBody {
     pub description: Option<String>,
     /// `internal`, `external` or `auto`; the gateway's configured mode when absent.
     pub mode: Option<SaveMode>,
+    /// When the maintenance loop deletes the state (RFC 3339; in the future, at most
+    /// `lifecycle.max_expiry_days` away); kept until deleted when absent or `null`.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -170,6 +173,8 @@ pub async fn save(
         mode: body.mode,
         dry_run: q.dry_run,
         idempotency_key,
+        expires_at: body.expires_at,
+        schedule_id: None,
     };
     match app.service.save(&caller, instance, input).await? {
         StateChange::DryRun(v) => Ok(dry_run_response(v)),

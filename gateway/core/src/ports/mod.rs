@@ -3,16 +3,19 @@
 //! `snapgate-policy` (wasmtime), `snapgate-store` (sea-orm).
 
 pub mod compute;
+pub mod lifecycle;
 pub mod placement;
 pub mod policy;
 pub mod quota;
 pub mod quota_truth;
 pub mod repository;
+pub mod schedules;
 
 pub use compute::{
     BreakerState, ComputeBackend, ComputeError, HostEvent, HostHealth, ListedInstance, SaveRequest,
     SavedSnapshot, SnapshotProbe,
 };
+pub use lifecycle::{LifecycleStore, PatchOutcome, StatePatch};
 pub use placement::{Placement, PlacementStore};
 pub use policy::{Decision, PolicyEngine, PolicyInput, PolicyOutcome, PolicyState, QuotaUsageView};
 pub use policy::{NoPolicyAdmin, PolicyAdmin};
@@ -24,3 +27,4 @@ pub use repository::{
     IdempotencyClaim, IdempotencyRecord, KeyClaim, KeyedAnswer, ListPage, OperationEnd,
     OperationEndFeed, RecentSave, RepoError, Repository, TenantTotals,
 };
+pub use schedules::{ScheduleStore, ScheduleUpdate};

@@ -56,6 +56,9 @@ pub(super) struct CanonicalRequest<'a> {
     pub name: Option<&'a str>,
     pub description: Option<&'a str>,
     pub mode: Option<SaveMode>,
+    /// Left out when absent, so requests without an expiry hash as they always did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// How the answer is stored: the REST forms of the state and the operation (what the 202

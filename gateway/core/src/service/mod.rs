@@ -4,8 +4,9 @@
 
 mod access;
 mod admin;
-mod idempotency;
 mod ending;
+mod idempotency;
+mod lifecycle;
 mod operations;
 mod ownership;
 mod placement;
@@ -13,9 +14,12 @@ mod quota_truth;
 mod quotas;
 mod readiness;
 mod reconcile;
+mod retention;
 mod runner;
+mod schedules;
 mod states;
 mod throttle;
+pub mod timetable;
 pub mod validate;
 mod waits;
 
@@ -23,18 +27,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ports::{
-    ComputeBackend, HostHealth, PlacementStore, PolicyAdmin, PolicyEngine, QuotaLimits, QuotaStore,
-    Repository,
+    ComputeBackend, HostHealth, LifecycleStore, PlacementStore, PolicyAdmin, PolicyEngine,
+    QuotaLimits, QuotaStore, Repository, ScheduleStore,
 };
 use crate::SaveMode;
 
 pub use access::{decisions_tenant, require_cloud_admin};
 pub use idempotency::IDEMPOTENCY_PURGE_BATCH;
+pub use lifecycle::{LifecycleSettings, StateEdit};
 pub use operations::WaitOutcome;
 pub use quota_truth::{reservation_of, RepositoryQuotaTruth};
 pub use quotas::QuotaView;
 pub use readiness::{Check, Readiness};
 pub use reconcile::ReconcileReport;
+pub use schedules::{RetentionEdit, ScheduleEdit, ScheduleInput};
 pub use states::{Accepted, ChangeInput, DryRunVerdict, SaveInput, StateChange};
 
 /// Settings the service needs (a slice of the gateway's config).
@@ -75,6 +81,8 @@ pub struct ServiceSettings {
     /// This gateway's name as the holder of the operations it runs or takes over
     /// (`operations.lease_owner`, for logs and operators; `hostname/pid` by default).
     pub gateway_id: String,
+    /// Expiry and schedules (issue 12).
+    pub lifecycle: LifecycleSettings,
 }
 
 impl Default for ServiceSettings {
@@ -100,6 +108,7 @@ impl Default for ServiceSettings {
             idempotency_key_ttl: Duration::from_secs(24 * 3600),
             placement_refresh: Duration::from_secs(300),
             gateway_id: format!("snapgate/{}", std::process::id()),
+            lifecycle: LifecycleSettings::default(),
         }
     }
 }
@@ -115,6 +124,10 @@ pub struct Backends {
     pub policy: Arc<dyn PolicyEngine>,
     /// Reload and listing of the policy chain ([`crate::ports::NoPolicyAdmin`] without one).
     pub policy_admin: Arc<dyn PolicyAdmin>,
+    /// State edits, expiry and schedules; usually the same database as `repo`.
+    pub lifecycle: Arc<dyn LifecycleStore>,
+    /// Schedules and their runs; usually the same database as `repo`.
+    pub schedules: Arc<dyn ScheduleStore>,
 }
 
 pub struct Service {
@@ -124,6 +137,8 @@ pub struct Service {
     quota: Arc<dyn QuotaStore>,
     policy: Arc<dyn PolicyEngine>,
     policy_admin: Arc<dyn PolicyAdmin>,
+    lifecycle: Arc<dyn LifecycleStore>,
+    schedules: Arc<dyn ScheduleStore>,
     settings: ServiceSettings,
     /// Who waits for which operation, and the one channel that wakes them (see `waits.rs`).
     waits: waits::Waits,
@@ -152,6 +167,8 @@ impl Service {
             quota: backends.quota,
             policy: backends.policy,
             policy_admin: backends.policy_admin,
+            lifecycle: backends.lifecycle,
+            schedules: backends.schedules,
             waits: waits::Waits::new(settings.max_waits_per_tenant),
             dry_runs: throttle::TenantBuckets::per_minute(settings.dry_runs_per_minute),
             settings,

@@ -281,6 +281,10 @@ impl Service {
                         "failed"
                     }
                 };
+                // Expired states (lifecycle.rs) are deleted on the same pass.
+                if let Err(e) = service.expire_states().await {
+                    tracing::warn!(error = %e, "expiry pass failed");
+                }
                 // Lets operators (and tests) see that passes happen, not only what they fix.
                 metrics::counter!("snapgate_maintenance_passes_total", "result" => result)
                     .increment(1);

@@ -29,6 +29,11 @@ pub struct SaveInput {
     /// Overrides the configured save mode.
     pub mode: Option<SaveMode>,
     pub dry_run: bool,
+    /// When the state is to be deleted (validated: in the future, within
+    /// `lifecycle.max_expiry`).
+    pub expires_at: Option<chrono::DateTime<Utc>>,
+    /// Set by the scheduler only: the schedule making this save.
+    pub schedule_id: Option<Uuid>,
     /// The `Idempotency-Key` header, as sent (validated by the service).
     pub idempotency_key: Option<String>,
 }
@@ -138,6 +143,9 @@ impl Service {
             .as_deref()
             .map(validate::description)
             .transpose()?;
+        if let Some(at) = input.expires_at {
+            input.expires_at = Some(self.valid_expiry(at)?);
+        }
         let key = usable_key(input.idempotency_key.take(), input.dry_run)?;
         let request = CanonicalRequest {
             operation: OperationKind::Save,
@@ -146,6 +154,7 @@ impl Service {
             name: Some(&input.name),
             description: input.description.as_deref(),
             mode: input.mode,
+            expires_at: input.expires_at,
         };
         self.keyed(caller, key, &request, |claim| {
             self.save_validated(caller, instance, input.clone(), claim)
@@ -259,6 +268,8 @@ impl Service {
             updated_at: now,
             cpu_xml: inst.cpu_xml.clone(),
             snapshot_xml: None,
+            expires_at: input.expires_at,
+            schedule_id: input.schedule_id,
         };
         let op = self.new_operation(op_id, OperationKind::Save, &state, now, estimate);
         let accepted = Accepted {
@@ -329,6 +340,7 @@ impl Service {
             name: None,
             description: None,
             mode: None,
+            expires_at: None,
         };
         self.keyed(caller, key, &request, |claim| {
             self.change_state_claimed(caller, instance, state_id, kind, dry_run, claim)

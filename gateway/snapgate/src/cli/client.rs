@@ -60,6 +60,14 @@ impl Client {
     }
 
     /// A state-changing DELETE, made safe to retry (see [`Client::send_keyed`]).
+    pub async fn patch<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, ClientError> {
+        self.send(self.http.patch(self.url(path)).json(body)).await
+    }
+
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.send_keyed(|| self.http.delete(self.url(path))).await
     }
@@ -148,6 +156,12 @@ impl Client {
                 body,
             });
         }
-        serde_json::from_str(&text).map_err(|e| ClientError::Decode(format!("{e}: {text}")))
+        // A 204 has no body: read as `null`.
+        let text = if text.is_empty() {
+            "null"
+        } else {
+            text.as_str()
+        };
+        serde_json::from_str(text).map_err(|e| ClientError::Decode(format!("{e}: {text}")))
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod client;
 mod render;
+pub mod schedules;
 mod states;
 
 pub use states::{run, StateCommand};

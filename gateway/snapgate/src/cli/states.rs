@@ -27,6 +27,14 @@ pub enum StateCommand {
         instance: Uuid,
         states: Vec<Uuid>,
     },
+    /// A merge-patch: `None` leaves a field, `Some(None)` clears it.
+    Update {
+        instance: Uuid,
+        state: Uuid,
+        name: Option<String>,
+        description: Option<Option<String>>,
+        expires_at: Option<Option<String>>,
+    },
 }
 
 /// Output options shared by the commands.
@@ -142,6 +150,41 @@ pub async fn run(
                 println!(
                     "{}",
                     table(&["UUID", "NAME", "DATE", "STATUS", "SIZE", "KIND"], &rows)
+                );
+            }
+            Ok(())
+        }
+        StateCommand::Update {
+            instance,
+            state,
+            name,
+            description,
+            expires_at,
+        } => {
+            let mut body = json!({});
+            if let Some(n) = name {
+                body["name"] = json!(n);
+            }
+            if let Some(d) = description {
+                body["description"] = json!(d);
+            }
+            if let Some(e) = expires_at {
+                body["expires_at"] = json!(e);
+            }
+            let updated: Value = client
+                .patch(&format!("/v1/instances/{instance}/states/{state}"), &body)
+                .await?;
+            if out.json {
+                print_json(&updated);
+            } else {
+                println!(
+                    "state {} ({}) updated; expires {}",
+                    field(&updated, "uuid"),
+                    field(&updated, "name"),
+                    updated
+                        .get("expires_at")
+                        .and_then(Value::as_str)
+                        .unwrap_or("never")
                 );
             }
             Ok(())

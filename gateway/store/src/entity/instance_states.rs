@@ -27,6 +27,10 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     /// libvirt snapshot XML from the save (to redefine the snapshot after a move).
     pub snapshot_xml: Option<String>,
+    /// When the maintenance loop deletes the state (NULL: never).
+    pub expires_at: Option<DateTimeUtc>,
+    /// The schedule that made the state (NULL: a user's save).
+    pub schedule_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

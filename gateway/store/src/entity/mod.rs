@@ -9,3 +9,4 @@ pub mod instance_states;
 pub mod operations;
 pub mod policy_decisions;
 pub mod quota_limits;
+pub mod schedules;

@@ -4,8 +4,10 @@
 mod decisions;
 mod idempotency;
 mod leases;
+mod lifecycle;
 mod placements;
 mod reads;
+mod schedules;
 mod tenants;
 mod transitions;
 

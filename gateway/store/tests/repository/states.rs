@@ -53,6 +53,8 @@ async fn save_records_state_operation_and_lock(repo: Arc<SeaRepository>) {
         cpu: None,
         cpu_xml: None,
         snapshot_xml: None,
+        expires_at: None,
+        schedule_id: None,
         ..new_state(other, "tenant-b", "bare", now())
     };
     repo.begin_save(&bare, &new_operation(&bare, OperationKind::Save))

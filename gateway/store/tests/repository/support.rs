@@ -56,6 +56,8 @@ pub fn new_state(instance: Uuid, tenant: &str, name: &str, date: DateTime<Utc>) 
         updated_at: date,
         cpu_xml: Some("<cpu mode='custom'><model>Skylake-Client</model></cpu>".to_owned()),
         snapshot_xml: Some("<domainsnapshot><name>s</name></domainsnapshot>".to_owned()),
+        expires_at: None,
+        schedule_id: None,
     }
 }
 
