@@ -85,6 +85,8 @@ async fn foreign_running_save(repo: &SeaRepository, instance: &str) -> (State, O
         started_at: Some(now),
         finished_at: None,
         reserved_bytes: 0,
+        lease_epoch: 0,
+        lease_owner: None,
     };
     repo.begin_save(&state, &op).await.unwrap();
     (state, op)
