@@ -567,3 +567,81 @@ fn plugin_check_and_eval_commands() {
     let failed = run("test-loop-forever", None);
     assert_eq!(failed["outcome"], "error", "{failed}");
 }
+
+/// `snapgate:policy@0.2.0`: a save's name, description and mode reach the plugins, so a rule
+/// such as "no saves of big instances unless the state's name starts with `big-`" can be
+/// written; a 0.1.0 plugin runs in the same chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_carry_what_the_caller_asked_for() {
+    let chain = format!(
+        "{}{}{}{}",
+        limits(),
+        entry("v0-1", "test-contract-v0-1", "", "enforce", "deny", "{}"),
+        entry("echo", "test-echo-save", "", "enforce", "deny", "{}"),
+        // demo-web has 512 MiB.
+        entry(
+            "memory-cap",
+            "memory-cap",
+            "\"save\"",
+            "enforce",
+            "deny",
+            r#"{"max_memory_mib": 256, "big_name_prefix": "big-"}"#
+        ),
+    );
+    let app = TestApp::builder().config(&chain).start().await;
+    let m = &app.member;
+    let path = format!("/v1/instances/{}/states", demo::WEB);
+
+    let r = app.save(demo::WEB, "nightly", m).await;
+    assert_eq!((r.status, r.code()), (403, "policy_denied"), "{}", r.body);
+    assert_eq!(r.body["error"]["plugin"], "memory-cap");
+    assert_eq!(r.body["error"]["policy_code"], "memory_over_cap");
+
+    let r = app
+        .post(
+            &path,
+            m,
+            json!({"name": "big-nightly", "description": "before the upgrade", "mode": "external"}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let warnings: Vec<&str> = r.body["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(
+        warnings.contains(
+            &"save name=big-nightly description=before the upgrade mode=SaveMode::External \
+              kind=SnapshotKind::External expires-at-ms=None"
+        ),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.contains(&"v0.1 saw Operation::Save of demo-web"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("big save")),
+        "{warnings:?}"
+    );
+
+    // A dry run is asked the same, and an apply carries no save.
+    let r = app
+        .post(
+            &format!("{path}?dry_run=true"),
+            m,
+            json!({"name": "dry", "mode": "auto"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["denial_code"], "memory_over_cap", "{}", r.body);
+    assert!(
+        r.body["warnings"]
+            .to_string()
+            .contains("save name=dry description=- mode=SaveMode::Auto"),
+        "{}",
+        r.body
+    );
+}

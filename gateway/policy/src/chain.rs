@@ -9,7 +9,7 @@ use serde::Serialize;
 use snapgate_core::ports::{Decision, PolicyInput, PolicyOutcome};
 use snapgate_core::OperationKind;
 
-use crate::bindings::Request;
+use crate::bindings::{ContractVersion, Request};
 use crate::convert;
 use crate::plugin::{CompiledFrom, Counters, LoadedPlugin, Verdict};
 use crate::spec::{Mode, OnError};
@@ -42,6 +42,8 @@ pub struct PluginSummary {
     /// Empty means every operation.
     pub operations: Vec<OperationKind>,
     pub compiled_from: CompiledFrom,
+    /// The `snapgate:policy` version the plugin was built against.
+    pub contract: ContractVersion,
     pub imports: Vec<String>,
     pub stats: PluginStats,
 }
@@ -73,6 +75,7 @@ impl Chain {
                     on_error: p.spec.on_error,
                     operations: p.spec.operations.clone(),
                     compiled_from: p.compiled_from,
+                    contract: p.version(),
                     imports: p.imports.clone(),
                     stats: stats(&p.counters),
                 })

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use snapgate_core::ports::PolicyInput;
 use wasmtime::component::Component;
 
+use crate::bindings::ContractVersion;
 use crate::convert;
 use crate::error::{EvalError, LoadError};
 use crate::host::LogLine;
@@ -22,8 +23,11 @@ pub struct PluginInfo {
     pub path: PathBuf,
     pub sha256: String,
     pub size_bytes: u64,
-    /// Always `snapgate:policy/policy@0.1.0` for a component that passes the check.
+    /// The contract's world the component was built against, e.g.
+    /// `snapgate:policy/policy@0.2.0`.
     pub world: String,
+    /// Its version, e.g. `0.2.0`.
+    pub contract: ContractVersion,
     /// Every import of the component. `log` is the contract's; any other (WASI interfaces of
     /// Rust guests) is linked to a function that traps.
     pub imports: Vec<String>,
@@ -52,8 +56,6 @@ pub struct EvalReport {
     pub dropped_logs: usize,
 }
 
-const WORLD: &str = "snapgate:policy/policy@0.1.0";
-
 /// Checks that `path` is a component of the contract's world (exports and imports), and
 /// reports its imports.
 pub fn check_component(path: &Path) -> Result<PluginInfo, LoadError> {
@@ -71,7 +73,7 @@ pub fn check_component(path: &Path) -> Result<PluginInfo, LoadError> {
             path: path.to_path_buf(),
             message: format!("{e:#}"),
         })?;
-    link(&engine, &component).map_err(|message| LoadError::WrongWorld {
+    let pre = link(&engine, &component).map_err(|message| LoadError::WrongWorld {
         plugin,
         path: path.to_path_buf(),
         message,
@@ -91,7 +93,8 @@ pub fn check_component(path: &Path) -> Result<PluginInfo, LoadError> {
         path: path.to_path_buf(),
         sha256: hex::encode(Sha256::digest(&wasm)),
         size_bytes: wasm.len() as u64,
-        world: WORLD.to_string(),
+        world: pre.version().world(),
+        contract: pre.version(),
         imports,
         trapping_imports,
         exports,

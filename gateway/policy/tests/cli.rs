@@ -17,7 +17,7 @@ fn example(name: &str) -> PolicyInput {
 #[test]
 fn check_accepts_a_contract_component_and_lists_its_imports() {
     let info = check_component(&plugin("cpu-compat")).expect("valid plugin");
-    assert_eq!(info.world, "snapgate:policy/policy@0.1.0");
+    assert_eq!(info.world, "snapgate:policy/policy@0.2.0");
     assert_eq!(info.sha256.len(), 64);
     assert!(
         info.imports.iter().any(|i| i == "log"),

@@ -14,7 +14,9 @@ pub use compute::{
     SavedSnapshot, SnapshotProbe,
 };
 pub use placement::{Placement, PlacementStore};
-pub use policy::{Decision, PolicyEngine, PolicyInput, PolicyOutcome, PolicyState, QuotaUsageView};
+pub use policy::{
+    Decision, PolicyEngine, PolicyInput, PolicyOutcome, PolicySave, PolicyState, QuotaUsageView,
+};
 pub use policy::{NoPolicyAdmin, PolicyAdmin};
 pub use quota::{
     QuotaError, QuotaLimits, QuotaReservation, QuotaResource, QuotaStore, QuotaUsage, ResourceUsage,
