@@ -21,6 +21,7 @@ mod convert;
 mod engine;
 mod error;
 mod host;
+pub mod json;
 mod plugin;
 mod pool;
 mod runtime;
@@ -28,7 +29,9 @@ mod spec;
 
 pub use bindings::ContractVersion;
 pub use chain::{ChainInfo, PluginStats, PluginSummary};
-pub use cli::{check_component, eval_once, EvalReport, PluginInfo};
+pub use cli::{
+    check_chain, check_component, eval_once, CheckedPlugin, EvalReport, PluginInfo, PluginRunner,
+};
 pub use engine::WasmPolicyEngine;
 pub use error::{EvalError, LoadError};
 pub use host::LogLine;

@@ -4,14 +4,15 @@
 mod common;
 
 use common::*;
-use snapgate_core::ports::PolicyInput;
+use snapgate_policy::json::Request;
 use snapgate_policy::{check_component, eval_once, EvalError, LoadError};
 
-fn example(name: &str) -> PolicyInput {
+/// An example request file: the WIT's request as JSON.
+fn example(name: &str) -> Request {
     let path = repo_root().join("plugins/examples").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{} is not a PolicyInput: {e}", path.display()))
+        .unwrap_or_else(|e| panic!("{} is not a request: {e}", path.display()))
 }
 
 #[test]
