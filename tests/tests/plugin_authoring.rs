@@ -1,7 +1,8 @@
 //! The out-of-tree walk-through of docs/PLUGINS.md, step by step, in a temporary directory
 //! outside the repository: `snapgate plugin new` → `cargo test` → `cargo build --release
 //! --target wasm32-wasip2` → `plugin check` → `plugin eval` → `plugin test` → loaded into a
-//! gateway → a save denied with the plugin's reason.
+//! gateway (pinned by sha256, its path relative to the config file) → a save denied with the
+//! plugin's reason.
 //!
 //! The crate's build shares `target/plugin-authoring` (CARGO_TARGET_DIR) across runs so its
 //! dependencies compile once; cargo runs offline when they are already in its cache.
@@ -113,7 +114,8 @@ async fn the_documented_walk_through_works_outside_the_repository() {
     assert_eq!(check.code, 0, "{}{}", check.out, check.err);
     let info: Value = serde_json::from_str(&check.out).unwrap();
     assert_eq!(info["world"], "snapgate:policy/policy@0.2.0");
-    
+    let sha256 = info["sha256"].as_str().unwrap().to_owned();
+
     // 4. eval: exit 1 on deny (inline config), 0 on allow (config from a file).
     let eval = |config: &str| {
         tokio::task::block_in_place(|| {
@@ -165,14 +167,17 @@ async fn the_documented_walk_through_works_outside_the_repository() {
     assert_eq!(cases.code, 0, "{}{}", cases.out, cases.err);
     assert!(cases.out.contains("6 passed, 0 failed"), "{}", cases.out);
 
-    // 6. Into a gateway; demo-web has 512 MiB.
+    // 6. Into a gateway: the file beside its config, pinned; demo-web has 512 MiB.
     let plugin_toml = format!(
         "[policy]\ndeadline_ms = 1000\n\
-         [[policy.plugins]]\nname = \"no-big-saves\"\nfile = \"{}\"\n\
-         config = '{{\"max_memory_mib\": 256}}'\noperations = [\"save\"]\n",
-        wasm.display()
+         [[policy.plugins]]\nname = \"no-big-saves\"\nfile = \"plugins/no_big_saves.wasm\"\n\
+         sha256 = \"{sha256}\"\nconfig = '{{\"max_memory_mib\": 256}}'\noperations = [\"save\"]\n"
     );
-    let app = TestApp::builder().config(&plugin_toml).start().await;
+    let app = TestApp::builder()
+        .file("plugins/no_big_saves.wasm", &std::fs::read(&wasm).unwrap())
+        .config(&plugin_toml)
+        .start()
+        .await;
     let r = app.save(demo::WEB, "nightly", &app.member).await;
     assert_eq!((r.status, r.code()), (403, "policy_denied"), "{}", r.body);
     assert_eq!(r.body["error"]["plugin"], "no-big-saves");

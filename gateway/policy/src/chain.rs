@@ -41,6 +41,10 @@ pub struct PluginSummary {
     pub on_error: OnError,
     /// Empty means every operation.
     pub operations: Vec<OperationKind>,
+    /// Only these tenants (empty: every tenant).
+    pub tenants: Vec<String>,
+    /// These tenants skip the plugin.
+    pub exclude_tenants: Vec<String>,
     pub compiled_from: CompiledFrom,
     /// The `snapgate:policy` version the plugin was built against.
     pub contract: ContractVersion,
@@ -74,6 +78,8 @@ impl Chain {
                     mode: p.spec.mode,
                     on_error: p.spec.on_error,
                     operations: p.spec.operations.clone(),
+                    tenants: p.spec.tenants.clone(),
+                    exclude_tenants: p.spec.exclude_tenants.clone(),
                     compiled_from: p.compiled_from,
                     contract: p.version(),
                     imports: p.imports.clone(),
@@ -92,7 +98,7 @@ impl Chain {
         for plugin in self
             .plugins
             .iter()
-            .filter(|p| p.spec.applies_to(input.operation))
+            .filter(|p| p.spec.applies_to_request(input.operation, &input.tenant))
         {
             request.config.clone_from(&plugin.spec.config);
             let decision = run_one(plugin, &request);

@@ -26,6 +26,14 @@ pub enum LoadError {
         path: PathBuf,
         message: String,
     },
+    /// The file is not the component the config pins (`sha256`).
+    #[error("plugin {plugin}: {} has sha256 {actual} but the config pins {pinned}: refusing to load it (update the pin, or put back the pinned build)", path.display())]
+    DigestMismatch {
+        plugin: String,
+        path: PathBuf,
+        pinned: String,
+        actual: String,
+    },
     #[error("plugin {plugin}: config is not valid JSON: {message}")]
     BadConfig { plugin: String, message: String },
     #[error("plugin name {0:?} appears twice in the chain")]

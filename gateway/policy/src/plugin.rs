@@ -94,12 +94,7 @@ impl LoadedPlugin {
         spec: PluginSpec,
         limits: &PolicyLimits,
     ) -> Result<Self, LoadError> {
-        if spec.name.trim().is_empty() {
-            return Err(LoadError::BadSpec(format!(
-                "plugin at {} has an empty name",
-                spec.file.display()
-            )));
-        }
+        spec.validate().map_err(LoadError::BadSpec)?;
         if let Err(e) = serde_json::from_str::<serde_json::Value>(&spec.config) {
             return Err(LoadError::BadConfig {
                 plugin: spec.name.clone(),
@@ -112,6 +107,16 @@ impl LoadedPlugin {
             source,
         })?;
         let sha256 = hex::encode(Sha256::digest(&wasm));
+        if let Some(pinned) = &spec.sha256 {
+            if !pinned.eq_ignore_ascii_case(&sha256) {
+                return Err(LoadError::DigestMismatch {
+                    plugin: spec.name.clone(),
+                    path: spec.file.clone(),
+                    pinned: pinned.to_ascii_lowercase(),
+                    actual: sha256,
+                });
+            }
+        }
         let (component, compiled_from) = cache::compile(
             engine,
             &spec.name,

@@ -194,7 +194,8 @@ pub async fn build(
     })
 }
 
-fn policy_limits(config: &Config) -> PolicyLimits {
+/// The `[policy]` limits as the policy engine takes them.
+pub fn policy_limits(config: &Config) -> PolicyLimits {
     PolicyLimits {
         deadline: Duration::from_millis(config.policy.deadline_ms),
         memory_bytes: config.policy.memory_mib << 20,
