@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use cedar_policy::{Authorizer, Context, Entities, EntityUid, PolicySet};
 use chrono::{TimeZone, Utc};
 use serde_json::json;
-use snapgate_core::ports::{PolicyEngine, PolicyInput, PolicyState, QuotaUsage};
-use snapgate_core::{CpuCompatibility, CpuInfo, DiskInfo, Instance, OperationKind};
+use snapgate_core::ports::{PolicyEngine, PolicyInput, PolicySave, PolicyState, QuotaUsage};
+use snapgate_core::{
+    CpuCompatibility, CpuInfo, DiskInfo, Instance, OperationKind, SaveMode, SnapshotKind,
+};
 use snapgate_policy::{PluginSpec, PolicyLimits, WasmPolicyEngine};
 
 const WARMUP: usize = 2_000;
@@ -70,6 +72,13 @@ fn save_request() -> PolicyInput {
         },
         instance_state_count: 2,
         state: None,
+        save: Some(PolicySave {
+            name: "nightly".into(),
+            description: None,
+            mode: SaveMode::Auto,
+            kind: SnapshotKind::Internal,
+            expires_at: None,
+        }),
         target_host: "host-a".into(),
         target_host_cpu: cpu(&["sse4.2", "avx", "avx2"]),
         cpu_compatibility: CpuCompatibility::Unknown,
@@ -89,6 +98,7 @@ fn apply_request() -> PolicyInput {
             size_bytes: 300 << 20,
             age_seconds: 3600,
         }),
+        save: None,
         target_host: "host-b".into(),
         target_host_cpu: cpu(&["sse4.2", "avx", "avx2", "avx512f"]),
         cpu_compatibility: CpuCompatibility::Superset,

@@ -101,9 +101,20 @@ struct StartOptions {
     /// Start the gateway in its own mount namespace with an empty tmpfs over this directory,
     /// so it cannot see anything there (`unshare --mount`).
     hidden_dir: Option<PathBuf>,
+    /// Files written beside the config file before the start: (relative path, contents).
+    files: Vec<(PathBuf, Vec<u8>)>,
 }
 
 impl TestAppBuilder {
+    /// A file beside the gateway's config file (`path` relative to its directory), written
+    /// before the gateway starts: for config entries that name files relatively.
+    pub fn file(mut self, path: &str, contents: &[u8]) -> Self {
+        self.options
+            .files
+            .push((PathBuf::from(path), contents.to_vec()));
+        self
+    }
+
     pub fn postgres(mut self) -> Self {
         self.db = Db::Postgres;
         self
@@ -303,6 +314,11 @@ impl TestApp {
         }
         let config_path = dir.path().join("snapgate.toml");
         std::fs::write(&config_path, &config).unwrap();
+        for (path, contents) in &options.files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, contents).unwrap();
+        }
 
         let mut app = TestApp {
             url: format!("http://127.0.0.1:{port}"),

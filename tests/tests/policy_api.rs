@@ -517,53 +517,207 @@ async fn hot_reload_under_load_loses_no_request() {
     );
 }
 
-/// The author's loop through the real binary: `snapgate plugin check` and `plugin eval`.
+/// The author's loop through the real binary: `plugin check`, `plugin eval` (exit 0 allow, 1
+/// deny, 2 error; `--config` inline or `@file`), `plugin test` (non-zero on a mismatch) and
+/// `plugin schema`.
 #[test]
-fn plugin_check_and_eval_commands() {
+fn plugin_check_eval_test_and_schema_commands() {
     let bin = snapgate_tests::app::snapgate_bin();
-    let out = std::process::Command::new(&bin)
-        .args(["plugin", "check", &plugin("cpu-compat")])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(info["world"], "snapgate:policy/policy@0.1.0");
+    let snapgate = |args: &[&str]| {
+        let out = std::process::Command::new(&bin)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = snapgate(&["plugin", "check", &plugin("cpu-compat")]);
+    assert_eq!(code, 0, "{err}");
+    let info: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(info["world"], "snapgate:policy/policy@0.2.0");
     assert_eq!(info["sha256"].as_str().unwrap().len(), 64);
 
     let request = repo_root().join("plugins/examples/save-request.json");
-    let run = |file: &str, config: Option<&str>| {
-        let mut cmd = std::process::Command::new(&bin);
-        cmd.args([
-            "plugin",
-            "eval",
-            &plugin(file),
-            "--input",
-            request.to_str().unwrap(),
-        ]);
-        let dir = tempfile::tempdir().unwrap();
+    let request = request.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let eval = |file: &str, config: Option<&str>| {
+        let plugin = plugin(file);
+        let mut args = vec!["plugin", "eval", &plugin, "--input", request];
+        args.extend(["--deadline-ms", "1000"]);
         if let Some(c) = config {
-            let path = dir.path().join("config.json");
-            std::fs::write(&path, c).unwrap();
-            cmd.arg("--config").arg(&path);
+            args.extend(["--config", c]);
         }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        let (code, out, err) = snapgate(&args);
+        (
+            code,
+            serde_json::from_str::<Value>(&out).unwrap_or(Value::Null),
+            err,
+        )
     };
-    let denied = run("disk-format", None);
-    assert_eq!(denied["outcome"], "deny", "{denied}");
+    let (code, denied, _) = eval("disk-format", None);
+    assert_eq!((code, &denied["outcome"]), (1, &json!("deny")), "{denied}");
     assert_eq!(denied["code"], "disk_format_not_allowed");
     assert!(denied["elapsed"].is_object() && denied["peak_memory_bytes"].as_u64().unwrap() > 0);
-    let allowed = run("disk-format", Some(r#"{"allowed": ["qcow2", "raw"]}"#));
-    assert_eq!(allowed["outcome"], "allow", "{allowed}");
-    let failed = run("test-loop-forever", None);
-    assert_eq!(failed["outcome"], "error", "{failed}");
+    let (code, allowed, _) = eval("disk-format", Some(r#"{"allowed": ["qcow2", "raw"]}"#));
+    assert_eq!(
+        (code, &allowed["outcome"]),
+        (0, &json!("allow")),
+        "{allowed}"
+    );
+    let file = dir.path().join("config.json");
+    std::fs::write(&file, r#"{"allowed": ["qcow2", "raw"]}"#).unwrap();
+    let at_file = format!("@{}", file.display());
+    assert_eq!(eval("disk-format", Some(&at_file)).0, 0);
+    let (code, failed, _) = eval("test-trap", None);
+    assert_eq!((code, &failed["outcome"]), (2, &json!("error")), "{failed}");
+    let (code, _, err) = eval("disk-format", Some("{not json"));
+    assert_eq!(code, 2, "bad input is an error, not a verdict: {err}");
+    // The old (0.1) input shape is refused with a pointer to the schema.
+    let old = dir.path().join("old.json");
+    std::fs::write(
+        &old,
+        r#"{"operation": "save", "request_time": "2025-03-01T12:00:00Z"}"#,
+    )
+    .unwrap();
+    let (code, _, err) = snapgate(&[
+        "plugin",
+        "eval",
+        &plugin("disk-format"),
+        "--input",
+        old.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("plugin schema"), "{err}");
+
+    // plugin test: one case matches, one does not.
+    let cases = dir.path().join("cases.json");
+    std::fs::write(
+        &cases,
+        json!({
+            "plugin": plugin("disk-format"),
+            "request": format!("@{request}"),
+            "cases": [
+                {"name": "raw is refused", "expect": {"verdict": "deny", "code": "disk_format_not_allowed"}},
+                {"name": "raw allowed by config", "config": {"allowed": ["qcow2", "raw"]},
+                 "expect": {"verdict": "allow"}},
+                {"name": "wrongly expected", "request": {"instance": {"disks": []}},
+                 "expect": {"verdict": "deny"}}
+            ]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let cases = cases.to_str().unwrap();
+    let (code, out, err) = snapgate(&["plugin", "test", cases, "--deadline-ms", "1000"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("ok    raw is refused: deny disk_format_not_allowed"),
+        "{out}"
+    );
+    assert!(out.contains("ok    raw allowed by config: allow"), "{out}");
+    assert!(
+        out.contains("FAIL  wrongly expected: expected deny, got allow"),
+        "{out}"
+    );
+    assert!(out.contains("2 passed, 1 failed"), "{out}");
+    let (code, _, err) = snapgate(&["plugin", "test", cases, "--plugin", "/nonexistent.wasm"]);
+    assert_eq!(code, 2, "{err}");
+
+    // plugin schema: JSON Schema of the WIT-shaped request.
+    let (code, out, _) = snapgate(&["plugin", "schema"]);
+    assert_eq!(code, 0);
+    let schema: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    assert!(
+        schema["properties"]["request-time-ms"].is_object(),
+        "{schema}"
+    );
+    assert!(
+        schema["$defs"]["SaveRequest"]["properties"]["expires-at-ms"].is_object(),
+        "{schema}"
+    );
+}
+
+/// `snapgate:policy@0.2.0`: a save's name, description and mode reach the plugins, so a rule
+/// such as "no saves of big instances unless the state's name starts with `big-`" can be
+/// written; a 0.1.0 plugin runs in the same chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_carry_what_the_caller_asked_for() {
+    let chain = format!(
+        "{}{}{}{}",
+        limits(),
+        entry("v0-1", "test-contract-v0-1", "", "enforce", "deny", "{}"),
+        entry("echo", "test-echo-save", "", "enforce", "deny", "{}"),
+        // demo-web has 512 MiB.
+        entry(
+            "memory-cap",
+            "memory-cap",
+            "\"save\"",
+            "enforce",
+            "deny",
+            r#"{"max_memory_mib": 256, "big_name_prefix": "big-"}"#
+        ),
+    );
+    let app = TestApp::builder().config(&chain).start().await;
+    let m = &app.member;
+    let path = format!("/v1/instances/{}/states", demo::WEB);
+
+    let r = app.save(demo::WEB, "nightly", m).await;
+    assert_eq!((r.status, r.code()), (403, "policy_denied"), "{}", r.body);
+    assert_eq!(r.body["error"]["plugin"], "memory-cap");
+    assert_eq!(r.body["error"]["policy_code"], "memory_over_cap");
+
+    let r = app
+        .post(
+            &path,
+            m,
+            json!({"name": "big-nightly", "description": "before the upgrade", "mode": "external"}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let warnings: Vec<&str> = r.body["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(
+        warnings.contains(
+            &"save name=big-nightly description=before the upgrade mode=SaveMode::External \
+              kind=SnapshotKind::External expires-at-ms=None"
+        ),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.contains(&"v0.1 saw Operation::Save of demo-web"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("big save")),
+        "{warnings:?}"
+    );
+
+    // A dry run is asked the same, and an apply carries no save.
+    let r = app
+        .post(
+            &format!("{path}?dry_run=true"),
+            m,
+            json!({"name": "dry", "mode": "auto"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["denial_code"], "memory_over_cap", "{}", r.body);
+    assert!(
+        r.body["warnings"]
+            .to_string()
+            .contains("save name=dry description=- mode=SaveMode::Auto"),
+        "{}",
+        r.body
+    );
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use snapgate_core::ports::{Decision, PolicyInput, PolicyOutcome};
 use snapgate_core::OperationKind;
 
-use crate::bindings::Request;
+use crate::bindings::{ContractVersion, Request};
 use crate::convert;
 use crate::plugin::{CompiledFrom, Counters, LoadedPlugin, Verdict};
 use crate::spec::{Mode, OnError};
@@ -41,7 +41,13 @@ pub struct PluginSummary {
     pub on_error: OnError,
     /// Empty means every operation.
     pub operations: Vec<OperationKind>,
+    /// Only these tenants (empty: every tenant).
+    pub tenants: Vec<String>,
+    /// These tenants skip the plugin.
+    pub exclude_tenants: Vec<String>,
     pub compiled_from: CompiledFrom,
+    /// The `snapgate:policy` version the plugin was built against.
+    pub contract: ContractVersion,
     pub imports: Vec<String>,
     pub stats: PluginStats,
 }
@@ -72,7 +78,10 @@ impl Chain {
                     mode: p.spec.mode,
                     on_error: p.spec.on_error,
                     operations: p.spec.operations.clone(),
+                    tenants: p.spec.tenants.clone(),
+                    exclude_tenants: p.spec.exclude_tenants.clone(),
                     compiled_from: p.compiled_from,
+                    contract: p.version(),
                     imports: p.imports.clone(),
                     stats: stats(&p.counters),
                 })
@@ -89,7 +98,7 @@ impl Chain {
         for plugin in self
             .plugins
             .iter()
-            .filter(|p| p.spec.applies_to(input.operation))
+            .filter(|p| p.spec.applies_to_request(input.operation, &input.tenant))
         {
             request.config.clone_from(&plugin.spec.config);
             let decision = run_one(plugin, &request);

@@ -1,4 +1,4 @@
-//! One-shot helpers for the `snapgate plugin check|eval` commands: the same runtime, limits
+//! The helpers behind `snapgate plugin check|eval|test`: the same runtime, limits
 //! and linking as the gateway, for one component.
 
 use std::path::{Path, PathBuf};
@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use snapgate_core::ports::PolicyInput;
 use wasmtime::component::Component;
 
-use crate::convert;
+use crate::bindings::ContractVersion;
 use crate::error::{EvalError, LoadError};
 use crate::host::LogLine;
+use crate::json;
 use crate::plugin::{import_names, link, LoadedPlugin, Verdict};
 use crate::runtime::{build_engine, EpochTicker};
 use crate::spec::{PluginSpec, PolicyLimits};
@@ -22,8 +22,11 @@ pub struct PluginInfo {
     pub path: PathBuf,
     pub sha256: String,
     pub size_bytes: u64,
-    /// Always `snapgate:policy/policy@0.1.0` for a component that passes the check.
+    /// The contract's world the component was built against, e.g.
+    /// `snapgate:policy/policy@0.2.0`.
     pub world: String,
+    /// Its version, e.g. `0.2.0`.
+    pub contract: ContractVersion,
     /// Every import of the component. `log` is the contract's; any other (WASI interfaces of
     /// Rust guests) is linked to a function that traps.
     pub imports: Vec<String>,
@@ -52,8 +55,6 @@ pub struct EvalReport {
     pub dropped_logs: usize,
 }
 
-const WORLD: &str = "snapgate:policy/policy@0.1.0";
-
 /// Checks that `path` is a component of the contract's world (exports and imports), and
 /// reports its imports.
 pub fn check_component(path: &Path) -> Result<PluginInfo, LoadError> {
@@ -71,7 +72,7 @@ pub fn check_component(path: &Path) -> Result<PluginInfo, LoadError> {
             path: path.to_path_buf(),
             message: format!("{e:#}"),
         })?;
-    link(&engine, &component).map_err(|message| LoadError::WrongWorld {
+    let pre = link(&engine, &component).map_err(|message| LoadError::WrongWorld {
         plugin,
         path: path.to_path_buf(),
         message,
@@ -91,60 +92,122 @@ pub fn check_component(path: &Path) -> Result<PluginInfo, LoadError> {
         path: path.to_path_buf(),
         sha256: hex::encode(Sha256::digest(&wasm)),
         size_bytes: wasm.len() as u64,
-        world: WORLD.to_string(),
+        world: pre.version().world(),
+        contract: pre.version(),
         imports,
         trapping_imports,
         exports,
     })
 }
 
-/// Loads the component and evaluates `request` once under `limits`, exactly as the gateway
-/// would (fresh instance, deadline, memory cap), keeping its log lines.
+/// A plugin of a chain that loads: what `snapgate config` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckedPlugin {
+    pub name: String,
+    pub file: PathBuf,
+    pub sha256: String,
+    pub contract: ContractVersion,
+}
+
+/// Loads every plugin of a chain as the gateway does at start and on reload (read the file,
+/// check its pin, compile, link against a contract version), without starting anything and
+/// without the compiled-code cache: for `snapgate config`. The first failure is returned.
+pub fn check_chain(
+    specs: &[PluginSpec],
+    limits: &PolicyLimits,
+) -> Result<Vec<CheckedPlugin>, LoadError> {
+    let limits = PolicyLimits {
+        cache_dir: None,
+        ..limits.clone()
+    };
+    let engine = build_engine(&limits)?;
+    specs
+        .iter()
+        .map(|spec| {
+            let plugin = LoadedPlugin::load(&engine, spec.clone(), &limits)?;
+            Ok(CheckedPlugin {
+                name: spec.name.clone(),
+                file: spec.file.clone(),
+                sha256: plugin.sha256.clone(),
+                contract: plugin.version(),
+            })
+        })
+        .collect()
+}
+
+/// A plugin loaded for the author's tools: compiled once, then evaluated as often as asked,
+/// each time exactly as the gateway would (fresh instance, deadline, memory cap), keeping its
+/// log lines.
+pub struct PluginRunner {
+    plugin: LoadedPlugin,
+    // Dropped after the plugin: deadlines tick while it may run.
+    _ticker: EpochTicker,
+}
+
+impl PluginRunner {
+    pub fn load(path: &Path, limits: PolicyLimits) -> Result<Self, LoadError> {
+        let engine = build_engine(&limits)?;
+        let plugin =
+            LoadedPlugin::load(&engine, PluginSpec::new(plugin_label(path), path), &limits)?;
+        let ticker = EpochTicker::start(engine)?;
+        Ok(PluginRunner {
+            plugin,
+            _ticker: ticker,
+        })
+    }
+
+    /// The contract version the plugin was built against.
+    pub fn contract(&self) -> ContractVersion {
+        self.plugin.version()
+    }
+
+    /// Evaluates `request` with `config_json` as the plugin's configuration.
+    pub fn eval(&self, request: &json::Request, config_json: &str) -> EvalReport {
+        let evaluation = self.plugin.evaluate(&request.to_wit(config_json), true);
+        let mut report = EvalReport {
+            plugin_sha256: self.plugin.sha256.clone(),
+            outcome: String::new(),
+            code: None,
+            reason: None,
+            warnings: Vec::new(),
+            error: None,
+            elapsed: evaluation.elapsed,
+            peak_memory_bytes: evaluation.host.peak_memory,
+            logs: evaluation.host.logs,
+            dropped_logs: evaluation.host.dropped_logs,
+        };
+        match evaluation.result {
+            Ok(Verdict::Allow { warnings }) => {
+                report.outcome = "allow".into();
+                report.warnings = warnings;
+            }
+            Ok(Verdict::Deny {
+                code,
+                reason,
+                warnings,
+            }) => {
+                report.outcome = "deny".into();
+                report.code = Some(code);
+                report.reason = Some(reason);
+                report.warnings = warnings;
+            }
+            Err(e) => {
+                report.outcome = "error".into();
+                report.error = Some(e);
+            }
+        }
+        report
+    }
+}
+
+/// Loads the component and evaluates `request` once under `limits` (see [`PluginRunner`]).
 pub fn eval_once(
     path: &Path,
-    request: &PolicyInput,
+    request: &json::Request,
     config_json: &str,
     limits: PolicyLimits,
 ) -> Result<EvalReport, LoadError> {
-    let engine = build_engine(&limits)?;
-    let mut spec = PluginSpec::new(plugin_label(path), path);
-    spec.config = config_json.to_string();
-    let plugin = LoadedPlugin::load(&engine, spec, &limits)?;
-    let _ticker = EpochTicker::start(engine.clone())?;
-    let evaluation = plugin.evaluate(&convert::request(request, config_json), true);
-    let mut report = EvalReport {
-        plugin_sha256: plugin.sha256.clone(),
-        outcome: String::new(),
-        code: None,
-        reason: None,
-        warnings: Vec::new(),
-        error: None,
-        elapsed: evaluation.elapsed,
-        peak_memory_bytes: evaluation.host.peak_memory,
-        logs: evaluation.host.logs,
-        dropped_logs: evaluation.host.dropped_logs,
-    };
-    match evaluation.result {
-        Ok(Verdict::Allow { warnings }) => {
-            report.outcome = "allow".into();
-            report.warnings = warnings;
-        }
-        Ok(Verdict::Deny {
-            code,
-            reason,
-            warnings,
-        }) => {
-            report.outcome = "deny".into();
-            report.code = Some(code);
-            report.reason = Some(reason);
-            report.warnings = warnings;
-        }
-        Err(e) => {
-            report.outcome = "error".into();
-            report.error = Some(e);
-        }
-    }
-    Ok(report)
+    Ok(PluginRunner::load(path, limits)?.eval(request, config_json))
 }
 
 fn plugin_label(path: &Path) -> String {

@@ -18,13 +18,21 @@ pub enum LoadError {
         path: PathBuf,
         message: String,
     },
-    /// The component does not implement the `snapgate:policy/policy@0.1.0` world (wrong export
-    /// or signature, or an import the host cannot satisfy).
-    #[error("plugin {plugin}: {} does not implement snapgate:policy/policy@0.1.0: {message}", path.display())]
+    /// The component implements no `snapgate:policy/policy` world the host binds (0.2.0,
+    /// 0.1.0): wrong export or signature, or an import the host cannot satisfy.
+    #[error("plugin {plugin}: {} does not implement snapgate:policy/policy (0.2.0 or 0.1.0): {message}", path.display())]
     WrongWorld {
         plugin: String,
         path: PathBuf,
         message: String,
+    },
+    /// The file is not the component the config pins (`sha256`).
+    #[error("plugin {plugin}: {} has sha256 {actual} but the config pins {pinned}: refusing to load it (update the pin, or put back the pinned build)", path.display())]
+    DigestMismatch {
+        plugin: String,
+        path: PathBuf,
+        pinned: String,
+        actual: String,
     },
     #[error("plugin {plugin}: config is not valid JSON: {message}")]
     BadConfig { plugin: String, message: String },

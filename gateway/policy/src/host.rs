@@ -3,7 +3,7 @@
 use serde::Serialize;
 use wasmtime::ResourceLimiter;
 
-use crate::bindings::{LogLevel, PolicyImports};
+use crate::bindings::{v0_1, v0_2, LogLevel};
 
 /// Lines a plugin may log per evaluation; later ones are counted, not written.
 pub(crate) const MAX_LOG_LINES: usize = 16;
@@ -60,8 +60,26 @@ impl HostState {
     }
 }
 
-impl PolicyImports for HostState {
+impl v0_2::PolicyImports for HostState {
     fn log(&mut self, level: LogLevel, message: String) {
+        self.write_log(level, message);
+    }
+}
+
+impl v0_1::PolicyImports for HostState {
+    fn log(&mut self, level: v0_1::LogLevel, message: String) {
+        let level = match level {
+            v0_1::LogLevel::Debug => LogLevel::Debug,
+            v0_1::LogLevel::Info => LogLevel::Info,
+            v0_1::LogLevel::Warn => LogLevel::Warn,
+            v0_1::LogLevel::Error => LogLevel::Error,
+        };
+        self.write_log(level, message);
+    }
+}
+
+impl HostState {
+    fn write_log(&mut self, level: LogLevel, message: String) {
         if self.log_count >= MAX_LOG_LINES {
             self.dropped_logs += 1;
             return;

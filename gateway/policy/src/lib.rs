@@ -1,5 +1,6 @@
-//! snapgate-policy: the wasmtime host of the `snapgate:policy@0.1.0` plugin contract
-//! (`wit/snapgate-policy.wit`).
+//! snapgate-policy: the wasmtime host of the `snapgate:policy` plugin contract
+//! (`wit/<version>/snapgate-policy.wit`): 0.2.0, and 0.1.0 for plugins built against it, side
+//! by side in one chain (a binding per version, `bindings.rs`).
 //!
 //! [`WasmPolicyEngine`] implements [`snapgate_core::ports::PolicyEngine`]: it evaluates an
 //! ordered chain of WebAssembly components, each in a fresh instance per request (instantiated
@@ -20,13 +21,17 @@ mod convert;
 mod engine;
 mod error;
 mod host;
+pub mod json;
 mod plugin;
 mod pool;
 mod runtime;
 mod spec;
 
+pub use bindings::ContractVersion;
 pub use chain::{ChainInfo, PluginStats, PluginSummary};
-pub use cli::{check_component, eval_once, EvalReport, PluginInfo};
+pub use cli::{
+    check_chain, check_component, eval_once, CheckedPlugin, EvalReport, PluginInfo, PluginRunner,
+};
 pub use engine::WasmPolicyEngine;
 pub use error::{EvalError, LoadError};
 pub use host::LogLine;

@@ -8,7 +8,10 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, Trap};
 
-use crate::bindings::{Decision as WitDecision, Policy, PolicyPre, Request};
+use crate::bindings::{v0_1, v0_2};
+use crate::bindings::{
+    ContractVersion, Decision as WitDecision, PolicyInstance, PolicyPre, Request,
+};
 use crate::cache;
 use crate::error::{EvalError, LoadError};
 use crate::host::{HostState, MemoryCapExceeded};
@@ -85,18 +88,13 @@ pub(crate) struct LoadedPlugin {
 
 impl LoadedPlugin {
     /// Reads, compiles (or loads from cache) and links a plugin. Fails if it is not a
-    /// component of the `snapgate:policy/policy@0.1.0` world.
+    /// component of a `snapgate:policy/policy` world the host binds (0.2.0 or 0.1.0).
     pub(crate) fn load(
         engine: &Engine,
         spec: PluginSpec,
         limits: &PolicyLimits,
     ) -> Result<Self, LoadError> {
-        if spec.name.trim().is_empty() {
-            return Err(LoadError::BadSpec(format!(
-                "plugin at {} has an empty name",
-                spec.file.display()
-            )));
-        }
+        spec.validate().map_err(LoadError::BadSpec)?;
         if let Err(e) = serde_json::from_str::<serde_json::Value>(&spec.config) {
             return Err(LoadError::BadConfig {
                 plugin: spec.name.clone(),
@@ -109,6 +107,16 @@ impl LoadedPlugin {
             source,
         })?;
         let sha256 = hex::encode(Sha256::digest(&wasm));
+        if let Some(pinned) = &spec.sha256 {
+            if !pinned.eq_ignore_ascii_case(&sha256) {
+                return Err(LoadError::DigestMismatch {
+                    plugin: spec.name.clone(),
+                    path: spec.file.clone(),
+                    pinned: pinned.to_ascii_lowercase(),
+                    actual: sha256,
+                });
+            }
+        }
         let (component, compiled_from) = cache::compile(
             engine,
             &spec.name,
@@ -123,7 +131,7 @@ impl LoadedPlugin {
             message,
         })?;
         let imports = import_names(engine, &component);
-        tracing::info!(plugin = %spec.name, sha256 = %sha256, ?compiled_from, ?imports, "policy plugin loaded");
+        tracing::info!(plugin = %spec.name, sha256 = %sha256, ?compiled_from, ?imports, contract = pre.version().as_str(), "policy plugin loaded");
         Ok(LoadedPlugin {
             spec,
             sha256,
@@ -181,7 +189,7 @@ impl LoadedPlugin {
     pub(crate) fn instantiate(
         &self,
         keep_logs: bool,
-    ) -> Result<(Store<HostState>, Policy), (Store<HostState>, wasmtime::Error)> {
+    ) -> Result<(Store<HostState>, PolicyInstance), (Store<HostState>, wasmtime::Error)> {
         let mut store = Store::new(
             &self.engine,
             HostState::new(&self.spec.name, self.memory_cap, keep_logs),
@@ -215,12 +223,43 @@ impl LoadedPlugin {
     }
 }
 
-/// Links the contract's `log` import and stubs every other import with a trap, then checks
-/// the component's exports against the world.
+impl LoadedPlugin {
+    /// The contract version the plugin was built against.
+    pub(crate) fn version(&self) -> ContractVersion {
+        self.pre.version()
+    }
+}
+
+/// Links the component against each contract version the host binds, newest first, and keeps
+/// the first that fits (see `bindings.rs`). Fails naming every version's reason.
 pub(crate) fn link(engine: &Engine, component: &Component) -> Result<PolicyPre<HostState>, String> {
+    let mut reasons = Vec::new();
+    for version in ContractVersion::ALL {
+        match link_version(engine, component, version) {
+            Ok(pre) => return Ok(pre),
+            Err(reason) => reasons.push(format!("{}: {reason}", version.world())),
+        }
+    }
+    Err(reasons.join("; "))
+}
+
+/// Links the contract's `log` import of `version` and stubs every other import with a trap,
+/// then checks the component's exports against that version's world.
+fn link_version(
+    engine: &Engine,
+    component: &Component,
+    version: ContractVersion,
+) -> Result<PolicyPre<HostState>, String> {
     let mut linker: Linker<HostState> = Linker::new(engine);
-    Policy::add_to_linker::<_, HasSelf<_>>(&mut linker, |host| host)
-        .map_err(|e| format!("{e:#}"))?;
+    match version {
+        ContractVersion::V0_2 => {
+            v0_2::Policy::add_to_linker::<_, HasSelf<_>>(&mut linker, |host| host)
+        }
+        ContractVersion::V0_1 => {
+            v0_1::Policy::add_to_linker::<_, HasSelf<_>>(&mut linker, |host| host)
+        }
+    }
+    .map_err(|e| format!("{e:#}"))?;
     // No ambient capabilities: WASI (or anything else) imported by the guest exists but traps.
     linker
         .define_unknown_imports_as_traps(component)
@@ -228,7 +267,11 @@ pub(crate) fn link(engine: &Engine, component: &Component) -> Result<PolicyPre<H
     let pre = linker
         .instantiate_pre(component)
         .map_err(|e| format!("{e:#}"))?;
-    PolicyPre::new(pre).map_err(|e| format!("{e:#}"))
+    match version {
+        ContractVersion::V0_2 => v0_2::PolicyPre::new(pre).map(PolicyPre::V0_2),
+        ContractVersion::V0_1 => v0_1::PolicyPre::new(pre).map(PolicyPre::V0_1),
+    }
+    .map_err(|e| format!("{e:#}"))
 }
 
 pub(crate) fn import_names(engine: &Engine, component: &Component) -> Vec<String> {
@@ -300,7 +343,7 @@ pub(crate) fn validate(decision: WitDecision) -> Result<Verdict, EvalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::Denial;
+    use crate::bindings::v0_2::Denial;
 
     fn deny(code: &str, reason: &str, warnings: Vec<String>) -> WitDecision {
         WitDecision::Deny(Denial {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use wasmtime::Store;
 
-use crate::bindings::Policy;
+use crate::bindings::PolicyInstance;
 use crate::chain::Chain;
 use crate::error::LoadError;
 use crate::host::HostState;
@@ -27,7 +27,7 @@ const MAX_REFILL_FAILURES: u32 = 3;
 /// A fresh instance in its own store (with its limiter and empty log buffer), never called.
 pub(crate) struct Prewarmed {
     pub store: Store<HostState>,
-    pub instance: Policy,
+    pub instance: PolicyInstance,
     /// Holds one unit of the engine-wide [`PrewarmBudget`] while pooled.
     _budget: BudgetUnit,
 }
@@ -109,7 +109,7 @@ impl InstancePool {
     }
 
     /// A ready instance, if any; wakes the refiller when the pool runs low.
-    pub(crate) fn take(&self) -> Option<(Store<HostState>, Policy)> {
+    pub(crate) fn take(&self) -> Option<(Store<HostState>, PolicyInstance)> {
         let wake = self.wake.as_ref()?;
         let (taken, left) = {
             let mut ready = self.ready.lock().unwrap_or_else(PoisonError::into_inner);

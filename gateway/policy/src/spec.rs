@@ -68,6 +68,16 @@ pub struct PluginSpec {
     pub mode: Mode,
     #[serde(default)]
     pub on_error: OnError,
+    /// The component's expected sha256 (hex, as `snapgate plugin check` prints it). A file
+    /// with another digest is refused at start and on reload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Only requests of these tenants see the plugin (empty: every tenant).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<String>,
+    /// Requests of these tenants skip the plugin. Not with `tenants`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_tenants: Vec<String>,
 }
 
 impl PluginSpec {
@@ -80,11 +90,48 @@ impl PluginSpec {
             operations: Vec::new(),
             mode: Mode::Enforce,
             on_error: OnError::Deny,
+            sha256: None,
+            tenants: Vec::new(),
+            exclude_tenants: Vec::new(),
         }
     }
 
+    /// Whether the plugin looks at `op` (its `operations`) at all.
     pub fn applies_to(&self, op: OperationKind) -> bool {
         self.operations.is_empty() || self.operations.contains(&op)
+    }
+
+    /// Whether the plugin looks at `op` by `tenant`: its operations, then its tenant scope.
+    pub fn applies_to_request(&self, op: OperationKind, tenant: &str) -> bool {
+        self.applies_to(op)
+            && (self.tenants.is_empty() || self.tenants.iter().any(|t| t == tenant))
+            && !self.exclude_tenants.iter().any(|t| t == tenant)
+    }
+
+    /// Checks what can be checked without the file: a name, JSON config, a well-formed pin, at
+    /// most one of `tenants` and `exclude_tenants`. The message names no plugin.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() {
+            return Err(format!(
+                "plugin at {} has an empty name",
+                self.file.display()
+            ));
+        }
+        if let Some(pin) = &self.sha256 {
+            if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "sha256 of plugin {:?} must be 64 hex digits, as `snapgate plugin check` prints it",
+                    self.name
+                ));
+            }
+        }
+        if !self.tenants.is_empty() && !self.exclude_tenants.is_empty() {
+            return Err(format!(
+                "plugin {:?} has both tenants and exclude_tenants: use one",
+                self.name
+            ));
+        }
+        Ok(())
     }
 }
 

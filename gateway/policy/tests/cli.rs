@@ -4,20 +4,21 @@
 mod common;
 
 use common::*;
-use snapgate_core::ports::PolicyInput;
+use snapgate_policy::json::Request;
 use snapgate_policy::{check_component, eval_once, EvalError, LoadError};
 
-fn example(name: &str) -> PolicyInput {
+/// An example request file: the WIT's request as JSON.
+fn example(name: &str) -> Request {
     let path = repo_root().join("plugins/examples").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{} is not a PolicyInput: {e}", path.display()))
+        .unwrap_or_else(|e| panic!("{} is not a request: {e}", path.display()))
 }
 
 #[test]
 fn check_accepts_a_contract_component_and_lists_its_imports() {
     let info = check_component(&plugin("cpu-compat")).expect("valid plugin");
-    assert_eq!(info.world, "snapgate:policy/policy@0.1.0");
+    assert_eq!(info.world, "snapgate:policy/policy@0.2.0");
     assert_eq!(info.sha256.len(), 64);
     assert!(
         info.imports.iter().any(|i| i == "log"),

@@ -146,8 +146,10 @@ fn wrong_exports_is_refused_at_load_naming_the_plugin() {
     let text = err.to_string();
     assert!(text.contains("plugin test-wrong-exports"), "{text}");
     assert!(
-        text.contains("does not implement snapgate:policy/policy@0.1.0"),
-        "{text}"
+        text.contains("does not implement snapgate:policy/policy")
+            && text.contains("policy@0.2.0: type-checking export func `evaluate`")
+            && text.contains("policy@0.1.0: type-checking export func `evaluate`"),
+        "every bound version says why: {text}"
     );
 }
 

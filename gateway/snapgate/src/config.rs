@@ -400,9 +400,22 @@ impl Config {
             "test_pg_url",
             "test_redis_url",
         ]));
-        let config: Config = figment.extract().map_err(Box::new)?;
+        let mut config: Config = figment.extract().map_err(Box::new)?;
+        if let Some(dir) = file.and_then(Path::parent) {
+            config.resolve_plugin_files(dir);
+        }
         config.validate()?;
         Ok(config)
+    }
+
+    /// Relative plugin files are taken from the config file's directory (`dir`), so a config
+    /// means the same files whatever directory the gateway starts in.
+    fn resolve_plugin_files(&mut self, dir: &Path) {
+        for plugin in &mut self.policy.plugins {
+            if plugin.file.is_relative() {
+                plugin.file = dir.join(&plugin.file);
+            }
+        }
     }
 
     /// The configuration with every secret replaced by [`REDACTED`], for `snapgate config`:
@@ -619,6 +632,9 @@ impl Config {
                     "policy.plugins",
                     format!("plugin name {:?} is used twice", p.name),
                 );
+            }
+            if let Err(message) = p.validate() {
+                return invalid("policy.plugins", message);
             }
             if serde_json::from_str::<serde_json::Value>(&p.config).is_err() {
                 return invalid(

@@ -77,7 +77,8 @@ enum Command {
     /// Run pending database migrations and exit.
     Migrate(ServerArgs),
     /// Print the effective configuration (defaults, file, environment) after validation, with
-    /// secrets (HS256 secret, URL passwords) shown as `<redacted>`.
+    /// secrets (HS256 secret, URL passwords) shown as `<redacted>`. Every policy plugin is
+    /// loaded as at start (file, sha256 pin, contract): one that does not load fails it.
     Config(ServerArgs),
     /// Save instance <instance-uuid> state as <state-name>.
     StateSave {
@@ -199,12 +200,31 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Config(args) => {
             let config = Config::load(args.config.as_deref())?;
+            // Every plugin is loaded as the gateway would load it (file, pin, contract), so a
+            // config that passes here does not fail at start.
+            let limits = snapgate::serve::policy_limits(&config);
+            let plugins = config.policy.plugins.clone();
+            let checked = tokio::task::spawn_blocking(move || {
+                snapgate_policy::check_chain(&plugins, &limits)
+            })
+            .await
+            .context("the plugin check stopped")?
+            .context("policy.plugins")?;
             // Secrets never reach a terminal, a ticket or a log: they print as `<redacted>`.
             println!(
                 "{}",
                 toml::to_string_pretty(&config.redacted())
                     .context("cannot print the configuration")?
             );
+            for p in checked {
+                eprintln!(
+                    "plugin {}: {} loads (contract {}, sha256 {})",
+                    p.name,
+                    p.file.display(),
+                    p.contract.as_str(),
+                    p.sha256
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::StateSave {

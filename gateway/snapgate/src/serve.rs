@@ -202,7 +202,8 @@ pub async fn build(
     })
 }
 
-pub(crate) fn policy_limits(config: &Config) -> PolicyLimits {
+/// The `[policy]` limits as the policy engine takes them.
+pub fn policy_limits(config: &Config) -> PolicyLimits {
     PolicyLimits {
         deadline: Duration::from_millis(config.policy.deadline_ms),
         memory_bytes: config.policy.memory_mib << 20,

@@ -15,15 +15,16 @@
 //! export_policy!(NoWeekendSaves);
 //! ```
 //!
-//! The bindings come from the one WIT tree of the repository (`wit/snapgate-policy.wit`), the
-//! same file the gateway's host bindings are generated from.
+//! The bindings come from `wit/` beside this crate's `Cargo.toml`: in the snapgate repository a
+//! link to `wit/0.2.0/` (the same file the gateway's host bindings are generated from); in a
+//! crate made by `snapgate plugin new`, a copy of it. Contract: `snapgate:policy@0.2.0`.
 
 /// Generated bindings of the `snapgate:policy` world. Plugins use the re-exports below.
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
-        world: "snapgate:policy/policy@0.1.0",
+        path: "wit",
+        world: "snapgate:policy/policy@0.2.0",
         pub_export_macro: true,
         export_macro_name: "__export_policy_world",
         default_bindings_module: "snapgate_plugin_sdk::bindings",
@@ -37,10 +38,12 @@ mod decision;
 pub use bindings::Cpu;
 pub use bindings::{
     CpuCompatibility, Disk, Instance, LogLevel, Operation, QuotaUsage, Request, ResourceUsage,
-    SavedState,
+    SaveMode, SaveRequest, SavedState, SnapshotKind,
 };
 pub use config::{parse_config, ConfigError};
 pub use decision::{Decision, Denial};
+
+pub mod testing;
 
 /// An admission policy. `evaluate` runs once per request in a fresh instance.
 pub trait Policy {

@@ -17,7 +17,9 @@ pub use compute::{
 };
 pub use lifecycle::{LifecycleStore, PatchOutcome, StatePatch};
 pub use placement::{Placement, PlacementStore};
-pub use policy::{Decision, PolicyEngine, PolicyInput, PolicyOutcome, PolicyState, QuotaUsageView};
+pub use policy::{
+    Decision, PolicyEngine, PolicyInput, PolicyOutcome, PolicySave, PolicyState, QuotaUsageView,
+};
 pub use policy::{NoPolicyAdmin, PolicyAdmin};
 pub use quota::{
     QuotaError, QuotaLimits, QuotaReservation, QuotaResource, QuotaStore, QuotaUsage, ResourceUsage,

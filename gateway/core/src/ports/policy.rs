@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::quota::QuotaUsage;
-use crate::{CpuCompatibility, CpuInfo, Instance, OperationKind};
+use crate::{CpuCompatibility, CpuInfo, Instance, OperationKind, SaveMode, SnapshotKind};
 
 /// The state an apply or delete acts on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +23,19 @@ pub struct PolicyState {
 
 pub type QuotaUsageView = QuotaUsage;
 
+/// What the caller of a save asked for, as validated (the name in NFC).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicySave {
+    pub name: String,
+    pub description: Option<String>,
+    /// The caller's mode, else the configured one.
+    pub mode: SaveMode,
+    /// What the save will make (`auto` resolved).
+    pub kind: SnapshotKind,
+    /// When the state may be deleted by the gateway; `None` until saves carry an expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
 /// Everything a policy is given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicyInput {
@@ -34,6 +47,8 @@ pub struct PolicyInput {
     /// States the instance keeps now (for per-instance caps).
     pub instance_state_count: u32,
     pub state: Option<PolicyState>,
+    /// What the caller asked for (save only).
+    pub save: Option<PolicySave>,
     pub target_host: String,
     pub target_host_cpu: CpuInfo,
     /// libvirt's comparison of the saved CPU with the target host (apply only).

@@ -13,8 +13,8 @@ use super::{validate, Service};
 use crate::auth::{Caller, Role};
 use crate::ports::repository::DecisionRecord;
 use crate::ports::{
-    Decision, IdempotencyClaim, ListPage, PolicyInput, PolicyOutcome, PolicyState, QuotaError,
-    QuotaLimits, QuotaReservation, RepoError, SnapshotProbe,
+    Decision, IdempotencyClaim, ListPage, PolicyInput, PolicyOutcome, PolicySave, PolicyState,
+    QuotaError, QuotaLimits, QuotaReservation, RepoError, SnapshotProbe,
 };
 use crate::{
     CpuCompatibility, CpuInfo, Instance, Operation, OperationKind, OperationStatus, SaveMode,
@@ -44,6 +44,13 @@ pub struct ChangeInput {
     pub dry_run: bool,
     /// The `Idempotency-Key` header, as sent (validated by the service).
     pub idempotency_key: Option<String>,
+}
+
+/// What the policy chain is asked about besides the instance: a save's request, or the state
+/// an apply or delete acts on.
+enum Subject<'a> {
+    Save(PolicySave),
+    State(&'a State),
 }
 
 /// What an accepted state-changing call returns: the state and the operation doing the work.
@@ -172,9 +179,16 @@ impl Service {
     ) -> Result<StateChange, ServiceError> {
         let (inst, tenant) = self.visible_instance(caller, instance).await?.live()?;
         require(caller, Role::Member)?;
-        let kind = self
-            .snapshot_kind(&inst, input.mode.unwrap_or(self.settings.save_mode))
-            .await?;
+        let mode = input.mode.unwrap_or(self.settings.save_mode);
+        let kind = self.snapshot_kind(&inst, mode).await?;
+        // Everything the caller asked for, for the policy chain.
+        let asked = PolicySave {
+            name: input.name.clone(),
+            description: input.description.clone(),
+            mode,
+            kind,
+            expires_at: input.expires_at,
+        };
 
         // Microseconds: what both databases keep, so the 202 body equals later reads.
         let now = Utc::now().trunc_subsecs(6);
@@ -197,7 +211,7 @@ impl Service {
                     &limits,
                     &inst,
                     OperationKind::Save,
-                    None,
+                    Subject::Save(asked),
                     true,
                 )
                 .await?;
@@ -219,7 +233,7 @@ impl Service {
                 &limits,
                 &inst,
                 OperationKind::Save,
-                None,
+                Subject::Save(asked),
                 false,
             )
             .await;
@@ -389,14 +403,30 @@ impl Service {
         if dry_run {
             let (limits, quota_denial) = self.check_quota(&reservation, false).await?;
             let outcome = self
-                .evaluate_policy(caller, &tenant, &limits, &inst, kind, Some(&state), true)
+                .evaluate_policy(
+                    caller,
+                    &tenant,
+                    &limits,
+                    &inst,
+                    kind,
+                    Subject::State(&state),
+                    true,
+                )
                 .await?;
             return Ok(StateChange::DryRun(verdict(kind, outcome, quota_denial)));
         }
         let limits = self.reserve(&reservation, false).await?;
 
         let outcome = match self
-            .evaluate_policy(caller, &tenant, &limits, &inst, kind, Some(&state), false)
+            .evaluate_policy(
+                caller,
+                &tenant,
+                &limits,
+                &inst,
+                kind,
+                Subject::State(&state),
+                false,
+            )
             .await
         {
             Ok(o) => o,
@@ -577,9 +607,13 @@ impl Service {
         limits: &QuotaLimits,
         inst: &Instance,
         kind: OperationKind,
-        state: Option<&State>,
+        subject: Subject<'_>,
         dry_run: bool,
     ) -> Result<PolicyOutcome, ServiceError> {
+        let (state, save) = match subject {
+            Subject::Save(asked) => (None, Some(asked)),
+            Subject::State(state) => (Some(state), None),
+        };
         if !self.policy.wants(kind) {
             return Ok(PolicyOutcome::default());
         }
@@ -616,6 +650,7 @@ impl Service {
                 size_bytes: s.size_bytes.unwrap_or(0),
                 age_seconds: (now - s.date).num_seconds().max(0),
             }),
+            save,
             target_host: inst.host.clone(),
             target_host_cpu,
             cpu_compatibility,

@@ -4,8 +4,10 @@
 use std::path::PathBuf;
 
 use chrono::{TimeZone, Utc};
-use snapgate_core::ports::{PolicyInput, PolicyState, QuotaUsage};
-use snapgate_core::{CpuCompatibility, CpuInfo, DiskInfo, Instance, OperationKind};
+use snapgate_core::ports::{PolicyInput, PolicySave, PolicyState, QuotaUsage};
+use snapgate_core::{
+    CpuCompatibility, CpuInfo, DiskInfo, Instance, OperationKind, SaveMode, SnapshotKind,
+};
 use snapgate_policy::{Mode, OnError, PluginSpec, PolicyLimits};
 use uuid::Uuid;
 
@@ -89,6 +91,13 @@ pub fn save_request() -> PolicyInput {
         instance: instance(),
         instance_state_count: 2,
         state: None,
+        save: Some(PolicySave {
+            name: "nightly".into(),
+            description: None,
+            mode: SaveMode::Auto,
+            kind: SnapshotKind::Internal,
+            expires_at: None,
+        }),
         target_host: "host-a".into(),
         target_host_cpu: cpu(&["sse4.2", "avx"]),
         cpu_compatibility: CpuCompatibility::Unknown,
@@ -108,6 +117,7 @@ pub fn apply_request(compat: CpuCompatibility, saved: &[&str], host: &[&str]) ->
             size_bytes: 300 << 20,
             age_seconds: 3600,
         }),
+        save: None,
         target_host: "host-b".into(),
         target_host_cpu: cpu(host),
         cpu_compatibility: compat,
