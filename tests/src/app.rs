@@ -651,12 +651,50 @@ pub fn sha256_hex(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
+/// A loopback port for a gateway (or proxy) a test is about to start.
+///
+/// Not "bind port 0 and let it go": between that and the gateway's own bind, the kernel may hand
+/// the same port to another test process's listener or to any outgoing connection (to
+/// PostgreSQL, Redis…), and the gateway fails to start. Ports here come from below the kernel's
+/// ephemeral range (32768-60999 on Debian), which outgoing connections never use, and each is
+/// claimed with a lock file held until this test process exits, so parallel test processes
+/// never pick the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Mutex;
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let dir = std::env::temp_dir().join("snapgate-test-ports");
+    std::fs::create_dir_all(&dir).expect("make the port lock directory");
+    // Each process starts somewhere else in the range, so claims rarely collide at all.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % COUNT,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..COUNT {
+        let port = FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT;
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+        else {
+            continue;
+        };
+        if file.try_lock().is_err() {
+            continue;
+        }
+        let port = port as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            HELD.lock().unwrap_or_else(|e| e.into_inner()).push(file);
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + COUNT);
 }
 
 /// Splits extra TOML into top-level keys (before the first `[`section) and the rest.

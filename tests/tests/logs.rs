@@ -38,6 +38,54 @@ async fn json_lines_carry_request_tenant_and_operation_ids_as_fields() {
     assert!(ended["timestamp"].as_str().is_some_and(|t| t.contains('T')));
 }
 
+/// Every state change leaves an audit line when accepted (who, in which tenant, what, on which
+/// instance and state) and one when it ends (the outcome), joined by the operation id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_changes_leave_audit_lines_with_actor_and_outcome() {
+    let app = TestApp::builder()
+        .config("[log]\nformat = \"json\"")
+        .start()
+        .await;
+    let state = app.saved(demo::WEB, "audited", &app.member).await;
+    let state_id = state["uuid"].as_str().unwrap().to_owned();
+    let deleted = app
+        .delete(
+            &format!("/v1/instances/{}/states/{state_id}", demo::WEB),
+            &app.member,
+        )
+        .await;
+    assert_eq!(deleted.status, 202, "{}", deleted.body);
+    let delete_op = deleted.body["uuid"].as_str().unwrap().to_owned();
+    app.wait(&delete_op, &app.member).await;
+
+    let log = app.log();
+    let audit: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["target"] == "snapgate::audit")
+        .collect();
+    for action in ["save", "delete"] {
+        let accepted = audit
+            .iter()
+            .find(|l| l["action"] == action && l["outcome"] == "accepted")
+            .unwrap_or_else(|| panic!("no accepted {action} audit line:\n{log}"));
+        assert!(
+            accepted["actor"].as_str().is_some_and(|a| !a.is_empty()),
+            "{accepted}"
+        );
+        assert_eq!(accepted["tenant"], "demo", "{accepted}");
+        assert_eq!(accepted["instance"], demo::WEB, "{accepted}");
+        assert_eq!(accepted["state_id"], state_id.as_str(), "{accepted}");
+        let op = accepted["operation_id"].as_str().unwrap();
+        let ended = audit
+            .iter()
+            .find(|l| l["operation_id"] == op && l["outcome"] != "accepted")
+            .unwrap_or_else(|| panic!("no end audit line for {op}:\n{log}"));
+        assert_eq!(ended["outcome"], "succeeded", "{ended}");
+        assert_eq!(ended["action"], action, "{ended}");
+    }
+}
+
 /// Text logs written to a file (or the journal) hold no terminal colour codes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_logs_to_a_file_hold_no_colour_codes() {

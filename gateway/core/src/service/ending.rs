@@ -124,6 +124,7 @@ impl Service {
         }
         self.settle_quota(&op, record.as_ref(), counted, counted_bytes)
             .await;
+        super::audit::ended(&op);
         match ender {
             Ender::Runner { started } => {
                 let result = if op.status == OperationStatus::Succeeded {

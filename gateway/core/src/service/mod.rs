@@ -4,6 +4,7 @@
 
 mod access;
 mod admin;
+mod audit;
 mod ending;
 mod idempotency;
 mod lifecycle;

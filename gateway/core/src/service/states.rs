@@ -307,6 +307,7 @@ impl Service {
             self.release_quietly(&tenant, op_id).await;
             return Err(e.into());
         }
+        super::audit::accepted(caller, &accepted.operation, &accepted.state);
         self.spawn_operation(accepted.operation.clone(), accepted.state.clone());
         Ok(StateChange::Accepted(Box::new(accepted)))
     }
@@ -463,6 +464,7 @@ impl Service {
             self.release_quietly(&tenant, op_id).await;
             return Err(e.into());
         }
+        super::audit::accepted(caller, &accepted.operation, &accepted.state);
         self.spawn_operation(accepted.operation.clone(), accepted.state.clone());
         Ok(StateChange::Accepted(Box::new(accepted)))
     }
