@@ -13,6 +13,7 @@ use crate::convert;
 use crate::error::{EvalError, LoadError};
 use crate::host::LogLine;
 use crate::plugin::{import_names, link, LoadedPlugin, Verdict};
+use crate::pool::Handoff;
 use crate::runtime::{build_engine, EpochTicker};
 use crate::spec::{PluginSpec, PolicyLimits};
 
@@ -111,7 +112,11 @@ pub fn eval_once(
     spec.config = config_json.to_string();
     let plugin = LoadedPlugin::load(&engine, spec, &limits)?;
     let _ticker = EpochTicker::start(engine.clone())?;
-    let evaluation = plugin.evaluate(&convert::request(request, config_json), true);
+    let evaluation = plugin.evaluate(
+        &convert::request(request, config_json),
+        true,
+        &mut Handoff::default(),
+    );
     let mut report = EvalReport {
         plugin_sha256: plugin.sha256.clone(),
         outcome: String::new(),
