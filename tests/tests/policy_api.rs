@@ -4,7 +4,7 @@
 
 use futures::future::join_all;
 use serde_json::{json, Value};
-use snapgate_tests::app::{demo, repo_root, TestApp};
+use snapgate_tests::app::{demo, metric_value, repo_root, TestApp};
 
 fn plugin(name: &str) -> String {
     let path = repo_root()
@@ -165,10 +165,15 @@ async fn example_plugins_allow_and_deny() {
         403,
         "admins only"
     );
+    // The series exist from the load on (the handles are registered then): the values tell.
     let metrics = app.metrics().await;
-    assert!(
-        metrics.contains("snapgate_policy_decisions_total"),
-        "{metrics}"
+    assert_eq!(
+        metric_value(
+            &metrics,
+            r#"snapgate_policy_decisions_total{plugin="disk-format",outcome="deny""#
+        ),
+        1.0,
+        "the raw-disk save is the one denial of disk-format:\n{metrics}"
     );
 }
 
@@ -372,13 +377,16 @@ async fn failing_plugins_respect_on_error_and_the_gateway_serves_on() {
             .get(&format!("/v1/policy/decisions?plugin={file}"), &app.admin)
             .await;
         assert_eq!(d.body["values"][0]["outcome"], "error", "{}", d.body);
-        if on_error == "allow" {
-            let m = app.metrics().await;
-            assert!(
-                m.contains("snapgate_policy_fail_open_total"),
-                "fail-open is counted"
-            );
-        }
+        let fail_open = app
+            .metric(&format!(
+                "snapgate_policy_fail_open_total{{plugin=\"{file}\"}}"
+            ))
+            .await;
+        let want_fail_open = if on_error == "allow" { 1.0 } else { 0.0 };
+        assert_eq!(
+            fail_open, want_fail_open,
+            "fail-open is counted, and only then"
+        );
     }
     // A component with the wrong exports is refused at start with a clear message.
     let chain = format!(

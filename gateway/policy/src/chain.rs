@@ -12,6 +12,7 @@ use snapgate_core::OperationKind;
 use crate::bindings::{ContractVersion, Request};
 use crate::convert;
 use crate::plugin::{CompiledFrom, Counters, LoadedPlugin, Verdict};
+use crate::pool::Handoff;
 use crate::spec::{Mode, OnError};
 
 /// The denial code when a failing plugin fails closed.
@@ -95,13 +96,15 @@ impl Chain {
         let mut outcome = PolicyOutcome::default();
         // Converted once per request; only `config` differs between plugins.
         let mut request = convert::request(input, "");
+        // Tells the refiller once, when dropped on return: after every plugin ran.
+        let mut handoff = Handoff::default();
         for plugin in self
             .plugins
             .iter()
             .filter(|p| p.spec.applies_to_request(input.operation, &input.tenant))
         {
             request.config.clone_from(&plugin.spec.config);
-            let decision = run_one(plugin, &request);
+            let decision = run_one(plugin, &request, &mut handoff);
             outcome.warnings.extend(decision.warnings.iter().cloned());
             let refuses = !decision.overridden && decision.outcome != "allow";
             if refuses {
@@ -126,9 +129,9 @@ impl Chain {
 
 /// Evaluates one plugin and turns its verdict, its mode and its failure policy into a
 /// recorded decision; counts it.
-fn run_one(plugin: &LoadedPlugin, request: &Request) -> Decision {
+fn run_one<'a>(plugin: &'a LoadedPlugin, request: &Request, handoff: &mut Handoff<'a>) -> Decision {
     let spec = &plugin.spec;
-    let evaluation = plugin.evaluate(request, false);
+    let evaluation = plugin.evaluate(request, false, handoff);
     if evaluation.host.dropped_logs > 0 {
         tracing::warn!(target: "snapgate::plugin", plugin = %spec.name, dropped = evaluation.host.dropped_logs, "plugin log lines over the cap were dropped");
     }
@@ -150,6 +153,7 @@ fn run_one(plugin: &LoadedPlugin, request: &Request) -> Decision {
     match evaluation.result {
         Ok(Verdict::Allow { warnings }) => {
             Counters::bump(&counters.allowed);
+            plugin.metrics.allowed.increment(1);
             decision.outcome = "allow".into();
             decision.warnings = warnings;
         }
@@ -159,6 +163,7 @@ fn run_one(plugin: &LoadedPlugin, request: &Request) -> Decision {
             warnings,
         }) => {
             Counters::bump(&counters.denied);
+            plugin.metrics.denied.increment(1);
             decision.outcome = "deny".into();
             decision.overridden = audit;
             decision.code = Some(code);
@@ -167,6 +172,7 @@ fn run_one(plugin: &LoadedPlugin, request: &Request) -> Decision {
         }
         Err(error) => {
             Counters::bump(&counters.errors);
+            plugin.metrics.errors.increment(1);
             tracing::warn!(plugin = %spec.name, error = %error, on_error = spec.on_error.as_str(), mode = spec.mode.as_str(), "policy plugin failed");
             decision.outcome = "error".into();
             decision.code = Some(PLUGIN_FAILED_CODE.to_string());
@@ -180,19 +186,13 @@ fn run_one(plugin: &LoadedPlugin, request: &Request) -> Decision {
             decision.overridden = audit || spec.on_error == OnError::Allow;
             if spec.on_error == OnError::Allow && !audit {
                 Counters::bump(&counters.fail_open);
-                metrics::counter!("snapgate_policy_fail_open_total", "plugin" => spec.name.clone())
-                    .increment(1);
+                plugin.metrics.fail_open.increment(1);
             }
         }
     }
-    metrics::counter!(
-        "snapgate_policy_decisions_total",
-        "plugin" => spec.name.clone(),
-        "outcome" => decision.outcome.clone(),
-        "mode" => spec.mode.as_str(),
-    )
-    .increment(1);
-    metrics::histogram!("snapgate_policy_eval_seconds", "plugin" => spec.name.clone())
+    plugin
+        .metrics
+        .eval_seconds
         .record(evaluation.elapsed.as_secs_f64());
     decision
 }

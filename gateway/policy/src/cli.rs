@@ -13,6 +13,7 @@ use crate::error::{EvalError, LoadError};
 use crate::host::LogLine;
 use crate::json;
 use crate::plugin::{import_names, link, LoadedPlugin, Verdict};
+use crate::pool::Handoff;
 use crate::runtime::{build_engine, EpochTicker};
 use crate::spec::{PluginSpec, PolicyLimits};
 
@@ -163,7 +164,9 @@ impl PluginRunner {
 
     /// Evaluates `request` with `config_json` as the plugin's configuration.
     pub fn eval(&self, request: &json::Request, config_json: &str) -> EvalReport {
-        let evaluation = self.plugin.evaluate(&request.to_wit(config_json), true);
+        let evaluation =
+            self.plugin
+                .evaluate(&request.to_wit(config_json), true, &mut Handoff::default());
         let mut report = EvalReport {
             plugin_sha256: self.plugin.sha256.clone(),
             outcome: String::new(),

@@ -15,7 +15,7 @@ use crate::bindings::{
 use crate::cache;
 use crate::error::{EvalError, LoadError};
 use crate::host::{HostState, MemoryCapExceeded};
-use crate::pool::InstancePool;
+use crate::pool::{Handoff, InstancePool};
 use crate::runtime::deadline_ticks;
 use crate::spec::{PluginSpec, PolicyLimits};
 
@@ -63,6 +63,37 @@ impl Counters {
     }
 }
 
+/// The plugin's metric handles, registered once at load. The `counter!` macros with labels,
+/// called per evaluation, built the labels' strings and looked the key up in the recorder's
+/// registry on every call, on the request's path.
+pub(crate) struct PluginMetrics {
+    pub allowed: metrics::Counter,
+    pub denied: metrics::Counter,
+    pub errors: metrics::Counter,
+    pub fail_open: metrics::Counter,
+    pub eval_seconds: metrics::Histogram,
+}
+
+impl PluginMetrics {
+    fn register(spec: &PluginSpec) -> Self {
+        let decisions = |outcome: &'static str| {
+            metrics::counter!(
+                "snapgate_policy_decisions_total",
+                "plugin" => spec.name.clone(),
+                "outcome" => outcome,
+                "mode" => spec.mode.as_str(),
+            )
+        };
+        PluginMetrics {
+            allowed: decisions("allow"),
+            denied: decisions("deny"),
+            errors: decisions("error"),
+            fail_open: metrics::counter!("snapgate_policy_fail_open_total", "plugin" => spec.name.clone()),
+            eval_seconds: metrics::histogram!("snapgate_policy_eval_seconds", "plugin" => spec.name.clone()),
+        }
+    }
+}
+
 /// What one evaluation produced besides its result.
 pub(crate) struct Evaluation {
     pub result: Result<Verdict, EvalError>,
@@ -78,6 +109,7 @@ pub(crate) struct LoadedPlugin {
     /// guest imports, linked to trapping stubs).
     pub imports: Vec<String>,
     pub counters: Counters,
+    pub metrics: PluginMetrics,
     engine: Engine,
     pre: PolicyPre<HostState>,
     deadline: Duration,
@@ -133,6 +165,7 @@ impl LoadedPlugin {
         let imports = import_names(engine, &component);
         tracing::info!(plugin = %spec.name, sha256 = %sha256, ?compiled_from, ?imports, contract = pre.version().as_str(), "policy plugin loaded");
         Ok(LoadedPlugin {
+            metrics: PluginMetrics::register(&spec),
             spec,
             sha256,
             compiled_from,
@@ -148,10 +181,20 @@ impl LoadedPlugin {
 
     /// Runs the plugin once on a fresh instance: a pre-instantiated one from the pool if
     /// there is one, else one instantiated now. `keep_logs` keeps the log lines' text in the
-    /// result (for the CLI; never pooled); they always go to `tracing`.
-    pub(crate) fn evaluate(&self, request: &Request, keep_logs: bool) -> Evaluation {
+    /// result (for the CLI; never pooled); they always go to `tracing`. The used store, and
+    /// word that the pool runs low, go to `handoff` for the refiller.
+    pub(crate) fn evaluate<'a>(
+        &'a self,
+        request: &Request,
+        keep_logs: bool,
+        handoff: &mut Handoff<'a>,
+    ) -> Evaluation {
         let start = Instant::now();
-        let ready = if keep_logs { None } else { self.pool.take() };
+        let ready = if keep_logs {
+            None
+        } else {
+            self.pool.take(handoff)
+        };
         let from_pool = ready.is_some();
         let (mut store, instance) = match ready {
             Some((store, instance)) => (store, Ok(instance)),
@@ -175,7 +218,7 @@ impl LoadedPlugin {
         let elapsed = start.elapsed();
         let host = std::mem::replace(store.data_mut(), HostState::taken());
         // Dropping the store resets its memory slot: let the refiller do it.
-        self.pool.retire(store, from_pool);
+        self.pool.retire(store, from_pool, handoff);
         Evaluation {
             result,
             elapsed,

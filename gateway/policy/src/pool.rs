@@ -8,9 +8,14 @@
 //! waits for the refiller. The same thread drops used stores (returning their slot to the
 //! pooling allocator resets the dirtied memory: also off the request path). It ends when its
 //! chain is dropped (on reload or shutdown).
+//!
+//! A chain evaluation tells the refiller once, when it is done ([`Handoff`]): one message with
+//! every used store, not one per plugin, so the request wakes the refiller's thread at most
+//! once and the refiller's work (dropping, resetting, instantiating) does not run beside the
+//! request's remaining plugins on a small machine.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use wasmtime::Store;
@@ -67,12 +72,39 @@ impl Drop for BudgetUnit {
     }
 }
 
-/// What a chain's refiller is asked to do.
+/// What a chain's refiller is asked to do. Either message makes it top the pools up after.
 pub(crate) enum RefillerMessage {
     /// A pool fell below its low-water mark.
     Wake,
-    /// A used store to drop (never reused: dropping frees its instance's slot).
-    Retire(Store<HostState>),
+    /// Used stores to drop (never reused: dropping frees their instances' slots).
+    Retire(Vec<Store<HostState>>),
+}
+
+/// What one chain evaluation leaves for the refiller: the used stores that came from pools and
+/// whether a pool ran low. Sent in one message when dropped, at the end of the evaluation.
+#[derive(Default)]
+pub(crate) struct Handoff<'a> {
+    refiller: Option<&'a SyncSender<RefillerMessage>>,
+    stores: Vec<Store<HostState>>,
+    wake: bool,
+}
+
+impl Drop for Handoff<'_> {
+    fn drop(&mut self) {
+        let Some(refiller) = self.refiller else {
+            return;
+        };
+        let message = if !self.stores.is_empty() {
+            RefillerMessage::Retire(std::mem::take(&mut self.stores))
+        } else if self.wake {
+            RefillerMessage::Wake
+        } else {
+            return;
+        };
+        // Full: the refiller is behind, so the stores are dropped here. Disconnected: the
+        // refiller is gone (only when the chain is dropped); inline instantiation covers it.
+        let _ = refiller.try_send(message);
+    }
 }
 
 /// Pending messages before a used store is dropped inline instead of by the refiller.
@@ -108,8 +140,11 @@ impl InstancePool {
         }
     }
 
-    /// A ready instance, if any; wakes the refiller when the pool runs low.
-    pub(crate) fn take(&self) -> Option<(Store<HostState>, PolicyInstance)> {
+    /// A ready instance, if any; asks `handoff` to wake the refiller when the pool runs low.
+    pub(crate) fn take<'a>(
+        &'a self,
+        handoff: &mut Handoff<'a>,
+    ) -> Option<(Store<HostState>, PolicyInstance)> {
         let wake = self.wake.as_ref()?;
         let (taken, left) = {
             let mut ready = self.ready.lock().unwrap_or_else(PoisonError::into_inner);
@@ -117,27 +152,26 @@ impl InstancePool {
             (taken, ready.len())
         };
         if left < self.low_water {
-            // Full: messages are pending, the refiller tops up after them. Disconnected: the
-            // refiller is gone (only when the chain is dropped); inline instantiation covers it.
-            let _ = wake.try_send(RefillerMessage::Wake);
+            handoff.refiller = Some(wake);
+            handoff.wake = true;
         }
         // The budget unit is released here: the instance leaves the pool.
         taken.map(|p| (p.store, p.instance))
     }
 
-    /// Hands a used store that came from the pool to the refiller to drop; drops it here when
-    /// there is no refiller, it is behind, or the store was instantiated inline (the pool was
-    /// empty: requests come faster than the refiller instantiates, and giving it the drops
+    /// Gives a used store that came from the pool to `handoff`, for the refiller to drop;
+    /// drops it here when there is no refiller or the store was instantiated inline (the pool
+    /// was empty: requests come faster than the refiller instantiates, and giving it the drops
     /// too would only slow it down further).
-    pub(crate) fn retire(&self, store: Store<HostState>, from_pool: bool) {
-        let Some(wake) = self.wake.as_ref().filter(|_| from_pool) else {
-            return;
-        };
-        match wake.try_send(RefillerMessage::Retire(store)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(message)) | Err(TrySendError::Disconnected(message)) => {
-                drop(message)
-            }
+    pub(crate) fn retire<'a>(
+        &'a self,
+        store: Store<HostState>,
+        from_pool: bool,
+        handoff: &mut Handoff<'a>,
+    ) {
+        if let Some(wake) = self.wake.as_ref().filter(|_| from_pool) {
+            handoff.refiller = Some(wake);
+            handoff.stores.push(store);
         }
     }
 
@@ -196,7 +230,7 @@ pub(crate) fn start_refiller(
 fn handle(message: RefillerMessage) {
     match message {
         RefillerMessage::Wake => {}
-        RefillerMessage::Retire(store) => drop(store),
+        RefillerMessage::Retire(stores) => drop(stores),
     }
 }
 

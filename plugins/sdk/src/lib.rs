@@ -31,8 +31,14 @@ pub mod bindings {
     });
 }
 
+#[cfg(feature = "arena-allocator")]
+mod arena;
 mod config;
 mod decision;
+
+#[cfg(feature = "arena-allocator")]
+#[global_allocator]
+static ALLOCATOR: arena::BumpThenSystem = arena::BumpThenSystem;
 
 /// The CPU record (named `cpu` in the WIT).
 pub use bindings::Cpu;
