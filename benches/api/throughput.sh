@@ -478,6 +478,23 @@ flock 8
 "$ROOT/scripts/ensure-redis-cluster.sh" 8>&- || die "the Redis Cluster could not be started"
 
 log "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -sr)"
+
+# The disk's commit ceiling, for reference: pgbench, CONNECTIONS clients, each transaction
+# one small INSERT (every commit waits for its WAL flush; concurrent ones share a flush).
+commit_ceiling() {
+  PG_DB="snapgate_throughput_commits_$RANDOM$RANDOM"
+  psql "$PG_URL/postgres" -qXc "CREATE DATABASE \"$PG_DB\"" >/dev/null
+  pg "CREATE TABLE t (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), note text)"
+  printf 'INSERT INTO t (note) VALUES (:client_id);\n' >"$WORK/commit.sql"
+  local out
+  out=$(pgbench -n -c "$CONNECTIONS" -j 2 -T "${DURATION%s}" -f "$WORK/commit.sql" "$PG_URL/$PG_DB" 2>&1) ||
+    { printf '%s\n' "$out" >&2; die "pgbench failed"; }
+  COMMIT_CEILING=$(awk '/^tps = / { printf "%.0f", $3 }' <<<"$out")
+  COMMIT_LATENCY=$(awk '/^latency average = / { print $4 }' <<<"$out")
+  log "PostgreSQL commit ceiling: $COMMIT_CEILING commits/s with $CONNECTIONS clients (mean $COMMIT_LATENCY ms)"
+  drop_backing_stores
+}
+if command -v pgbench >/dev/null; then commit_ceiling; fi
 for t in $TENANT_COUNTS; do
   for n in $GATEWAY_COUNTS; do
     run_setup "$n" "$t"
@@ -498,5 +515,8 @@ while IFS=$'\t' read -r n t name p50 p99 rps requests load gw pgb pga rd hp wk s
 done <"$RESULTS"
 printf '\n%s threads, %s connections through HAProxy, %s per call, closed loop (wrk); %s domains; %s cores.\n' \
   "$THREADS" "$CONNECTIONS" "$DURATION" "$DOMAINS" "$(nproc)"
+[[ -n ${COMMIT_CEILING:-} ]] &&
+  printf '\nPostgreSQL alone (pgbench, %s clients, one-row INSERT per transaction): %s commits/s, mean %s ms.\n' \
+    "$CONNECTIONS" "$COMMIT_CEILING" "$COMMIT_LATENCY"
 printf '\nRedis commands during each measured window (calls/s, mean µs), in table order:\n'
 cat "$WORK/redis-commands.txt" 2>/dev/null || true
