@@ -14,11 +14,24 @@ function M.setup(thread)
   table.insert(threads, thread)
 end
 
-function M.headers()
+function M.headers(token)
   return {
-    ["Authorization"] = "Bearer " .. assert(os.getenv("BENCH_TOKEN"), "BENCH_TOKEN is not set"),
+    ["Authorization"] = "Bearer " .. (token or assert(os.getenv("BENCH_TOKEN"), "BENCH_TOKEN is not set")),
     ["Content-Type"] = "application/json",
   }
+end
+
+-- BENCH_TOKENS: space-separated tokens, one per tenant (tenant k owns the instances i with
+-- i mod #tokens == k, see gen-node.sh). Unset: the one BENCH_TOKEN.
+function M.tokens()
+  local list = {}
+  for t in string.gmatch(os.getenv("BENCH_TOKENS") or "", "%S+") do
+    table.insert(list, t)
+  end
+  if #list == 0 then
+    list[1] = assert(os.getenv("BENCH_TOKEN"), "BENCH_TOKEN is not set")
+  end
+  return list
 end
 
 -- Thread state: `unexpected` and `sample` are globals so done() can read them with thread:get.

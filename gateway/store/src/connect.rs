@@ -10,10 +10,14 @@ use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sea_orm::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
+use sea_orm::sqlx::Connection;
 use sea_orm::{DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector};
 use snapgate_core::ports::RepoError;
 
 use crate::errors::sqlx_error;
+
+/// A PostgreSQL connection idle at least this long is pinged before it is used.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// How the pool behaves. `Default` suits the gateway.
 #[derive(Debug, Clone)]
@@ -89,7 +93,11 @@ async fn open_sqlite(url: &str, options: &StoreOptions) -> Result<DatabaseConnec
     }
     let mut pool = SqlitePoolOptions::new()
         .max_connections(options.max_connections.unwrap_or(4))
-        .acquire_timeout(options.acquire_timeout);
+        .acquire_timeout(options.acquire_timeout)
+        // sqlx pings every connection it takes from the pool, by default: on SQLite a round
+        // trip to the connection's worker thread before every statement. A connection to a
+        // local file cannot have been cut; sqlx still checks it when it goes back.
+        .test_before_acquire(false);
     if in_memory {
         // An in-memory database lives as long as one connection to it.
         pool = pool
@@ -119,7 +127,21 @@ async fn open_postgres(url: &str, options: &StoreOptions) -> Result<DatabaseConn
         .application_name("snapgate");
     let pool = PgPoolOptions::new()
         .max_connections(options.max_connections.unwrap_or(10))
-        .acquire_timeout(options.acquire_timeout);
+        .acquire_timeout(options.acquire_timeout)
+        // sqlx pings every connection it takes from the pool, by default: a round trip to
+        // the server before every statement. Only a connection that sat idle may have been
+        // cut meanwhile (a restarted server, a proxy's idle timeout): ping those. One in
+        // steady use goes straight to its statement; should it have died, that statement
+        // fails as unavailable (503) and sqlx drops the connection.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IDLE_AFTER {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        });
     let pool = if options.lazy {
         pool.connect_lazy_with(connect)
     } else {

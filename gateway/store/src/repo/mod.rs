@@ -1,6 +1,7 @@
 //! `SeaRepository`: the `Repository` port over sea-orm. The trait impl only delegates; each
 //! concern lives in its own file.
 
+mod accept_save;
 mod decisions;
 mod idempotency;
 mod leases;

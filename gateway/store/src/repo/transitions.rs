@@ -45,6 +45,18 @@ pub(super) async fn begin_save(
     op: &Operation,
     answer: Option<&KeyedAnswer>,
 ) -> Result<(), RepoError> {
+    // The common case in one round trip; it writes all or nothing, and when it writes
+    // nothing the transaction below finds out why (issue 11, `accept_save.rs`). A keyed save
+    // stores its answer under the claim's guard, which only the transaction does.
+    if answer.is_none() {
+        match super::accept_save::try_begin_save(repo, state, op).await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "one-round-trip save write failed; using the transaction")
+            }
+        }
+    }
     let state_row = state_row(state)?;
     let op_row = operation_row(op);
     let mut last_holder = None;
