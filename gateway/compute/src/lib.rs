@@ -27,6 +27,7 @@ mod breaker;
 mod checks;
 mod config;
 mod connection;
+mod downtime;
 mod errors;
 mod events;
 mod ffi;
