@@ -40,7 +40,7 @@ use common::gateway::{BoxError, Gateway};
 const DEFAULT_RUNS: usize = 3;
 const DEFAULT_SIZES: &[u32] = &[256, 1024];
 /// RAM the guest keeps for its kernel and `init`; the rest is filled with random data.
-const UNFILLED_MIB: u32 = 128;
+const UNFILLED_MIB: u32 = 160;
 /// QEMU's default migration downtime limit, and the one the tuned rows use.
 const QEMU_DEFAULT_DOWNTIME_MS: u64 = 300;
 const TUNED_DOWNTIME_MS: u64 = 20;
@@ -466,7 +466,7 @@ fn main() -> Result<(), BoxError> {
         let mut samples: HashMap<Method, Vec<Sample>> = HashMap::new();
         for run in 0..runs {
             let mut order = Method::ALL.to_vec();
-            order.rotate_left(run % order.len());
+            order.rotate_left(run % Method::ALL.len());
             for method in order {
                 // Unique per instance: the gateway refuses a name a state of it still has.
                 let name = format!("pause-{run}-{}", method as usize);

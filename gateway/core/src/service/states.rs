@@ -366,8 +366,8 @@ impl Service {
     /// The kind of snapshot a save makes. libvirt cannot mix internal and external snapshots
     /// of one domain (it refuses to delete or revert across them), so `auto` follows the kind of
     /// the states the instance already keeps; with none, external: a live external save stops
-    /// the guest only for its last pass, an internal one for the whole save (at 1 GiB of RAM
-    /// under TCG ~0.2–0.6 s against ~2.5 s, docs/BENCHMARKS.md).
+    /// the guest only for the end of the save, an internal one for all of it (a 1 GiB guest
+    /// under TCG: 0.41 s against 1.5 s, docs/BENCHMARKS.md).
     async fn snapshot_kind(
         &self,
         inst: &Instance,
