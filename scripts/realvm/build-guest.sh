@@ -4,6 +4,12 @@
 #   OUT_DIR/initrd.img   busybox-static + an init that prints `snapgate-counter N` to the
 #                        serial console every half second. The counter lives in guest RAM, so
 #                        after a revert it shows which RAM the guest runs on.
+#                        Two kernel command-line options serve the pause benchmark
+#                        (benches/benches/pause.rs): `snapgate.fill_mib=N` copies the first N
+#                        MiB of the disk (the bench writes random data there) into RAM (a
+#                        tmpfs) before counting and prints `snapgate-filled N`; `snapgate.ticks` prints `snapgate-tick UPTIME` to
+#                        the second serial port (ttyS1) every ~10 ms, so a host reading it sees
+#                        when the vCPU stopped.
 #
 # Usage:
 #   build-guest.sh OUT_DIR                          build (or reuse) kernel and initramfs
@@ -14,7 +20,7 @@
 set -euo pipefail
 
 # Bump when the recipe below changes so cached guests are rebuilt.
-RECIPE_VERSION=1
+RECIPE_VERSION=4
 
 log() { echo "build-guest: $*" >&2; }
 usage() { log "usage: $0 OUT_DIR [--disk qcow2|raw PATH [SIZE]]"; exit 2; }
@@ -65,12 +71,57 @@ build_guest() {
     local root=$work/initramfs
     mkdir -p "$root"/{bin,dev,proc,sys}
     cp "$work/busybox/bin/busybox" "$root/bin/busybox"
+    # The cloud kernel has virtio-blk as modules; `snapgate.fill_mib` reads the disk.
+    mkdir -p "$root/modules"
+    local module
+    for module in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk; do
+        find "$work/kernel/lib/modules" -name "$module.ko*" -exec cp {} "$root/modules/" \;
+    done
     cat > "$root/init" <<'INIT'
 #!/bin/busybox sh
 # The kernel may start us without a console: mount devtmpfs and talk to the serial port.
 /bin/busybox mount -t devtmpfs devtmpfs /dev
 /bin/busybox mount -t proc proc /proc
 exec >/dev/ttyS0 2>&1
+fill_mib=
+ticks=
+for word in $(/bin/busybox cat /proc/cmdline); do
+    case $word in
+        snapgate.fill_mib=*) fill_mib=${word#*=} ;;
+        snapgate.ticks) ticks=1 ;;
+    esac
+done
+# Random data, so a memory image cannot be smaller than the RAM it saves (QEMU skips zero
+# pages). It comes from the disk: /dev/urandom under TCG makes ~5 MB/s. The initramfs root
+# is capped at half the RAM: fill a tmpfs of its own. The page cache is dropped after.
+if [ -n "$fill_mib" ]; then
+    for module in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk; do
+        /bin/busybox insmod /modules/$module.ko*
+    done
+    tries=0
+    while [ ! -b /dev/vda ] && [ $tries -lt 100 ]; do
+        /bin/busybox sleep 0.1
+        tries=$((tries + 1))
+    done
+    /bin/busybox mkdir -p /fill
+    /bin/busybox mount -t tmpfs -o size=$((fill_mib + 1))m tmpfs /fill
+    /bin/busybox dd if=/dev/vda of=/fill/random bs=1M count="$fill_mib" 2>/dev/null
+    echo 3 >/proc/sys/vm/drop_caches
+    echo "snapgate-filled $fill_mib"
+fi
+# The guest's clock (/proc/uptime, 10 ms steps) every ~10 ms without forking: `read -t` on a
+# pipe nobody writes to is the sleep. A pause shows on the host as a gap between ticks.
+if [ -n "$ticks" ]; then
+    /bin/busybox mkfifo /ticks.idle
+    (
+        exec 3<>/ticks.idle
+        while true; do
+            read -r up _ </proc/uptime
+            echo "snapgate-tick $up"
+            read -r -t 0.01 -u 3 _
+        done
+    ) >/dev/ttyS1 2>&1 &
+fi
 n=0
 while true; do
     n=$((n + 1))

@@ -53,6 +53,14 @@ running() {
 }
 
 if ! answers; then
+    # A daemon whose socket is gone (its runtime directory was removed under it) can never
+    # answer again: stop it so a fresh one can take its place.
+    if running && [[ ! -S $SOCKET ]]; then
+        log "the session libvirtd of $USER_NAME lost its socket; restarting it"
+        pkill -u "$USER_UID" -x libvirtd || true
+        for _ in $(seq 50); do running || break; sleep 0.1; done
+        pkill -KILL -u "$USER_UID" -x libvirtd || true
+    fi
     if ! running; then
         log "starting the session libvirtd of $USER_NAME"
         # setpriv, not su: no PAM session, nothing else of root's environment leaks in. The

@@ -569,7 +569,27 @@ impl TestApp {
 
     /// Saves and waits; returns the state as it is once available.
     pub async fn saved(&self, instance: &str, name: &str, token: &str) -> Value {
-        let r = self.save(instance, name, token).await;
+        self.saved_with(instance, json!({ "name": name }), token)
+            .await
+    }
+
+    /// [`TestApp::saved`] with a save mode (`internal`, `external`, `auto`).
+    pub async fn saved_in_mode(
+        &self,
+        instance: &str,
+        name: &str,
+        mode: &str,
+        token: &str,
+    ) -> Value {
+        self.saved_with(instance, json!({ "name": name, "mode": mode }), token)
+            .await
+    }
+
+    async fn saved_with(&self, instance: &str, body: Value, token: &str) -> Value {
+        let name = body["name"].clone();
+        let r = self
+            .post(&format!("/v1/instances/{instance}/states"), token, body)
+            .await;
         assert_eq!(r.status, 202, "save {name}: {}", r.body);
         let op = self
             .wait(r.body["operation"].as_str().unwrap(), token)

@@ -189,7 +189,9 @@ async fn states_survive_a_move_to_another_host() {
         .start()
         .await;
     let token = app.member.clone();
-    let internal = app.saved(MOVED_QCOW2, "before the move", &token).await;
+    let internal = app
+        .saved_in_mode(MOVED_QCOW2, "before the move", "internal", &token)
+        .await;
     assert_eq!(
         (
             internal["snapshot_kind"].as_str(),

@@ -77,7 +77,8 @@ async fn one_operation_per_instance_and_only_available_states_change() {
             .await;
         let repo = SeaRepository::connect(&app.shared.db_url).await.unwrap();
         let t = &app.member;
-        let done = app.saved(demo::WEB, "ready", t).await;
+        // Internal, like the other replica's save below: libvirt keeps one kind per domain.
+        let done = app.saved_in_mode(demo::WEB, "ready", "internal", t).await;
         let (busy_state, busy_op) =
             foreign_running_save(&repo, demo::WEB, "in progress", Duration::ZERO).await;
 

@@ -90,6 +90,18 @@ async fn save_apply_delete(mode: &str) {
     let token = &app.member;
     let path = states_path(&guest);
 
+    // An operator's migration downtime limit: a live save lowers it for its last pass only.
+    let downtime = |guest: &Guest| {
+        guest
+            .virsh(&["migrate-getmaxdowntime", guest.name()])
+            .expect("reading the downtime limit")
+            .trim()
+            .to_owned()
+    };
+    guest
+        .virsh(&["migrate-setmaxdowntime", guest.name(), "250"])
+        .expect("setting the downtime limit");
+
     // Save.
     let before_save = guest.booted_counter();
     let r = app
@@ -103,6 +115,11 @@ async fn save_apply_delete(mode: &str) {
     let state_id = r.body["uuid"].as_str().expect("state uuid").to_owned();
     wait_succeeded(&app, &r.body["operation"], "save").await;
     let after_save = guest.booted_counter();
+    assert_eq!(
+        downtime(&guest),
+        "250",
+        "the domain's own limit is back after the save"
+    );
 
     let state = app.get(&format!("{path}/{state_id}"), token).await;
     assert_eq!(state.status, 200, "{}", state.body);

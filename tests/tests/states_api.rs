@@ -65,7 +65,8 @@ async fn save_get_list_apply_delete(db: Db) {
     assert_eq!(s["status"], "available");
     assert_eq!(s["description"], "kernel 6.1");
     assert_eq!(s["includes_memory"], true);
-    assert_eq!(s["snapshot_kind"], "internal");
+    // No mode given: a live external save, the kind that pauses the guest the least.
+    assert_eq!(s["snapshot_kind"], "external");
     assert_eq!(s["host"], "demo");
     assert_eq!(s["disk_formats"], json!(["qcow2"]));
     assert_eq!(s["memory_bytes"], json!(512i64 << 20));
@@ -447,4 +448,24 @@ async fn names_show_what_they_hold_and_are_compared_in_nfc() {
     // Decomposed first on another instance: stored composed.
     let other = app.saved(demo::DB, "cafe\u{0301}", &app.member).await;
     assert_eq!(other["name"], "caf\u{00E9}");
+}
+
+/// With no mode, a save is a live external one (the guest pauses the least), except on an
+/// instance that keeps internal states: libvirt does not mix the kinds on one domain, so the
+/// default follows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_mode_is_external_unless_the_instance_keeps_internal_states() {
+    let app = TestApp::builder().start().await;
+    let t = &app.member;
+    let fresh = app.saved(demo::DB, "no mode, no states", t).await;
+    assert_eq!(fresh["snapshot_kind"], "external", "{fresh}");
+
+    let internal = app
+        .saved_in_mode(demo::WEB, "made internal", "internal", t)
+        .await;
+    assert_eq!(internal["snapshot_kind"], "internal", "{internal}");
+    let follows = app
+        .saved(demo::WEB, "no mode after an internal one", t)
+        .await;
+    assert_eq!(follows["snapshot_kind"], "internal", "{follows}");
 }

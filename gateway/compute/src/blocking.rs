@@ -16,7 +16,7 @@ use virt::sys;
 
 use crate::errors::Fail;
 use crate::files::{self, ExternalLayout};
-use crate::{ffi, xml};
+use crate::{downtime, ffi, xml};
 
 /// Where a call runs: the host's name and its state directory (a path on that host).
 pub(crate) struct Site<'a> {
@@ -183,10 +183,14 @@ pub(crate) fn save(
                 &overlays,
             );
             // LIVE keeps the guest running while its memory is written; ATOMIC makes a failed
-            // save leave no half-made overlays. The test driver and QEMU accept both.
+            // save leave no half-made overlays. The test driver and QEMU accept both. The
+            // guest still stops for the last pass: a short downtime limit keeps that short.
             let flags =
                 sys::VIR_DOMAIN_SNAPSHOT_CREATE_LIVE | sys::VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC;
-            match DomainSnapshot::create_xml(&dom, &snapshot_xml, flags) {
+            let made = downtime::with_short_final_pause(&dom, || {
+                DomainSnapshot::create_xml(&dom, &snapshot_xml, flags)
+            });
+            match made {
                 Ok(snap) => {
                     // The pool learns of the files QEMU just wrote, to measure them.
                     if let Err(e) = files::refresh(&pool) {
@@ -254,8 +258,8 @@ fn remove_created(conn: &Connect, site: &Site<'_>, pool: &StoragePool, created: 
 /// it; the size is that growth, never less than the guest's memory (the growth is invisible
 /// on the test driver, on remote block devices, or when the image had preallocated room).
 /// External: the memory file plus the new overlays, as the host's storage pool reports them;
-/// the guest's memory and the disks' block info stand in where libvirt has no such file (the
-/// test driver writes none).
+/// the guest's memory and the disks' growth stand in where libvirt has no such file (the test
+/// driver writes none).
 fn measure(
     conn: &Connect,
     dom: &Domain,
@@ -281,16 +285,27 @@ fn measure(
         .map(|(length, _)| to_i64(length))
         .filter(|len| *len > 0)
         .unwrap_or(guest_memory);
+    let was = |target: &str| {
+        before
+            .disks
+            .iter()
+            .zip(physical_before)
+            .find(|(disk, _)| disk.target == target)
+            .and_then(|(_, was)| *was)
+    };
     let overlays: u64 = layout
         .overlays
         .iter()
         .map(|(target, file)| match pool_knows(file) {
             Some((_, allocated)) => allocated,
             // After an external snapshot the domain writes to the overlays, so its block
-            // info is theirs.
+            // info is theirs; what the disk grew by is the delta (a fresh overlay is nearly
+            // empty: the test driver, which writes no overlay, reports the whole disk).
             None => dom
                 .get_block_info(target, 0)
-                .map(|b| b.physical)
+                .ok()
+                .zip(was(target))
+                .map(|(now, was)| now.physical.saturating_sub(was))
                 .unwrap_or(0),
         })
         .sum();

@@ -7,6 +7,7 @@
 use std::ffi::{c_char, c_int, c_void, CStr};
 
 use virt::connect::Connect;
+use virt::domain::Domain;
 use virt::error::Error as VirtError;
 
 /// `virConnectCompareHypervisorCPU`: compares a guest CPU (`<cpu>` XML, or a domain XML that
@@ -47,6 +48,22 @@ pub(crate) fn compare_hypervisor_cpu(
         return Err(VirtError::last_error());
     }
     Ok(result)
+}
+
+/// `virDomainMigrateGetMaxDowntime`: the domain's migration downtime limit in milliseconds
+/// (QEMU's `downtime-limit`, 300 by default), which also bounds the final pass of a live save.
+/// Blocking: call from `spawn_blocking` only.
+pub(crate) fn migrate_max_downtime_ms(dom: &Domain) -> Result<u64, VirtError> {
+    let mut downtime: std::ffi::c_ulonglong = 0;
+    // SAFETY: `dom.as_ptr()` is a live domain handle: `dom` is a borrowed `Domain` holding its
+    // own reference, so libvirt cannot free it during the call, and libvirt objects may be used
+    // from any thread. `downtime` is a valid, writable u64 for the whole call; flags must be 0.
+    let rc = unsafe { virt_sys::virDomainMigrateGetMaxDowntime(dom.as_ptr(), &mut downtime, 0) };
+    if rc < 0 {
+        // libvirt keeps the last error per thread; nothing ran on this thread in between.
+        return Err(VirtError::last_error());
+    }
+    Ok(downtime)
 }
 
 /// What a lifecycle callback is given: the domain's uuid (text), libvirt's event type and detail.

@@ -28,6 +28,7 @@ mod checks;
 mod config;
 mod connection;
 mod diagnose;
+mod downtime;
 mod errors;
 mod events;
 mod ffi;

@@ -57,17 +57,6 @@ async fn host_devices_are_refused() {
 }
 
 #[tokio::test]
-async fn auto_mode_picks_internal_for_qcow2_and_external_otherwise() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = backend(dir.path());
-    let web = backend.locate(DEMO_WEB).await.unwrap();
-    let raw = backend.locate(RAW_DISK).await.unwrap();
-    // The disks as libvirt reports them drive the service's `auto` choice.
-    assert_eq!(web.snapshot_kind_by_disks(), SnapshotKind::Internal);
-    assert_eq!(raw.snapshot_kind_by_disks(), SnapshotKind::External);
-}
-
-#[tokio::test]
 async fn mixing_internal_and_external_snapshots_is_refused_before_any_work() {
     use snapgate_core::ports::SaveRequest;
     let dir = tempfile::tempdir().unwrap();

@@ -205,22 +205,6 @@ pub struct Instance {
     pub current_snapshot: Option<String>,
 }
 
-impl Instance {
-    /// The kind `auto` mode picks when nothing else decides: internal when every disk is qcow2
-    /// (one file per disk, nothing to clean up), external otherwise.
-    pub fn snapshot_kind_by_disks(&self) -> SnapshotKind {
-        if self
-            .disks
-            .iter()
-            .all(|d| d.format.as_deref() == Some("qcow2"))
-        {
-            SnapshotKind::Internal
-        } else {
-            SnapshotKind::External
-        }
-    }
-}
-
 /// How a state is saved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -229,7 +213,9 @@ pub enum SaveMode {
     Internal,
     /// External snapshots: a memory file plus a disk overlay per disk.
     External,
-    /// Internal when every disk is qcow2, otherwise external.
+    /// External (a live save: the guest runs while its memory is copied, so it pauses the
+    /// least), unless the instance keeps internal states: libvirt does not mix the kinds on
+    /// one domain, so `auto` follows the kind of the states it has.
     Auto,
 }
 

@@ -148,7 +148,8 @@ impl ComputeConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SnapshotConfig {
-    /// `auto` (internal when every disk is qcow2, else external), `internal` or `external`.
+    /// `auto` (external, the live save that pauses the guest least, unless the instance keeps
+    /// internal states), `internal` or `external`.
     pub mode: SaveMode,
     /// State directory of hosts that set none of their own (absolute, a path on the hosts);
     /// default `/var/lib/libvirt/snapgate`.

@@ -48,6 +48,10 @@ pub struct Guest {
     disk_kind: DiskKind,
     console: PathBuf,
     memory_mib: u32,
+    /// MiB of guest RAM the guest fills with random data read from its disk, if any.
+    fill_mib: Option<u32>,
+    /// The second serial port's file, where a filled guest prints its clock (`ticks.log`).
+    ticks: Option<PathBuf>,
     removed: bool,
     /// Shared side of the libvirtd-outage lock (see `LibvirtdOutageLock`); dropped last.
     _outage_lock: Option<std::fs::File>,
@@ -88,12 +92,47 @@ impl Guest {
         Guest::boot_inner(host, label, disk_kind, memory_mib, Some(tenant))
     }
 
+    /// A guest for the pause benchmark: `memory_mib` of RAM, `fill_mib` of it filled with
+    /// random data (written to its qcow2 disk by the host, copied into a tmpfs by `init`),
+    /// printing its clock every ~10 ms to a second serial port ([`Guest::ticks_path`]).
+    /// Returns once the RAM is filled and the guest counts.
+    pub fn boot_filled(
+        label: &str,
+        memory_mib: u32,
+        fill_mib: u32,
+        tenant: &str,
+    ) -> Result<Guest, RealVmError> {
+        let options = BootOptions {
+            fill_mib: Some(fill_mib),
+        };
+        Guest::boot_with(
+            Hypervisor::System,
+            label,
+            DiskKind::Qcow2,
+            memory_mib,
+            Some(tenant),
+            options,
+        )
+    }
+
     fn boot_inner(
         host: Hypervisor,
         label: &str,
         disk_kind: DiskKind,
         memory_mib: u32,
         owner_tenant: Option<&str>,
+    ) -> Result<Guest, RealVmError> {
+        let options = BootOptions::default();
+        Guest::boot_with(host, label, disk_kind, memory_mib, owner_tenant, options)
+    }
+
+    fn boot_with(
+        host: Hypervisor,
+        label: &str,
+        disk_kind: DiskKind,
+        memory_mib: u32,
+        owner_tenant: Option<&str>,
+        options: BootOptions,
     ) -> Result<Guest, RealVmError> {
         let env = RealVmEnv::ensure()?;
         let runs_dir = host.runs_dir(env)?;
@@ -109,28 +148,75 @@ impl Guest {
             owner_tenant: owner_tenant.map(str::to_owned),
             disk: dir.join(format!("disk.{}", disk_kind.format())),
             console: dir.join("console.log"),
+            ticks: options.fill_mib.map(|_| dir.join("ticks.log")),
             name,
             uuid,
             dir,
             disk_kind,
             memory_mib,
+            fill_mib: options.fill_mib,
             removed: false,
             _outage_lock: outage_lock,
         };
         set_mode(&guest.dir, 0o755)?;
-        env.create_disk(disk_kind.format(), &guest.disk)?;
+        match options.fill_mib {
+            Some(fill_mib) => guest.create_random_disk(fill_mib)?,
+            None => env.create_disk(disk_kind.format(), &guest.disk)?,
+        }
         guest.give_files_to(host)?;
         guest.define()?;
         guest.virsh(&["start", &guest.name])?;
+        if let Some(fill_mib) = options.fill_mib {
+            let filled = format!("snapgate-filled {fill_mib}");
+            guest.poll(&filled, BOOT_TIMEOUT, || {
+                let console = console::read(&guest.console)?;
+                Ok(String::from_utf8_lossy(&console)
+                    .contains(filled.as_str())
+                    .then_some(()))
+            })?;
+        }
         guest.wait_until_advancing(BOOT_TIMEOUT)?;
         tracing::info!(name = %guest.name, %uuid, host = host.label(), "guest booted");
         Ok(guest)
+    }
+
+    /// A qcow2 disk whose first `fill_mib` MiB are random: what a filled guest copies into RAM.
+    fn create_random_disk(&self, fill_mib: u32) -> Result<(), RealVmError> {
+        let raw = self.dir.join("random.raw");
+        let mut random =
+            std::fs::File::open("/dev/urandom").map_err(RealVmError::io("opening /dev/urandom"))?;
+        let mut out = std::fs::File::create(&raw)
+            .map_err(RealVmError::io(format!("creating {}", raw.display())))?;
+        std::io::copy(
+            &mut std::io::Read::take(&mut random, u64::from(fill_mib) << 20),
+            &mut out,
+        )
+        .map_err(RealVmError::io("writing random data"))?;
+        drop(out);
+        let status = std::process::Command::new("qemu-img")
+            .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
+            .arg(&raw)
+            .arg(&self.disk)
+            .status()
+            .map_err(RealVmError::io("running qemu-img convert"))?;
+        std::fs::remove_file(&raw).map_err(RealVmError::io("removing the random data"))?;
+        if !status.success() {
+            return Err(RealVmError::EnvUnusable(format!(
+                "qemu-img convert to {} failed ({status})",
+                self.disk.display()
+            )));
+        }
+        set_mode(&self.disk, 0o644)
     }
 
     /// Defines the domain on the guest's host (its XML is written into the guest's directory).
     fn define(&self) -> Result<(), RealVmError> {
         let env = RealVmEnv::ensure()?;
         let xml_path = self.dir.join("domain.xml");
+        let cmdline_extra = self
+            .fill_mib
+            .map(|mib| format!(" snapgate.fill_mib={mib} snapgate.ticks"))
+            .unwrap_or_default();
         let xml = domain_xml(&DomainSpec {
             name: &self.name,
             uuid: self.uuid,
@@ -141,6 +227,8 @@ impl Guest {
             disk_format: self.disk_kind.format(),
             console: &self.console,
             owner_tenant: self.owner_tenant.as_deref(),
+            cmdline_extra: &cmdline_extra,
+            ticks: self.ticks.as_deref(),
         });
         std::fs::write(&xml_path, xml).map_err(RealVmError::io("writing the domain XML"))?;
         self.virsh(&["define", &xml_path.to_string_lossy()])?;
@@ -216,6 +304,12 @@ impl Guest {
 
     pub fn memory_mib(&self) -> u32 {
         self.memory_mib
+    }
+
+    /// The file a filled guest prints `snapgate-tick UPTIME` lines to (see
+    /// [`Guest::boot_filled`]); `None` for other guests.
+    pub fn ticks_path(&self) -> Option<&Path> {
+        self.ticks.as_deref()
     }
 
     /// The last counter the guest printed, `None` before the first one.
@@ -350,6 +444,13 @@ impl Drop for Guest {
             eprintln!("realvm: cleaning up guest {} failed: {error}", self.name);
         }
     }
+}
+
+/// What a guest boots with beyond its RAM and disk kind.
+#[derive(Debug, Default)]
+struct BootOptions {
+    /// Fill this many MiB of RAM with random data and print ticks (the pause benchmark).
+    fill_mib: Option<u32>,
 }
 
 /// `snapgate-rvm-<pid>-<label>-<8 hex>`: unique, readable, and the pid tells later processes

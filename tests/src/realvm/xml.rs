@@ -15,6 +15,10 @@ pub(crate) struct DomainSpec<'a> {
     pub console: &'a Path,
     /// Tenant recorded the way the gateway reads ownership (`<snapgate:owner tenant>`).
     pub owner_tenant: Option<&'a str>,
+    /// Extra words for the kernel command line (the guest's `init` reads `snapgate.*`).
+    pub cmdline_extra: &'a str,
+    /// A second serial port (ttyS1) written to this file: the pause benchmark's ticks.
+    pub ticks: Option<&'a Path>,
 }
 
 /// `type='qemu'` (TCG) because KVM does not work on these machines; direct kernel boot so
@@ -32,7 +36,7 @@ pub(crate) fn domain_xml(spec: &DomainSpec<'_>) -> String {
     <type arch='x86_64'>hvm</type>
     <kernel>{kernel}</kernel>
     <initrd>{initrd}</initrd>
-    <cmdline>console=ttyS0 quiet</cmdline>
+    <cmdline>console=ttyS0 quiet{cmdline_extra}</cmdline>
   </os>
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>destroy</on_reboot>
@@ -46,7 +50,7 @@ pub(crate) fn domain_xml(spec: &DomainSpec<'_>) -> String {
     <serial type='file'>
       <source path='{console}' append='on'/>
       <target port='0'/>
-    </serial>
+    </serial>{ticks}
     <memballoon model='none'/>
   </devices>
 </domain>
@@ -60,6 +64,8 @@ pub(crate) fn domain_xml(spec: &DomainSpec<'_>) -> String {
         format = escape(spec.disk_format),
         disk = escape_path(spec.disk),
         console = escape_path(spec.console),
+        cmdline_extra = escape(spec.cmdline_extra),
+        ticks = spec.ticks.map(ticks_serial).unwrap_or_default(),
     )
 }
 
@@ -67,6 +73,13 @@ fn owner_metadata(tenant: &str) -> String {
     format!(
         "\n  <metadata>\n    <snapgate:owner xmlns:snapgate='https://snapgate.dev/xmlns/owner/1.0' tenant='{}'/>\n  </metadata>",
         escape(tenant)
+    )
+}
+
+fn ticks_serial(path: &Path) -> String {
+    format!(
+        "\n    <serial type='file'>\n      <source path='{}' append='on'/>\n      <target port='1'/>\n    </serial>",
+        escape_path(path)
     )
 }
 
