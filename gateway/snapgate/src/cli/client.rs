@@ -45,8 +45,17 @@ impl Client {
         }
     }
 
+    /// A read. Sent once more when the connection fails: a kept-alive connection the gateway
+    /// closed at the moment it was reused fails the request without the gateway having seen
+    /// it, and a read is safe to repeat.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.send(self.http.get(self.url(path))).await
+        match self.send(self.http.get(self.url(path))).await {
+            Err(ClientError::Transport { .. }) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                self.send(self.http.get(self.url(path))).await
+            }
+            other => other,
+        }
     }
 
     /// A state-changing POST, made safe to retry (see [`Client::send_keyed`]).
