@@ -5,6 +5,7 @@
 pub mod app;
 pub mod cluster;
 pub mod faults;
+pub mod foreign;
 pub mod haproxy;
 pub mod hosts;
 pub mod lossy_proxy;

@@ -13,10 +13,11 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{json, Value};
 use snapgate_core::ports::Repository;
-use snapgate_core::{Operation, OperationKind, OperationStatus, SnapshotKind, State, StateStatus};
+use snapgate_core::{OperationStatus, StateStatus};
 use snapgate_store::entity::schedules;
 use snapgate_store::SeaRepository;
 use snapgate_tests::app::{demo, repo_root, Db, Shared, TestApp};
+use snapgate_tests::foreign::foreign_running_save;
 use uuid::Uuid;
 
 /// The scheduler looks every 0.1 s; a long `stale_after` leaves the tests' foreign work alone.
@@ -131,53 +132,6 @@ fn made_by<'a>(states: &'a [Value], schedule: &Value) -> Vec<&'a Value> {
         .iter()
         .filter(|s| s["schedule_id"] == schedule["uuid"])
         .collect()
-}
-
-/// A running save of another gateway, holding the instance's lock.
-async fn foreign_running_save(repo: &SeaRepository, instance: &str) -> (State, Operation) {
-    let now = Utc::now();
-    let state = State {
-        uuid: Uuid::now_v7(),
-        name: format!("in progress {}", Uuid::new_v4()),
-        date: now,
-        instance_uuid: instance.parse().unwrap(),
-        tenant_id: demo::TENANT.into(),
-        status: StateStatus::Saving,
-        description: None,
-        host: "demo".into(),
-        size_bytes: None,
-        memory_bytes: None,
-        includes_memory: true,
-        disk_formats: vec!["qcow2".into()],
-        cpu: None,
-        snapshot_kind: SnapshotKind::Internal,
-        parent: None,
-        error: None,
-        updated_at: now,
-        cpu_xml: None,
-        snapshot_xml: None,
-        expires_at: None,
-        schedule_id: None,
-    };
-    let op = Operation {
-        uuid: Uuid::now_v7(),
-        kind: OperationKind::Save,
-        status: OperationStatus::Running,
-        instance_uuid: state.instance_uuid,
-        state_uuid: state.uuid,
-        tenant_id: demo::TENANT.into(),
-        host: "demo".into(),
-        error: None,
-        created_at: now,
-        updated_at: now,
-        started_at: Some(now),
-        finished_at: None,
-        reserved_bytes: 0,
-        lease_epoch: 0,
-        lease_owner: None,
-    };
-    repo.begin_save(&state, &op).await.unwrap();
-    (state, op)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
