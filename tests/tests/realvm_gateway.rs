@@ -449,13 +449,22 @@ fn cli(app: &TestApp, args: &[&str]) -> String {
         .env_remove("SNAPGATE_TOKEN_FILE")
         .output()
         .expect("running snapgate");
-    assert!(
-        output.status.success(),
-        "snapgate {args:?} exited with {}:\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    if !output.status.success() {
+        let log = app.log();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        panic!(
+            "snapgate {args:?} exited with {}:\nstdout: {}\nstderr: {}\ngateway pid {:?}, {}; its log's end:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            app.pid(),
+            app.pid()
+                .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+                .and_then(|s| s.lines().find(|l| l.starts_with("State:")).map(str::to_owned))
+                .unwrap_or_else(|| "gone".to_owned()),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 

@@ -66,8 +66,8 @@ fn hand_back_if_not_converging(dom: &Domain, own_ms: u64, done: &AtomicBool) {
         if done.load(Ordering::Acquire) {
             return;
         }
-        let passes = match dom.get_job_stats(0) {
-            Ok(stats) => stats.mem_iteration.unwrap_or(0),
+        let passes = match ffi::job_stats(dom) {
+            Ok(stats) => stats.memory_iteration.unwrap_or(0),
             Err(_) => continue,
         };
         if passes >= HAND_BACK_AFTER_PASSES {

@@ -66,6 +66,57 @@ pub(crate) fn migrate_max_downtime_ms(dom: &Domain) -> Result<u64, VirtError> {
     Ok(downtime)
 }
 
+/// A domain's current job, as `virDomainGetJobStats` reports it: the fields snapgate reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct JobStats {
+    /// Passes over the guest's memory so far (a live save or a migration).
+    pub memory_iteration: Option<u64>,
+}
+
+/// `virDomainGetJobStats` for the domain's current job, its parameters freed by libvirt's own
+/// `virTypedParamsFree`.
+///
+/// Not `virt::Domain::get_job_stats`: virt 0.4 hands libvirt's array to
+/// `Vec::from_raw_parts`, which is undefined behaviour when there is no job (libvirt answers
+/// with no parameters and a NULL array) and, in a debug build, aborts the whole process on
+/// its non-null check: a watcher that polled just before or after a save's job took the
+/// gateway down with it. Blocking: call from `spawn_blocking` or a thread of its own.
+pub(crate) fn job_stats(dom: &Domain) -> Result<JobStats, VirtError> {
+    let mut job_type: c_int = 0;
+    let mut params: virt_sys::virTypedParameterPtr = std::ptr::null_mut();
+    let mut nparams: c_int = 0;
+    // SAFETY: `dom.as_ptr()` is a live domain handle (a borrowed `Domain` holding its own
+    // reference). The three out-pointers are valid and writable for the call; libvirt
+    // allocates `params` (or leaves it NULL with `nparams` 0). Flags 0: the current job.
+    let rc = unsafe {
+        virt_sys::virDomainGetJobStats(dom.as_ptr(), &mut job_type, &mut params, &mut nparams, 0)
+    };
+    if rc < 0 {
+        // libvirt keeps the last error per thread; nothing ran on this thread in between.
+        return Err(VirtError::last_error());
+    }
+    let read = |name: &CStr| -> Option<u64> {
+        if params.is_null() {
+            return None;
+        }
+        let mut value: std::ffi::c_ulonglong = 0;
+        // SAFETY: `params` holds `nparams` parameters allocated by libvirt above and not yet
+        // freed; `name` is NUL-terminated; `value` is writable. Returns 1 when found.
+        let found = unsafe {
+            virt_sys::virTypedParamsGetULLong(params, nparams, name.as_ptr(), &mut value)
+        };
+        (found == 1).then_some(value)
+    };
+    let stats = JobStats {
+        memory_iteration: read(virt_sys::VIR_DOMAIN_JOB_MEMORY_ITERATION),
+    };
+    if !params.is_null() {
+        // SAFETY: `params`/`nparams` are exactly what libvirt returned, freed once, here.
+        unsafe { virt_sys::virTypedParamsFree(params, nparams) };
+    }
+    Ok(stats)
+}
+
 /// What a lifecycle callback is given: the domain's uuid (text), libvirt's event type and detail.
 pub(crate) type LifecycleSink = Box<dyn Fn(&str, c_int, c_int) + Send + Sync>;
 

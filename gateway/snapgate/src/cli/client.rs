@@ -15,10 +15,26 @@ pub enum ClientError {
         message: String,
         body: Value,
     },
-    #[error("cannot reach the gateway at {url}: {source}")]
+    #[error("cannot reach the gateway at {url}: {}", causes(source))]
     Transport { url: String, source: reqwest::Error },
     #[error("unexpected answer from the gateway: {0}")]
     Decode(String),
+}
+
+/// The error and every cause under it (`error sending request: connection refused`): reqwest's
+/// own message alone does not say whether the gateway refused, reset or timed out.
+fn causes(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
