@@ -9,5 +9,6 @@ pub mod foreign;
 pub mod haproxy;
 pub mod hosts;
 pub mod lossy_proxy;
+pub mod newer_gateway;
 pub mod realvm;
 pub mod shared_driver;

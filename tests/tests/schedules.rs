@@ -698,8 +698,13 @@ async fn schedule_commands_of_the_cli() {
     );
     let (code, out, _) = run(&["schedule", "show", demo::WEB, id]);
     assert_eq!(code, 0);
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert!(
-        out.contains("last run: none yet") && out.contains("enabled: false"),
+        rows.contains(&vec!["last", "run", "none", "yet"])
+            && rows.contains(&vec!["enabled", "false"]),
         "{out}"
     );
     let (code, out, _) = run(&["schedule", "delete", demo::WEB, id]);

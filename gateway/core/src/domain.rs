@@ -97,7 +97,8 @@ pub struct State {
     /// Creation time, RFC 3339 UTC.
     pub date: DateTime<Utc>,
     pub instance_uuid: Uuid,
-    #[serde(skip_serializing)]
+    /// Never sent; `default` lets a client (the CLI) decode the record it was given.
+    #[serde(skip_serializing, default)]
     pub tenant_id: TenantId,
     pub status: StateStatus,
     pub description: Option<String>,
@@ -147,7 +148,8 @@ pub struct Operation {
     pub status: OperationStatus,
     pub instance_uuid: Uuid,
     pub state_uuid: Uuid,
-    #[serde(skip_serializing)]
+    /// Never sent; `default` lets a client (the CLI) decode the record it was given.
+    #[serde(skip_serializing, default)]
     pub tenant_id: TenantId,
     pub host: String,
     pub error: Option<ErrorInfo>,

@@ -2,7 +2,7 @@
 //! message is safe to show a client. Causes (libvirt, SQL, Redis texts) go to the logs through
 //! `tracing` where the error is made, never into a client body unless they are the client's.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -89,13 +89,14 @@ pub enum ServiceError {
     Internal,
 }
 
-/// The JSON body of every error: `{"error": {"code": …, "message": …, …details}}`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// The JSON body of every error: `{"error": {"code": …, "message": …, …details}}`. The CLI
+/// decodes it too (the details keep whatever members a newer gateway adds).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,

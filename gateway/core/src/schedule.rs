@@ -109,7 +109,8 @@ pub struct Schedule {
     pub uuid: Uuid,
     pub instance_uuid: Uuid,
     /// The tenant that made the schedule; runs act as this tenant's member.
-    #[serde(skip_serializing)]
+    /// Never sent; `default` lets a client (the CLI) decode the record it was given.
+    #[serde(skip_serializing, default)]
     pub tenant_id: TenantId,
     /// Five fields (minute hour day-of-month month day-of-week) or six (seconds first).
     pub cron: String,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use snapgate::cli::{self, client::Client, StateCommand};
+use snapgate::cli::{self, client::Client, OutputFormat, StateCommand};
 use snapgate::config::Config;
 use uuid::Uuid;
 
@@ -47,9 +47,29 @@ struct ClientArgs {
     /// Return at once with the operation id instead of waiting for it to end.
     #[arg(long, global = true)]
     no_wait: bool,
-    /// Machine-readable output.
+    /// How to print the answer: a table (people), or the API's records as JSON or YAML.
+    #[arg(
+        long,
+        short,
+        value_enum,
+        env = "SNAPGATE_OUTPUT",
+        default_value_t = OutputFormat::Table,
+        global = true
+    )]
+    output: OutputFormat,
+    /// The same as `--output json`.
     #[arg(long, global = true)]
     json: bool,
+}
+
+impl ClientArgs {
+    fn format(&self) -> OutputFormat {
+        if self.json {
+            OutputFormat::Json
+        } else {
+            self.output
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -102,6 +122,13 @@ enum Command {
         /// Show only the first page of this size.
         #[arg(long)]
         limit: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show saved state <state-uuid> of instance <instance-uuid>.
+    StateShow {
+        instance: Uuid,
+        state: Uuid,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -253,6 +280,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             limit,
             client,
         } => state(client, StateCommand::List { instance, limit }).await,
+        Command::StateShow {
+            instance,
+            state: s,
+            client,
+        } => state(client, StateCommand::Show { instance, state: s }).await,
         Command::StateDelete {
             instance,
             states,
@@ -309,18 +341,16 @@ async fn schedule(
     cmd: cli::schedules::ScheduleCommand,
 ) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.url, token_of(&args)?);
-    report(
-        cli::schedules::run(&client, cmd, args.json).await,
-        args.json,
-    )
+    let instance = cmd.instance();
+    let result = cli::schedules::run(&client, cmd, args.format()).await;
+    Ok(report(result, args.format(), instance))
 }
 
 async fn state(args: ClientArgs, cmd: StateCommand) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.url, token_of(&args)?);
-    report(
-        cli::run(&client, cmd, !args.no_wait, args.json).await,
-        args.json,
-    )
+    let instance = cmd.instance();
+    let result = cli::run(&client, cmd, !args.no_wait, args.format()).await;
+    Ok(report(result, args.format(), instance))
 }
 
 fn token_of(args: &ClientArgs) -> anyhow::Result<Option<String>> {
@@ -336,18 +366,25 @@ fn token_of(args: &ClientArgs) -> anyhow::Result<Option<String>> {
     })
 }
 
-/// The exit code of a client command; an error is printed (and its body with `--json`).
-fn report(result: Result<(), cli::client::ClientError>, json: bool) -> anyhow::Result<ExitCode> {
-    match result {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) => {
-            if json {
-                if let cli::client::ClientError::Api { body, .. } = &e {
-                    println!("{}", serde_json::to_string_pretty(body).unwrap_or_default());
-                }
-            }
-            eprintln!("error: {e}");
-            Ok(ExitCode::from(1))
+/// The exit code of a client command. An error goes to standard error as `error: <message>
+/// (<code>, HTTP <status>)` and, when the CLI knows what to do about it, `hint: …`; with
+/// `--output json|yaml` the API's error record is printed on standard output too.
+fn report(
+    result: Result<(), cli::client::ClientError>,
+    format: OutputFormat,
+    instance: Uuid,
+) -> ExitCode {
+    let Err(e) = result else {
+        return ExitCode::SUCCESS;
+    };
+    if let (true, Some(body)) = (format.is_machine(), e.body()) {
+        if let Ok(text) = format.render(body) {
+            print!("{text}");
         }
     }
+    eprintln!("error: {e}");
+    if let Some(hint) = e.hint(Some(&instance)) {
+        eprintln!("hint: {hint}");
+    }
+    ExitCode::from(1)
 }

@@ -86,7 +86,8 @@ fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+/// Decoded by the CLI too.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ScheduleList {
     /// Oldest first (a tenant has at most `lifecycle.max_schedules_per_tenant`).
     pub values: Vec<Schedule>,

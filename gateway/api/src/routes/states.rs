@@ -60,13 +60,16 @@ pub struct DryRunQuery {
     pub dry_run: bool,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+// The answers below also derive `Deserialize`: the CLI decodes these very records (unknown
+// members are ignored, so a client survives a newer gateway's additions).
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Link {
     pub rel: String,
     pub href: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct StateList {
     pub values: Vec<State>,
     /// OpenStack-style pagination links (`rel = next` when more follow).
@@ -74,22 +77,22 @@ pub struct StateList {
 }
 
 /// A state just accepted for saving, with the operation doing the work.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SavedStateResponse {
     #[serde(flatten)]
     pub state: State,
     /// The operation doing the work: `GET /v1/operations/{operation}`.
     pub operation: Uuid,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
 
 /// An accepted apply or delete.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct OperationResponse {
     #[serde(flatten)]
     pub operation: Operation,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
 

@@ -3,22 +3,87 @@
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use snapgate_core::error::ErrorDetail;
+use snapgate_core::{ErrorBody, ErrorInfo};
 
-/// An error as the CLI reports it: the API's code and message, or a transport failure.
+use uuid::Uuid;
+
+/// An error as the CLI reports it: the API's error record, a failed operation, or a transport
+/// failure.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("{message} ({code}, HTTP {status})")]
+    /// The gateway refused the call: its status and error record (`{"error": {code, …}}`).
+    #[error("{} ({}, HTTP {status})", super::hints::message(&body.error), body.error.code)]
     Api {
         status: u16,
-        code: String,
-        message: String,
-        body: Value,
+        body: ErrorBody,
+        /// The gateway's `X-Request-Id`, which names the call in its logs.
+        request_id: Option<String>,
     },
+    /// The call was accepted, but the operation doing the work failed.
+    #[error("operation {operation} failed: {} ({})", error.message, error.code)]
+    OperationFailed { operation: Uuid, error: ErrorInfo },
     #[error("cannot reach the gateway at {url}: {}", causes(source))]
     Transport { url: String, source: reqwest::Error },
     #[error("unexpected answer from the gateway: {0}")]
     Decode(String),
+    #[error("cannot print the answer: {0}")]
+    Render(String),
+}
+
+impl ClientError {
+    /// The stable code of the API's error or of the failed operation.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { body, .. } => Some(&body.error.code),
+            ClientError::OperationFailed { error, .. } => Some(&error.code),
+            _ => None,
+        }
+    }
+
+    /// What the user can do about it, when the CLI knows.
+    pub fn hint(&self, instance: Option<&Uuid>) -> Option<String> {
+        match self {
+            ClientError::Api {
+                status,
+                body,
+                request_id,
+            } => super::hints::for_api_error(*status, &body.error, request_id.as_deref(), instance),
+            ClientError::OperationFailed { error, .. } => {
+                super::hints::for_code(&error.code, instance)
+            }
+            ClientError::Transport { .. } => Some(
+                "check --url (or SNAPGATE_URL) and that the gateway runs: `systemctl status snapgate` on its node".into(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The record a script reads on failure: the API's error body as it came.
+    pub fn body(&self) -> Option<&ErrorBody> {
+        match self {
+            ClientError::Api { body, .. } => Some(body),
+            _ => None,
+        }
+    }
+}
+
+/// An answer that is not the API's error record (a proxy's page, an empty body): kept as a
+/// message under the code `http_error`.
+fn foreign_error(text: &str) -> ErrorBody {
+    let mut message: String = text.trim().chars().take(200).collect();
+    if message.is_empty() {
+        message = "the gateway answered with an error and no body".into();
+    }
+    ErrorBody {
+        error: ErrorDetail {
+            code: "http_error".into(),
+            message,
+            details: Map::new(),
+        },
+    }
 }
 
 /// The error and every cause under it (`error sending request: connection refused`): reqwest's
@@ -78,21 +143,22 @@ impl Client {
     pub async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
-        body: &Value,
+        body: &(impl Serialize + Sync),
     ) -> Result<T, ClientError> {
         self.send_keyed(|| self.http.post(self.url(path)).json(body))
             .await
     }
 
-    /// A state-changing DELETE, made safe to retry (see [`Client::send_keyed`]).
+    /// A change of fields (a merge-patch): sending it twice changes nothing more.
     pub async fn patch<T: DeserializeOwned>(
         &self,
         path: &str,
-        body: &Value,
+        body: &(impl Serialize + Sync),
     ) -> Result<T, ClientError> {
         self.send(self.http.patch(self.url(path)).json(body)).await
     }
 
+    /// A state-changing DELETE, made safe to retry (see [`Client::send_keyed`]).
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.send_keyed(|| self.http.delete(self.url(path))).await
     }
@@ -121,14 +187,13 @@ impl Client {
         loop {
             match self.send(keyed()).await {
                 Err(ClientError::Api {
-                    status: 409,
-                    code,
-                    body,
-                    ..
-                }) if code == "idempotency_key_in_use" && waits < MAX_IN_USE_WAITS => {
+                    status: 409, body, ..
+                }) if body.error.code == "idempotency_key_in_use" && waits < MAX_IN_USE_WAITS => {
                     waits += 1;
                     let secs = body
-                        .pointer("/error/retry_after")
+                        .error
+                        .details
+                        .get("retry_after")
                         .and_then(Value::as_u64)
                         .unwrap_or(1)
                         .clamp(1, 10);
@@ -155,6 +220,11 @@ impl Client {
             source,
         })?;
         let status = response.status().as_u16();
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let text = response
             .text()
             .await
@@ -163,22 +233,12 @@ impl Client {
                 source,
             })?;
         if status >= 400 {
-            let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
-            let code = body
-                .pointer("/error/code")
-                .and_then(Value::as_str)
-                .unwrap_or("http_error")
-                .to_owned();
-            let message = body
-                .pointer("/error/message")
-                .and_then(Value::as_str)
-                .unwrap_or(text.as_str())
-                .to_owned();
+            let body =
+                serde_json::from_str::<ErrorBody>(&text).unwrap_or_else(|_| foreign_error(&text));
             return Err(ClientError::Api {
                 status,
-                code,
-                message,
                 body,
+                request_id,
             });
         }
         // A 204 has no body: read as `null`.

@@ -1,9 +1,14 @@
-//! The seed's CLI: `state-save`, `state-load`, `state-list`, `state-delete`, talking to a
-//! gateway over HTTP.
+//! The client commands (`state-*`, `schedule`), talking to a gateway over HTTP and decoding the
+//! API's own records: output as a table, JSON or YAML (`--output`), progress on a terminal,
+//! errors with their code and a hint.
 
 pub mod client;
+mod hints;
+pub mod output;
+pub mod progress;
 mod render;
 pub mod schedules;
 mod states;
 
+pub use output::OutputFormat;
 pub use states::{run, StateCommand};

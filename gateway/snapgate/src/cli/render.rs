@@ -1,104 +1,76 @@
-//! Terminal output: a spinner with elapsed time while waiting, and plain tables.
+//! Tables for `--output table` (comfy-table, borderless: columns two spaces apart, so the
+//! output reads like `ls -l` and `awk` still splits it), and the small cell formats they use.
 
-use std::io::{IsTerminal, Write};
-use std::time::Instant;
+use chrono::{DateTime, SecondsFormat, Utc};
+use comfy_table::Table;
 
-use serde_json::Value;
-
-pub struct Spinner {
-    enabled: bool,
-    started: Instant,
-    frame: usize,
-    label: String,
+/// A table with a header row; columns as wide as their widest cell.
+pub fn table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    let mut t = Table::new();
+    t.load_style(comfy_table::presets::NOTHING);
+    t.set_header(headers.to_vec());
+    t.add_rows(rows);
+    for column in t.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
+    t.trim_fmt()
 }
 
-impl Spinner {
-    /// Draws on stderr only when it is a terminal, so pipes and logs stay clean.
-    pub fn new(label: impl Into<String>) -> Self {
-        Self {
-            enabled: std::io::stderr().is_terminal(),
-            started: Instant::now(),
-            frame: 0,
-            label: label.into(),
-        }
-    }
-
-    pub fn tick(&mut self, status: &str) {
-        if !self.enabled {
-            return;
-        }
-        const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
-        self.frame = (self.frame + 1) % FRAMES.len();
-        let mut err = std::io::stderr();
-        let _ = write!(
-            err,
-            "\r{} {} ({status}) {:.1}s   ",
-            FRAMES[self.frame],
-            self.label,
-            self.started.elapsed().as_secs_f64()
-        );
-        let _ = err.flush();
-    }
-
-    pub fn finish(&self) {
-        if self.enabled {
-            let mut err = std::io::stderr();
-            let _ = write!(err, "\r\x1b[2K");
-            let _ = err.flush();
-        }
-    }
+/// One record as `FIELD  VALUE` rows (the `show` commands).
+pub fn fields(rows: Vec<(&str, String)>) -> String {
+    table(
+        &["FIELD", "VALUE"],
+        rows.into_iter().map(|(k, v)| vec![k.to_owned(), v]),
+    )
 }
 
-/// A table of rows, columns padded to the widest cell.
-pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_owned()
+/// `-` for what the record does not have.
+pub fn or_dash<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+pub fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+pub fn human_bytes(n: Option<i64>) -> String {
+    let Some(n) = n else {
+        return "-".into();
     };
-    let mut out = line(headers.iter().map(|h| h.to_string()).collect());
-    for row in rows {
-        out.push('\n');
-        out.push_str(&line(row.clone()));
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < units.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
     }
-    out
-}
-
-pub fn field(v: &Value, key: &str) -> String {
-    match v.get(key) {
-        None | Some(Value::Null) => "-".into(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
     }
 }
 
-pub fn human_bytes(v: &Value) -> String {
-    match v.as_i64() {
-        None => "-".into(),
-        Some(n) => {
-            let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-            let mut value = n as f64;
-            let mut unit = 0;
-            while value >= 1024.0 && unit < units.len() - 1 {
-                value /= 1024.0;
-                unit += 1;
-            }
-            if unit == 0 {
-                format!("{n} B")
-            } else {
-                format!("{value:.1} {}", units[unit])
-            }
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_starts_with_its_header_and_aligns_columns() {
+        let out = table(
+            &["UUID", "NAME"],
+            [
+                vec!["a".to_owned(), "first".to_owned()],
+                vec!["long-id".to_owned(), "x".to_owned()],
+            ],
+        );
+        assert_eq!(out, "UUID     NAME\na        first\nlong-id  x");
+    }
+
+    #[test]
+    fn sizes_read_as_people_read_them() {
+        assert_eq!(human_bytes(Some(512)), "512 B");
+        assert_eq!(human_bytes(Some(3 * 1024 * 1024 / 2)), "1.5 MiB");
+        assert_eq!(human_bytes(None), "-");
     }
 }

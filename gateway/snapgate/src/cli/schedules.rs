@@ -1,11 +1,15 @@
 //! `snapgate schedule create|list|show|update|delete`: an instance's schedules of saves.
 
 use clap::{Args, Subcommand};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
+use snapgate_api::routes::schedules::ScheduleList;
+use snapgate_core::Schedule;
 use uuid::Uuid;
 
 use super::client::{Client, ClientError};
-use super::render::{field, table};
+use super::output::OutputFormat;
+use super::render::{fields, or_dash, table, time};
 
 #[derive(Debug, Subcommand)]
 pub enum ScheduleCommand {
@@ -94,9 +98,32 @@ impl RetentionArgs {
     }
 }
 
-pub async fn run(client: &Client, cmd: ScheduleCommand, json_out: bool) -> Result<(), ClientError> {
+impl ScheduleCommand {
+    /// The instance the command is about (the hints name it).
+    pub fn instance(&self) -> Uuid {
+        match self {
+            ScheduleCommand::Create { instance, .. }
+            | ScheduleCommand::List { instance }
+            | ScheduleCommand::Show { instance, .. }
+            | ScheduleCommand::Update { instance, .. }
+            | ScheduleCommand::Delete { instance, .. } => *instance,
+        }
+    }
+}
+
+/// What `delete` prints for a script.
+#[derive(Debug, Serialize)]
+struct Deleted {
+    deleted: Uuid,
+}
+
+pub async fn run(
+    client: &Client,
+    cmd: ScheduleCommand,
+    out: OutputFormat,
+) -> Result<(), ClientError> {
     let path = |instance: &Uuid| format!("/v1/instances/{instance}/schedules");
-    let one = match cmd {
+    let one: Schedule = match cmd {
         ScheduleCommand::Create {
             instance,
             cron,
@@ -120,47 +147,31 @@ pub async fn run(client: &Client, cmd: ScheduleCommand, json_out: bool) -> Resul
             client.post(&path(&instance), &body).await?
         }
         ScheduleCommand::List { instance } => {
-            let list: Value = client.get(&path(&instance)).await?;
-            if json_out {
-                print_json(&list);
-            } else {
-                let rows: Vec<Vec<String>> = list["values"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|s| {
+            let list: ScheduleList = client.get(&path(&instance)).await?;
+            return out.print(&list, || {
+                table(
+                    &[
+                        "UUID",
+                        "CRON",
+                        "ZONE",
+                        "NAME PATTERN",
+                        "ENABLED",
+                        "NEXT RUN",
+                        "LAST RUN",
+                    ],
+                    list.values.iter().map(|s| {
                         vec![
-                            field(s, "uuid"),
-                            field(s, "cron"),
-                            field(s, "time_zone"),
-                            field(s, "name_pattern"),
-                            field(s, "enabled"),
-                            field(s, "next_run_at"),
-                            s.pointer("/last_run/outcome")
-                                .and_then(Value::as_str)
-                                .unwrap_or("-")
-                                .to_owned(),
+                            s.uuid.to_string(),
+                            s.cron.clone(),
+                            s.time_zone.clone(),
+                            s.name_pattern.clone(),
+                            s.enabled.to_string(),
+                            or_dash(s.next_run_at.map(time)),
+                            or_dash(s.last_run.as_ref().map(|r| r.outcome.as_str())),
                         ]
-                    })
-                    .collect();
-                println!(
-                    "{}",
-                    table(
-                        &[
-                            "UUID",
-                            "CRON",
-                            "ZONE",
-                            "NAME PATTERN",
-                            "ENABLED",
-                            "NEXT RUN",
-                            "LAST RUN"
-                        ],
-                        &rows
-                    )
-                );
-            }
-            return Ok(());
+                    }),
+                )
+            });
         }
         ScheduleCommand::Show { instance, schedule } => {
             client
@@ -206,51 +217,52 @@ pub async fn run(client: &Client, cmd: ScheduleCommand, json_out: bool) -> Resul
             let _: Value = client
                 .delete(&format!("{}/{schedule}", path(&instance)))
                 .await?;
-            if json_out {
-                print_json(&json!({"deleted": schedule}));
-            } else {
-                println!("schedule {schedule} deleted");
-            }
-            return Ok(());
+            return out.print(&Deleted { deleted: schedule }, || {
+                format!("schedule {schedule} deleted")
+            });
         }
     };
-    if json_out {
-        print_json(&one);
-    } else {
-        print_schedule(&one);
-    }
-    Ok(())
+    out.print(&one, || show(&one))
 }
 
-fn print_schedule(s: &Value) {
-    println!("schedule {}", field(s, "uuid"));
-    for key in [
-        "cron",
-        "time_zone",
-        "name_pattern",
-        "enabled",
-        "next_run_at",
-    ] {
-        println!("  {key}: {}", field(s, key));
-    }
-    println!("  retention: {}", s["retention"]);
-    match s.get("last_run").filter(|r| !r.is_null()) {
+fn show(s: &Schedule) -> String {
+    let rules: Vec<String> = s
+        .retention
+        .rules()
+        .iter()
+        .filter_map(|(name, n)| n.map(|n| format!("{name}={n}")))
+        .collect();
+    let last_run = match &s.last_run {
         Some(r) => {
             let why = r
-                .pointer("/error/code")
-                .and_then(Value::as_str)
-                .map(|c| format!(" ({c})"))
+                .error
+                .as_ref()
+                .map(|e| format!(" ({}: {})", e.code, e.message))
                 .unwrap_or_default();
-            println!(
-                "  last run: {} for {}{why}",
-                field(r, "outcome"),
-                field(r, "scheduled_for")
-            );
+            format!("{} for {}{why}", r.outcome.as_str(), time(r.scheduled_for))
         }
-        None => println!("  last run: none yet"),
-    }
-}
-
-fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        None => "none yet".into(),
+    };
+    fields(vec![
+        ("uuid", s.uuid.to_string()),
+        ("instance", s.instance_uuid.to_string()),
+        ("cron", s.cron.clone()),
+        ("time zone", s.time_zone.clone()),
+        ("name pattern", s.name_pattern.clone()),
+        (
+            "mode",
+            or_dash(s.mode.map(|m| format!("{m:?}").to_lowercase())),
+        ),
+        ("enabled", s.enabled.to_string()),
+        ("next run", or_dash(s.next_run_at.map(time))),
+        (
+            "retention",
+            if rules.is_empty() {
+                "none (keeps every state)".into()
+            } else {
+                rules.join(", ")
+            },
+        ),
+        ("last run", last_run),
+    ])
 }
