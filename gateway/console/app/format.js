@@ -26,8 +26,10 @@ export function Time({ value }) {
   return html`<time datetime=${utc} title=${`UTC: ${utc}`}>${local.format(d)}</time>`;
 }
 
+/** The end of a uuid: version 7 uuids share their first digits (their time), and so do the
+ * demo cloud's instances. The whole uuid is in the cell's title. */
 export function shortId(uuid) {
-  return uuid ? uuid.slice(0, 8) : "—";
+  return uuid ? `…${uuid.slice(-8)}` : "—";
 }
 
 export function limitText(n, unit = (x) => String(x)) {

@@ -8,6 +8,13 @@ import { Badge, Confirm, ErrorBox, PlaceholderRows, html } from "./widgets.js";
 const STATE_PAGE = 10;
 const COLUMNS = 8;
 
+/** A parent state by name when it is on this page, else the end of its uuid. */
+function parentName(parent, states) {
+  if (!parent) return "—";
+  const found = states.find((s) => s.uuid === parent);
+  return found ? found.name : shortId(parent);
+}
+
 function SaveForm({ instance, onSaved, onError }) {
   const [name, setName] = useState("");
   const [description, setDescription] = useState("");
@@ -158,7 +165,7 @@ export function StatesPanel({ instance, version, onChange, track }) {
           <td class="num">${bytes(s.size_bytes)}</td>
           <td class="hide-narrow">${s.snapshot_kind}</td>
           <td class="hide-narrow">${s.cpu ? [s.cpu.vendor, s.cpu.model].filter(Boolean).join(" ") || "—" : "—"}</td>
-          <td class="hide-narrow mono" title=${s.parent || ""}>${shortId(s.parent)}</td>
+          <td class="hide-narrow" title=${s.parent || ""}>${parentName(s.parent, states)}</td>
           <td><button type="button" disabled=${s.status !== "available"} onClick=${() => setApplying(s)} data-testid="apply">Apply</button></td>
         </tr>`)}
       </tbody>

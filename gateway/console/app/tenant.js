@@ -53,7 +53,7 @@ function InstancesPanel({ selected, onSelect, version }) {
         ${page && page.values.map((i) => html`<tr key=${i.uuid} class=${selected && selected.uuid === i.uuid ? "selected" : ""} data-testid="instance" data-uuid=${i.uuid}>
           <td><button class="link" type="button" onClick=${() => onSelect(i)} aria-current=${selected && selected.uuid === i.uuid ? "true" : undefined}
             title=${i.uuid}>${i.name || i.uuid}</button></td>
-          <td>${i.reachable ? html`<${Badge} value=${i.running ? "running" : "stopped"} />` : html`<span class="muted">host unreachable</span>`}</td>
+          <td>${i.reachable ? html`<${Badge} value=${i.running ? "running" : "stopped"} tone=${i.running ? "ok" : "off"} />` : html`<span class="muted">host unreachable</span>`}</td>
           <td class="hide-narrow">${i.host}</td>
         </tr>`)}
       </tbody>

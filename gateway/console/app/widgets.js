@@ -17,8 +17,9 @@ export function ErrorBox({ error, onClose }) {
   </div>`;
 }
 
-export function Badge({ value }) {
-  return html`<span class=${`badge ${value}`}>${value}</span>`;
+/** A status word; `tone` picks its colour class when it is not the word itself. */
+export function Badge({ value, tone }) {
+  return html`<span class=${`badge ${tone || value}`}>${value}</span>`;
 }
 
 /** A quota gauge: used (in use plus reserved) against the limit. */
