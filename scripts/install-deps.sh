@@ -19,9 +19,10 @@ BACKPORTS_PACKAGES=(
 # From the default suites. python3-venv: the test suite's Python tools live in a venv (below).
 # redis-server/redis-tools: the single node and the loopback cluster of the tests; haproxy: the
 # load balancer of the scale-out tests; systemd (systemd-analyze) and adduser: the Debian
-# package test checks the unit and installs the package.
+# package test checks the unit and installs the package. chromium/chromium-driver: the web
+# console's browser tests (headless Chromium driven through WebDriver).
 PLAIN_PACKAGES=(pkg-config wrk cpio python3 python3-venv redis-server redis-tools haproxy
-    systemd adduser)
+    systemd adduser chromium chromium-driver)
 
 log() { echo "install-deps: $*" >&2; }
 

@@ -3,6 +3,7 @@
 //! [`realvm`] boots a real QEMU guest.
 
 pub mod app;
+pub mod browser;
 pub mod cluster;
 pub mod faults;
 pub mod foreign;

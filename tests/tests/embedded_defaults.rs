@@ -70,6 +70,15 @@ async fn serve_with_no_configuration() {
             assert_eq!(mode(name), 0o600, "{name}");
         }
     }
+    // The web console is served with no extra step, and its sign-in form names the demo
+    // tokens' directory (the default `data_dir`, relative: `./data` on the page).
+    let page = http.get(format!("{url}/ui")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("name=\"snapgate-demo-tokens\" content=\"data\""),
+        "{page}"
+    );
     // The token file lists digests, never the tokens.
     let listed = std::fs::read_to_string(data.join("tokens.toml")).unwrap();
     for token in [&member, &admin, &operator] {

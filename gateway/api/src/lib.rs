@@ -3,6 +3,7 @@
 //! [`ServiceError`](snapgate_core::ServiceError)) into a response. No flow logic lives here.
 
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod extract;
 mod middleware;
@@ -52,12 +53,16 @@ pub struct AppState {
     /// Rendered only on the operator's listener ([`admin_router`]).
     pub metrics: Option<PrometheusHandle>,
     pub limits: ApiLimits,
+    /// What the web console at `/ui` is told (see [`console`]).
+    pub console: console::ConsoleOptions,
 }
 
-/// The public HTTP surface: the API, `/healthz`, `/readyz` (status only) and the OpenAPI
-/// document. Metrics and readiness detail are on [`admin_router`].
+/// The public HTTP surface: the API, `/healthz`, `/readyz` (status only), the OpenAPI
+/// document and the web console (`/ui`, not an API operation: outside [`routes`]). Metrics and
+/// readiness detail are on [`admin_router`].
 pub fn router(state: AppState) -> Router {
     let limits = state.limits;
+    let console = console::router(&state.console);
     let router = routes()
         .into_iter()
         .fold(Router::new(), |router, (path, handlers)| {
@@ -65,7 +70,8 @@ pub fn router(state: AppState) -> Router {
         })
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
-        .with_state(state);
+        .with_state(state)
+        .merge(console);
     middleware::apply(router, limits)
 }
 
@@ -91,8 +97,10 @@ pub fn route_paths() -> Vec<&'static str> {
 
 /// Every route, in one list: the router is built from it and `route_paths` reads it.
 fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
-    use routes::{admin, lifecycle, operations, quotas, schedules, states, system};
+    use routes::{admin, lifecycle, listings, operations, quotas, schedules, states, system};
     vec![
+        ("/v1/me", get(listings::me)),
+        ("/v1/instances", get(listings::instances)),
         (
             "/v1/instances/{instance_uuid}/states",
             get(states::list).post(states::save),
@@ -118,6 +126,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
                 .delete(schedules::delete),
         ),
         ("/v1/instances/{instance_uuid}/owner", put(admin::set_owner)),
+        ("/v1/operations", get(listings::operations)),
         ("/v1/operations/{operation_uuid}", get(operations::get)),
         (
             "/v1/operations/{operation_uuid}/wait",
@@ -127,6 +136,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             "/v1/quotas/{tenant_id}",
             get(quotas::get).put(quotas::put).delete(quotas::delete),
         ),
+        ("/v1/tenants", get(listings::tenants)),
+        ("/v1/hosts", get(listings::hosts)),
         ("/v1/policy/decisions", get(admin::decisions)),
         ("/v1/policy/plugins", get(admin::plugins)),
         ("/v1/policy/reload", post(admin::reload)),

@@ -12,7 +12,7 @@ use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
 use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::OpenApi;
 
-use crate::routes::{admin, lifecycle, operations, quotas, schedules, states, system};
+use crate::routes::{admin, lifecycle, listings, operations, quotas, schedules, states, system};
 
 /// The security scheme every `/v1` operation names.
 pub const BEARER: &str = "bearer";
@@ -21,6 +21,8 @@ pub const BEARER: &str = "bearer";
 #[openapi(
     info(title = "snapgate", description = "Live VM states (snapshots with RAM) for multi-tenant clouds"),
     paths(
+        listings::me, listings::instances, listings::tenants, listings::hosts,
+        listings::operations,
         states::list, states::get, states::save, states::delete, states::apply,
         lifecycle::update_state,
         schedules::list, schedules::create, schedules::get, schedules::update, schedules::delete,

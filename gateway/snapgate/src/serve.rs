@@ -123,6 +123,8 @@ pub async fn build(
             (engine.clone(), Some(engine))
         };
 
+    // Demo mode: the console's sign-in form says where the demo tokens are.
+    let mut demo_tokens_dir = None;
     let auth_config = if config.auth.is_configured() {
         config.auth.to_auth_config()
     } else {
@@ -134,6 +136,7 @@ pub async fn build(
             operator = %tokens.operator_token_path.display(),
             "demo mode (no hosts, no [auth]): tokens for tenant {:?} and the cloud operator", demo::DEMO_TENANT
         );
+        demo_tokens_dir = Some(config.data_dir.display().to_string());
         snapgate_api::AuthConfig {
             token_file: Some(tokens.token_file),
             jwt: None,
@@ -192,6 +195,7 @@ pub async fn build(
         auth,
         metrics: Some(metrics),
         limits,
+        console: snapgate_api::console::ConsoleOptions { demo_tokens_dir },
     };
     Ok(Gateway {
         config,

@@ -1,5 +1,6 @@
 pub mod admin;
 pub mod lifecycle;
+pub mod listings;
 pub mod operations;
 pub mod quotas;
 pub mod schedules;

@@ -28,6 +28,9 @@ pub trait PlacementStore: Send + Sync + 'static {
     /// Instances recorded on `host`.
     async fn placements_on_host(&self, host: &str) -> Result<Vec<Placement>, RepoError>;
 
+    /// Every recorded placement, by instance uuid (the listing of instances).
+    async fn all_placements(&self) -> Result<Vec<Placement>, RepoError>;
+
     /// Records each placement, replacing any record of the same instance (on any host).
     async fn record_placements(&self, placements: &[Placement]) -> Result<(), RepoError>;
 

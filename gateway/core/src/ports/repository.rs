@@ -302,6 +302,8 @@ pub trait Repository: Send + Sync + 'static {
     // ---- tenants ------------------------------------------------------------------------
 
     async fn instance_owner(&self, instance: Uuid) -> Result<Option<String>, RepoError>;
+    /// Every owner an operator assigned (`instance_owners`), by instance uuid.
+    async fn owner_assignments(&self) -> Result<Vec<(Uuid, String)>, RepoError>;
     /// Sets (`Some`) or removes (`None`) the owner assigned to an instance and, in the same
     /// transaction, gives every state of the instance to `states_to` when given (states follow
     /// their instance, so no tenant keeps usage it cannot see). Refused with `InstanceBusy`
@@ -315,6 +317,8 @@ pub trait Repository: Send + Sync + 'static {
     ) -> Result<Vec<TenantTotals>, RepoError>;
 
     async fn quota_limits(&self, tenant: &str) -> Result<Option<QuotaLimits>, RepoError>;
+    /// The tenants with limits of their own (`quota_limits` rows), by id.
+    async fn tenants_with_limits(&self) -> Result<Vec<String>, RepoError>;
     async fn set_quota_limits(
         &self,
         tenant: &str,

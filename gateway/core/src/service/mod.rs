@@ -8,6 +8,7 @@ mod audit;
 mod ending;
 mod idempotency;
 mod lifecycle;
+mod listings;
 mod operations;
 mod ownership;
 mod placement;
@@ -36,6 +37,9 @@ use crate::SaveMode;
 pub use access::{decisions_tenant, require_cloud_admin};
 pub use idempotency::IDEMPOTENCY_PURGE_BATCH;
 pub use lifecycle::{LifecycleSettings, StateEdit};
+pub use listings::{
+    CallerView, HostView, InstancePage, InstanceSummary, OperationInFlight, OwnerSource,
+};
 pub use operations::WaitOutcome;
 pub use quota_truth::{reservation_of, RepositoryQuotaTruth};
 pub use quotas::QuotaView;

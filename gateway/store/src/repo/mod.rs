@@ -316,8 +316,16 @@ impl Repository for SeaRepository {
         tenants::set_instance_owner(&self.db, instance, owner, states_to).await
     }
 
+    async fn owner_assignments(&self) -> Result<Vec<(Uuid, String)>, RepoError> {
+        tenants::owner_assignments(&self.db).await
+    }
+
     async fn quota_limits(&self, tenant: &str) -> Result<Option<QuotaLimits>, RepoError> {
         tenants::quota_limits(&self.db, tenant).await
+    }
+
+    async fn tenants_with_limits(&self) -> Result<Vec<String>, RepoError> {
+        tenants::tenants_with_limits(&self.db).await
     }
 
     async fn set_quota_limits(
@@ -355,6 +363,10 @@ impl PlacementStore for SeaRepository {
 
     async fn placements_on_host(&self, host: &str) -> Result<Vec<Placement>, RepoError> {
         placements::on_host(&self.db, host).await
+    }
+
+    async fn all_placements(&self) -> Result<Vec<Placement>, RepoError> {
+        placements::all(&self.db).await
     }
 
     async fn record_placements(&self, list: &[Placement]) -> Result<(), RepoError> {

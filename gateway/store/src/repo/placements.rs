@@ -93,3 +93,16 @@ pub(super) async fn forget(
     }
     Ok(())
 }
+
+/// Every recorded placement, by instance uuid.
+pub(super) async fn all(db: &DatabaseConnection) -> Result<Vec<Placement>, RepoError> {
+    use sea_orm::QueryOrder;
+    Ok(instance_placements::Entity::find()
+        .order_by_asc(P::InstanceUuid)
+        .all(db)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(from_row)
+        .collect())
+}

@@ -179,3 +179,29 @@ pub(super) async fn set_quota_limits(
         .map_err(db_error)?;
     Ok(())
 }
+
+/// Every owner assignment, by instance uuid.
+pub(super) async fn owner_assignments(
+    db: &DatabaseConnection,
+) -> Result<Vec<(Uuid, String)>, RepoError> {
+    Ok(instance_owners::Entity::find()
+        .order_by(instance_owners::Column::InstanceUuid, Order::Asc)
+        .all(db)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(|row| (row.instance_uuid, row.tenant_id))
+        .collect())
+}
+
+/// The tenants that have limits of their own, by id.
+pub(super) async fn tenants_with_limits(db: &DatabaseConnection) -> Result<Vec<String>, RepoError> {
+    Ok(quota_limits::Entity::find()
+        .order_by(quota_limits::Column::TenantId, Order::Asc)
+        .all(db)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(|row| row.tenant_id)
+        .collect())
+}
