@@ -166,7 +166,17 @@ async fn two_hundred_concurrent_saves_two_gateways_exactly_ten() {
         let op = acc["operation"].as_str().unwrap();
         // Either gateway can answer for an operation the other runs (shared database).
         let done = a.wait(op, &a.member).await;
-        assert_eq!(done["status"], "succeeded");
+        assert_eq!(
+            done["status"],
+            "succeeded",
+            "{done}\nthe gateways' lines about it or warning:\n{}",
+            [a.log(), b.log()]
+                .iter()
+                .flat_map(|log| log.lines().map(str::to_owned).collect::<Vec<_>>())
+                .filter(|l| l.contains(op) || l.contains("WARN") || l.contains("ERROR"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     }
     assert_usage_is_truth(&a).await;
     assert_usage_is_truth(&b).await;
