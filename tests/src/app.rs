@@ -792,3 +792,22 @@ pub fn many_instances_node(dir: &Path, n: usize, tenant: &str) -> String {
 pub fn many_uuid(i: usize) -> String {
     format!("00000000-0000-4000-8000-{i:012x}")
 }
+
+/// The placement index is filled by the first inventory after start: waits until the
+/// operator's listing holds the demo cloud's six instances (a hang guard after a minute).
+pub async fn demo_inventory_read(app: &TestApp) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = app.get("/v1/instances", &app.admin).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        if r.body["values"].as_array().unwrap().len() == 6 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the demo host's inventory was not read: {}",
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -9,6 +9,7 @@
 
 use serde_json::{json, Value};
 use snapgate_store::SeaRepository;
+use snapgate_tests::app::demo_inventory_read;
 use snapgate_tests::app::{demo, repo_root, TestApp};
 use snapgate_tests::browser::Browser;
 use snapgate_tests::foreign::{end_foreign_save, foreign_running_save};
@@ -29,25 +30,6 @@ fn disk_format_plugin() -> String {
         cache.display(),
         wasm.display()
     )
-}
-
-/// The placement index is filled by the first inventory after start: waits until the
-/// operator's listing holds the demo cloud's six instances.
-async fn inventory_read(app: &TestApp) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let r = app.get("/v1/instances", &app.admin).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        if r.body["values"].as_array().unwrap().len() == 6 {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no inventory: {}",
-            r.text
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
 }
 
 async fn set_quota(app: &TestApp, limits: Value) {
@@ -112,7 +94,7 @@ async fn a_member_saves_applies_and_deletes_states_and_sees_refusals_in_the_brow
         .config(&disk_format_plugin())
         .start()
         .await;
-    inventory_read(&app).await;
+    demo_inventory_read(&app).await;
     set_quota(
         &app,
         json!({"states": 3, "state_bytes": -1, "concurrent_operations": -1, "saves_per_hour": -1}),
@@ -388,7 +370,7 @@ async fn the_operator_sees_tenants_hosts_plugins_decisions_and_operations_in_the
         .config(&disk_format_plugin())
         .start()
         .await;
-    inventory_read(&app).await;
+    demo_inventory_read(&app).await;
     let repo = SeaRepository::connect(&app.shared.db_url).await.unwrap();
     // Decisions to list: an allowed save and a denied one.
     app.saved(demo::WEB, "allowed", &app.member).await;

@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 use snapgate_store::SeaRepository;
+use snapgate_tests::app::demo_inventory_read;
 use snapgate_tests::app::{demo, TestApp};
 use snapgate_tests::foreign::{end_foreign_save, foreign_running_save};
 
@@ -23,25 +24,6 @@ fn uuids(listing: &Value) -> Vec<String> {
         .iter()
         .map(|i| i["uuid"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// The placement index is filled by the first inventory after start: waits for the operator's
-/// listing to hold the demo cloud's six instances.
-async fn inventory_read(app: &TestApp) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let r = app.get("/v1/instances", &app.admin).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        if r.body["values"].as_array().unwrap().len() == 6 {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the demo host's inventory was not read: {}",
-            r.text
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,7 +49,7 @@ async fn me_names_the_caller_its_tenant_roles_and_scope() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_are_listed_within_the_tenant_wall_a_page_at_a_time() {
     let app = TestApp::builder().start().await;
-    inventory_read(&app).await;
+    demo_inventory_read(&app).await;
 
     // A member lists its tenant's instances, by uuid, described on their host.
     let r = app.get("/v1/instances", &app.member).await;
@@ -146,7 +128,7 @@ async fn instances_are_listed_within_the_tenant_wall_a_page_at_a_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_are_listed_with_their_quotas_to_the_operator_and_only_its_own_to_a_tenant() {
     let app = TestApp::builder().start().await;
-    inventory_read(&app).await;
+    demo_inventory_read(&app).await;
     let r = app
         .call(
             "PUT",
@@ -192,7 +174,7 @@ async fn tenants_are_listed_with_their_quotas_to_the_operator_and_only_its_own_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_and_their_health_are_the_operators_only() {
     let app = TestApp::builder().start().await;
-    inventory_read(&app).await;
+    demo_inventory_read(&app).await;
     let r = app.get("/v1/hosts", &app.admin).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
