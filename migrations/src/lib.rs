@@ -20,6 +20,7 @@ mod m20261202_lifecycle_000001_state_expiry;
 mod m20261202_lifecycle_000002_create_schedules;
 mod m20261204_000008_create_idempotency_keys;
 mod m20261210_000001_add_operation_lease;
+mod m20261215_000001_events;
 
 pub use m20261126_000001_create_instance_states::InstanceStates;
 pub use m20261126_000002_create_operations::Operations;
@@ -30,6 +31,7 @@ pub use m20261126_000006_create_policy_decisions::PolicyDecisions;
 pub use m20261201_000007_create_instance_placements::InstancePlacements;
 pub use m20261202_lifecycle_000002_create_schedules::Schedules;
 pub use m20261204_000008_create_idempotency_keys::IdempotencyKeys;
+pub use m20261215_000001_events::Events;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -50,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_lifecycle_000002_create_schedules::Migration),
             Box::new(m20261204_000008_create_idempotency_keys::Migration),
             Box::new(m20261210_000001_add_operation_lease::Migration),
+            Box::new(m20261215_000001_events::Migration),
         ]
     }
 }

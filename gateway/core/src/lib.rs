@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod ports;
 pub mod schedule;
 pub mod service;

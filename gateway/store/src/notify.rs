@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use sea_orm::sqlx::postgres::{PgListener, PgPoolOptions};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, Statement};
-use snapgate_core::ports::{OperationEnd, OperationEndFeed, RepoError};
+use snapgate_core::ports::{EventSeqFeed, OperationEnd, OperationEndFeed, RepoError};
 use uuid::Uuid;
 
 use crate::errors::{db_error, sqlx_error};
@@ -53,6 +53,45 @@ impl OperationEndFeed for PgOperationEndFeed {
                     Err(_) => tracing::warn!(
                         payload = n.payload(),
                         "ignoring a malformed operation-end notification"
+                    ),
+                },
+            }
+        }
+    }
+}
+
+/// Sequencer announcements (`snapgate_events`, payload the new maximum `seq`), on a listening
+/// connection of its own like [`PgOperationEndFeed`].
+pub(crate) struct PgEventFeed {
+    listener: PgListener,
+}
+
+impl PgEventFeed {
+    pub async fn listen(db: &DatabaseConnection) -> Result<Self, RepoError> {
+        let options = db.get_postgres_connection_pool().connect_options();
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with((*options).clone());
+        let mut listener = PgListener::connect_with(&pool).await.map_err(sqlx_error)?;
+        listener
+            .listen(crate::repo::EVENTS_CHANNEL)
+            .await
+            .map_err(sqlx_error)?;
+        Ok(Self { listener })
+    }
+}
+
+#[async_trait]
+impl EventSeqFeed for PgEventFeed {
+    async fn next(&mut self) -> Result<Option<i64>, RepoError> {
+        loop {
+            match self.listener.try_recv().await.map_err(sqlx_error)? {
+                None => return Ok(None),
+                Some(n) => match n.payload().parse::<i64>() {
+                    Ok(seq) => return Ok(Some(seq)),
+                    Err(_) => tracing::warn!(
+                        payload = n.payload(),
+                        "ignoring a malformed event-sequence notification"
                     ),
                 },
             }

@@ -3,6 +3,7 @@
 //! `snapgate-policy` (wasmtime), `snapgate-store` (sea-orm).
 
 pub mod compute;
+pub mod events;
 pub mod lifecycle;
 pub mod placement;
 pub mod policy;
@@ -15,6 +16,7 @@ pub use compute::{
     BreakerState, ComputeBackend, ComputeError, HostEvent, HostHealth, ListedInstance, SaveRequest,
     SavedSnapshot, SnapshotProbe,
 };
+pub use events::{EventFeedSource, EventLog, EventSeqFeed};
 pub use lifecycle::{LifecycleStore, PatchOutcome, StatePatch};
 pub use placement::{Placement, PlacementStore};
 pub use policy::{

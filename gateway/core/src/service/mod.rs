@@ -6,6 +6,7 @@ mod access;
 mod admin;
 mod audit;
 mod ending;
+mod event_bus;
 mod idempotency;
 mod lifecycle;
 mod listings;
@@ -35,6 +36,7 @@ use crate::ports::{
 use crate::SaveMode;
 
 pub use access::{decisions_tenant, require_cloud_admin};
+pub use event_bus::{EventBus, READ_FALLBACK_EVERY, SEQUENCE_BATCH, SEQUENCE_EVERY};
 pub use idempotency::IDEMPOTENCY_PURGE_BATCH;
 pub use lifecycle::{LifecycleSettings, StateEdit};
 pub use listings::{

@@ -1,6 +1,7 @@
 //! sea-orm entities, one per table. They mirror `migrations/` column for column; the domain
 //! types never leave `convert`, so a schema detail (JSON text, status strings) stays here.
 
+pub mod events;
 pub mod idempotency_keys;
 pub mod instance_locks;
 pub mod instance_owners;

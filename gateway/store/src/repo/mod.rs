@@ -3,6 +3,7 @@
 
 mod accept_save;
 mod decisions;
+mod events;
 mod idempotency;
 mod leases;
 mod lifecycle;
@@ -20,10 +21,12 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, Statement, TransactionTrait,
 };
+use snapgate_core::events::{Event, EventFilter, NewEvent};
 use snapgate_core::ports::repository::{DecisionFilter, DecisionRecord};
 use snapgate_core::ports::{
-    IdempotencyClaim, KeyClaim, KeyedAnswer, ListPage, OperationEndFeed, Placement, PlacementStore,
-    QuotaLimits, RecentSave, RepoError, Repository, TenantTotals,
+    EventFeedSource, EventLog, EventSeqFeed, IdempotencyClaim, KeyClaim, KeyedAnswer, ListPage,
+    OperationEndFeed, Placement, PlacementStore, QuotaLimits, RecentSave, RepoError, Repository,
+    TenantTotals,
 };
 use snapgate_core::{Operation, State, StateStatus};
 use tokio::sync::{Mutex, MutexGuard};
@@ -32,6 +35,8 @@ use uuid::Uuid;
 use crate::checkpoint::{Checkpointer, WriteCounter};
 use crate::connect::{self, Backend, StoreOptions};
 use crate::errors::db_error;
+
+pub(crate) use events::CHANNEL as EVENTS_CHANNEL;
 
 /// Any replica running migrations takes this PostgreSQL advisory lock first, so two gateways
 /// starting together do not both create the tables.
@@ -391,5 +396,45 @@ impl PlacementStore for SeaRepository {
         }
         let _gate = self.write_gate().await;
         placements::forget(&self.db, host, instances).await
+    }
+}
+
+#[async_trait]
+impl EventLog for SeaRepository {
+    async fn append_events(&self, list: &[NewEvent]) -> Result<(), RepoError> {
+        events::append(self, list).await
+    }
+
+    async fn events_after(
+        &self,
+        after: i64,
+        filter: &EventFilter,
+        limit: u64,
+    ) -> Result<Vec<Event>, RepoError> {
+        events::after(&self.db, after, filter, limit).await
+    }
+
+    async fn last_event_seq(&self) -> Result<i64, RepoError> {
+        events::last_seq(&self.db).await
+    }
+
+    async fn sequence_events(&self, batch: u64) -> Result<i64, RepoError> {
+        events::sequence(self, batch).await
+    }
+
+    async fn purge_events(&self, before: DateTime<Utc>, batch: u64) -> Result<u64, RepoError> {
+        events::purge(self, before, batch).await
+    }
+}
+
+#[async_trait]
+impl EventFeedSource for SeaRepository {
+    async fn event_feed(&self) -> Result<Option<Box<dyn EventSeqFeed>>, RepoError> {
+        match self.backend {
+            Backend::Postgres => Ok(Some(Box::new(
+                crate::notify::PgEventFeed::listen(&self.db).await?,
+            ))),
+            Backend::Sqlite => Ok(None),
+        }
     }
 }

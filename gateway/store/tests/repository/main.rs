@@ -30,6 +30,7 @@ macro_rules! on_both_backends {
 mod concurrency;
 mod connection;
 mod decisions;
+mod events;
 mod idempotency;
 mod leases;
 mod listing;
