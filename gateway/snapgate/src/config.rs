@@ -35,6 +35,25 @@ pub struct Config {
     pub log: LogConfig,
     /// Expiry and schedules.
     pub lifecycle: crate::lifecycle_config::LifecycleConfig,
+    /// The event log (`GET /v1/events`).
+    pub events: EventsConfig,
+}
+
+/// The event log: how long events are kept.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Events older than this are purged by the maintenance loop (clients resuming from an
+    /// older `Last-Event-ID` get what is left). Fractions allowed; default one week.
+    pub retention_hours: f64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            retention_hours: 168.0,
+        }
+    }
 }
 
 impl Default for Config {
@@ -53,6 +72,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             log: LogConfig::default(),
             lifecycle: Default::default(),
+            events: EventsConfig::default(),
         }
     }
 }
@@ -285,6 +305,9 @@ pub struct ApiConfig {
     /// for its retries (1 s to 30 days). Then the maintenance loop purges it and the key may be
     /// used anew.
     pub idempotency_key_ttl_secs: u64,
+    /// Event streams (`GET /v1/events`) one tenant may hold open at once on one gateway; more
+    /// answer 429 `too_many_event_streams`.
+    pub max_event_streams_per_tenant: usize,
 }
 
 impl Default for ApiConfig {
@@ -299,6 +322,7 @@ impl Default for ApiConfig {
             request_timeout_secs: 30.0,
             max_waits_per_tenant: 64,
             idempotency_key_ttl_secs: 24 * 3600,
+            max_event_streams_per_tenant: 16,
         }
     }
 }
@@ -589,6 +613,16 @@ impl Config {
         }
         if self.api.max_waits_per_tenant == 0 {
             return invalid("api.max_waits_per_tenant", "must be at least 1".into());
+        }
+        if self.api.max_event_streams_per_tenant == 0 {
+            return invalid("api.max_event_streams_per_tenant", "must be at least 1".into());
+        }
+        // At most ten years: kept as a `Duration` of seconds.
+        if !(self.events.retention_hours > 0.0 && self.events.retention_hours <= 87_600.0) {
+            return invalid(
+                "events.retention_hours",
+                "must be positive and at most 87600 (ten years)".into(),
+            );
         }
         if !(1..=MAX_IDEMPOTENCY_KEY_TTL_SECS).contains(&self.api.idempotency_key_ttl_secs) {
             return invalid(

@@ -10,7 +10,7 @@ use snapgate_compute::{HostConfig, LibvirtBackend, LibvirtOptions};
 use snapgate_core::ports::policy::AllowAll;
 use snapgate_core::ports::{
     LifecycleStore, NoPolicyAdmin, PlacementStore, PolicyAdmin, PolicyEngine, QuotaStore,
-    Repository, ScheduleStore,
+    Repository, ScheduleStore, EventFeedSource, EventLog,
 };
 use snapgate_core::service::{Backends, RepositoryQuotaTruth, Service, ServiceSettings};
 use snapgate_policy::{PolicyLimits, WasmPolicyEngine};
@@ -55,6 +55,8 @@ pub async fn build(
     let repo: Arc<dyn Repository> = store.clone();
     let lifecycle: Arc<dyn LifecycleStore> = store.clone();
     let schedules: Arc<dyn ScheduleStore> = store.clone();
+    let events: Arc<dyn EventLog> = store.clone();
+    let event_feeds: Arc<dyn EventFeedSource> = store.clone();
     let placements: Arc<dyn PlacementStore> = store;
 
     // Demo mode is no hosts and no `[auth]`; the configuration's validation refused hosts
@@ -162,6 +164,8 @@ pub async fn build(
         placement_refresh: Duration::from_secs_f64(config.compute.placement_refresh_secs),
         gateway_id: gateway_id(),
         lifecycle: config.lifecycle.settings(),
+        event_retention: Duration::from_secs_f64(config.events.retention_hours * 3600.0),
+        max_event_streams_per_tenant: config.api.max_event_streams_per_tenant,
     };
     let policy_admin: Arc<dyn PolicyAdmin> = match &policy_engine {
         Some(engine) => Arc::new(ChainAdmin {
@@ -181,6 +185,8 @@ pub async fn build(
             policy_admin: policy_admin.clone(),
             lifecycle,
             schedules,
+            events,
+            event_feeds,
         },
         settings,
     );
@@ -267,6 +273,8 @@ impl Gateway {
             .service
             .spawn_scheduler(self.config.lifecycle.schedule_check_interval());
         let watcher = self.service.spawn_operation_watcher();
+        // The sequencer, its wake-ups and the refusal batcher.
+        let events = self.service.spawn_events();
         let hup = self.spawn_reload_on_sighup();
         let (stop_admin, admin) = self.spawn_admin_listener().await?;
         // Reads every host's inventory now, then keeps the placement index fresh.
@@ -275,8 +283,14 @@ impl Gateway {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "snapgate listening");
         let app = snapgate_api::router(self.state.clone());
+        let service = self.service.clone();
         axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                // Open event streams never end by themselves: end them, or the graceful
+                // shutdown would wait for them forever.
+                service.close_events().await;
+            })
             .await?;
         // No new scheduled run starts once shutdown has begun; runs under way are drained.
         scheduler.abort();
@@ -296,6 +310,9 @@ impl Gateway {
         }
         maintenance.abort();
         watcher.abort();
+        // Refusals of requests answered during the drain.
+        self.service.flush_events().await;
+        events.abort();
         hup.abort();
         // The operator's listener stays up through the drain, so it can be watched.
         let _ = stop_admin.send(true);

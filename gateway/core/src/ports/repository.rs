@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::policy::Decision;
 use super::quota::QuotaLimits;
+use crate::events::NewEvent;
 use crate::{Operation, OperationKind, State, StateStatus};
 
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +257,18 @@ pub trait Repository: Send + Sync + 'static {
         &self,
         op: &Operation,
         state: Option<&State>,
+    ) -> Result<(), RepoError> {
+        self.finish_operation_logged(op, state, &[]).await
+    }
+
+    /// [`Repository::finish_operation`] with the end's events (`state.saved`, `state.failed`
+    /// …) appended in the same transaction, as plain inserts: the change and its events commit
+    /// together or not at all (a repeat or a fenced end appends nothing).
+    async fn finish_operation_logged(
+        &self,
+        op: &Operation,
+        state: Option<&State>,
+        events: &[NewEvent],
     ) -> Result<(), RepoError>;
 
     async fn get_state(&self, uuid: Uuid) -> Result<Option<State>, RepoError>;

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::repository::RepoError;
+use crate::events::NewEvent;
 use crate::{Schedule, ScheduleRun, State};
 
 /// A schedule's columns a `PATCH` may change, written as given.
@@ -65,4 +66,13 @@ pub trait ScheduleStore: Send + Sync + 'static {
     /// run's `scheduled_for` is compared), so a slow run never overwrites a newer one.
     async fn record_schedule_run(&self, schedule: Uuid, run: &ScheduleRun)
         -> Result<(), RepoError>;
+
+    /// [`ScheduleStore::record_schedule_run`] and, in the same transaction and only when the
+    /// run was recorded, the events (`schedule.run`, `schedule.skipped`) as plain appends.
+    async fn record_schedule_run_logged(
+        &self,
+        schedule: Uuid,
+        run: &ScheduleRun,
+        events: &[NewEvent],
+    ) -> Result<(), RepoError>;
 }

@@ -107,9 +107,17 @@ impl Service {
             Outcome::Saved(_) => state.as_ref().map(State::snapshot_name),
             _ => None,
         };
+        let before = state.clone();
         let record = end_records(&mut op, state, outcome, counted, now);
+        let events: Vec<_> = super::event_log::end_event(&op, before.as_ref(), record.as_ref())
+            .into_iter()
+            .collect();
 
-        match self.repo.finish_operation(&op, record.as_ref()).await {
+        match self
+            .repo
+            .finish_operation_logged(&op, record.as_ref(), &events)
+            .await
+        {
             Ok(()) => {}
             Err(RepoError::Fenced(_)) => {
                 if let Some(name) = late_snapshot {
@@ -121,6 +129,9 @@ impl Service {
                 return Ok(Ended::Fenced);
             }
             Err(e) => return Err(e),
+        }
+        if !events.is_empty() {
+            self.bus.appended();
         }
         self.settle_quota(&op, record.as_ref(), counted, counted_bytes)
             .await;

@@ -142,7 +142,6 @@ impl Service {
                         .increment(1);
                     tracing::info!(state = %state.uuid, instance = %state.instance_uuid,
                         operation = %op.uuid, expires_at = ?state.expires_at, "deleting an expired state");
-                    self.on_state_expiring(&state, &op);
                 }
                 // Another gateway (or a user) got there first: nothing to do.
                 Err(ServiceError::StateNotAvailable(_) | ServiceError::NotFound { .. }) => {}
@@ -174,9 +173,4 @@ impl Service {
             StateChange::DryRun(_) => Err(ServiceError::Internal),
         }
     }
-
-    /// Where the `state.expired` event of issue 12 point 4 (the event log) is to be sent
-    /// from: the delete of an expired state has started (operation `op`; its end, freeing the
-    /// quota, is the ordinary delete's). Nothing more to do until the event log exists.
-    fn on_state_expiring(&self, _state: &State, _op: &Operation) {}
 }

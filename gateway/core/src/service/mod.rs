@@ -6,6 +6,7 @@ mod access;
 mod admin;
 mod audit;
 mod ending;
+mod event_log;
 mod event_bus;
 mod idempotency;
 mod lifecycle;
@@ -30,11 +31,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ports::{
-    ComputeBackend, HostHealth, LifecycleStore, PlacementStore, PolicyAdmin, PolicyEngine,
+    ComputeBackend, EventFeedSource, EventLog, HostHealth, LifecycleStore, PlacementStore, PolicyAdmin, PolicyEngine,
     QuotaLimits, QuotaStore, Repository, ScheduleStore,
 };
 use crate::SaveMode;
 
+pub use event_log::{EventStream, EventStreamRequest, StreamSlot, STREAM_KEEP_ALIVE, STREAM_PAGE};
 pub use access::{decisions_tenant, require_cloud_admin};
 pub use event_bus::{EventBus, READ_FALLBACK_EVERY, SEQUENCE_BATCH, SEQUENCE_EVERY};
 pub use idempotency::IDEMPOTENCY_PURGE_BATCH;
@@ -90,6 +92,11 @@ pub struct ServiceSettings {
     pub gateway_id: String,
     /// Expiry and schedules (issue 12).
     pub lifecycle: LifecycleSettings,
+    /// Events older than this are purged by the maintenance loop (`events.retention_hours`).
+    pub event_retention: Duration,
+    /// `GET /v1/events` streams one tenant may hold open at once on this gateway; more answer
+    /// 429 `too_many_event_streams`.
+    pub max_event_streams_per_tenant: usize,
 }
 
 impl Default for ServiceSettings {
@@ -116,6 +123,8 @@ impl Default for ServiceSettings {
             placement_refresh: Duration::from_secs(300),
             gateway_id: format!("snapgate/{}", std::process::id()),
             lifecycle: LifecycleSettings::default(),
+            event_retention: Duration::from_secs(168 * 3600),
+            max_event_streams_per_tenant: 16,
         }
     }
 }
@@ -135,6 +144,10 @@ pub struct Backends {
     pub lifecycle: Arc<dyn LifecycleStore>,
     /// Schedules and their runs; usually the same database as `repo`.
     pub schedules: Arc<dyn ScheduleStore>,
+    /// The event log; usually the same database as `repo`.
+    pub events: Arc<dyn EventLog>,
+    /// Sequencer announcements from other gateways (PostgreSQL `LISTEN`).
+    pub event_feeds: Arc<dyn EventFeedSource>,
 }
 
 pub struct Service {
@@ -146,6 +159,14 @@ pub struct Service {
     policy_admin: Arc<dyn PolicyAdmin>,
     lifecycle: Arc<dyn LifecycleStore>,
     schedules: Arc<dyn ScheduleStore>,
+    /// The event log's sequencer and wake-ups.
+    bus: Arc<EventBus>,
+    /// Refusal events waiting for their batched insert.
+    refusals: event_log::Refusals,
+    /// Open event streams per tenant.
+    streams: event_log::StreamSlots,
+    /// Set at shutdown: open event streams end.
+    closing: tokio::sync::watch::Sender<bool>,
     settings: ServiceSettings,
     /// Who waits for which operation, and the one channel that wakes them (see `waits.rs`).
     waits: waits::Waits,
@@ -176,6 +197,10 @@ impl Service {
             policy_admin: backends.policy_admin,
             lifecycle: backends.lifecycle,
             schedules: backends.schedules,
+            bus: EventBus::new(backends.events, backends.event_feeds),
+            refusals: event_log::Refusals::new(),
+            streams: event_log::StreamSlots::default(),
+            closing: tokio::sync::watch::channel(false).0,
             waits: waits::Waits::new(settings.max_waits_per_tenant),
             dry_runs: throttle::TenantBuckets::per_minute(settings.dry_runs_per_minute),
             settings,

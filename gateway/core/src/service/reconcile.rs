@@ -83,6 +83,7 @@ impl Service {
         report.operations_purged = self.repo.purge_operations(before).await?;
         report.decisions_purged = self.purge_decisions().await?;
         report.idempotency_keys_purged = self.purge_idempotency_keys().await?;
+        self.purge_events().await;
         Ok(report)
     }
 

@@ -24,6 +24,7 @@ use chrono_tz::Tz;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::events::{EventKind, NewEvent};
 use super::access::require;
 use super::timetable::{self, Timetable};
 use super::{retention, ChangeInput, SaveInput, Service, StateChange};
@@ -351,13 +352,40 @@ impl Service {
                     .increment(1);
                 run.outcome = RunOutcome::Skipped;
                 run.error = Some(ErrorInfo::new(e.code(), e.to_string()));
-                self.record_run(&s, &run).await;
+                let event = NewEvent {
+                    instance_uuid: Some(s.instance_uuid),
+                    ..NewEvent::new(
+                        EventKind::ScheduleSkipped,
+                        s.tenant_id.clone(),
+                        serde_json::json!({
+                            "schedule_id": s.uuid,
+                            "scheduled_for": run.scheduled_for,
+                            "code": e.code(),
+                            "reason": e.to_string(),
+                        }),
+                    )
+                };
+                self.record_run_logged(&s, &run, event).await;
                 return;
             }
         };
         run.state = Some(accepted.state.uuid);
         run.operation = Some(accepted.operation.uuid);
-        self.record_run(&s, &run).await;
+        let event = NewEvent {
+            instance_uuid: Some(s.instance_uuid),
+            state_uuid: Some(accepted.state.uuid),
+            operation_uuid: Some(accepted.operation.uuid),
+            ..NewEvent::new(
+                EventKind::ScheduleRun,
+                s.tenant_id.clone(),
+                serde_json::json!({
+                    "schedule_id": s.uuid,
+                    "scheduled_for": run.scheduled_for,
+                    "state_name": accepted.state.name,
+                }),
+            )
+        };
+        self.record_run_logged(&s, &run, event).await;
         let Some(op) = self.operation_end(&caller, accepted.operation.uuid).await else {
             return; // the record stays `started`; the reconciler ends the operation
         };
@@ -373,6 +401,18 @@ impl Service {
             metrics::counter!("snapgate_schedule_runs_total", "result" => "failed", "reason" => "")
                 .increment(1);
             self.record_run(&s, &run).await;
+        }
+    }
+
+    /// Records the run and its event in one transaction.
+    async fn record_run_logged(&self, s: &Schedule, run: &ScheduleRun, event: NewEvent) {
+        match self
+            .schedules
+            .record_schedule_run_logged(s.uuid, run, std::slice::from_ref(&event))
+            .await
+        {
+            Ok(()) => self.bus.appended(),
+            Err(e) => tracing::warn!(error = %e, "could not record the schedule's run"),
         }
     }
 

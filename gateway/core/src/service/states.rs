@@ -7,6 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::events::{EventKind, NewEvent};
 use super::access::require;
 use super::idempotency::{usable_key, CanonicalRequest};
 use super::{validate, Service};
@@ -235,7 +236,9 @@ impl Service {
             Ok(limits) if tenant == caller.tenant => limits,
             _ => self.repo.quota_limits(&tenant).await?,
         };
-        let limits = self.reserve_within(&reservation, true, limits).await?;
+        let limits = self
+            .reserve_within(&reservation, true, limits, instance, OperationKind::Save)
+            .await?;
 
         let outcome = self
             .evaluate_policy(
@@ -427,7 +430,7 @@ impl Service {
                 .await?;
             return Ok(StateChange::DryRun(verdict(kind, outcome, quota_denial)));
         }
-        let limits = self.reserve(&reservation, false).await?;
+        let limits = self.reserve(&reservation, false, instance, kind).await?;
 
         let outcome = match self
             .evaluate_policy(
@@ -536,9 +539,12 @@ impl Service {
         &self,
         r: &QuotaReservation,
         required: bool,
+        instance: Uuid,
+        kind: OperationKind,
     ) -> Result<QuotaLimits, ServiceError> {
         let limits = self.repo.quota_limits(&r.tenant).await?;
-        self.reserve_within(r, required, limits).await
+        self.reserve_within(r, required, limits, instance, kind)
+            .await
     }
 
     /// [`Service::reserve`] with the tenant's limits already read (`None`: the defaults).
@@ -547,6 +553,8 @@ impl Service {
         r: &QuotaReservation,
         required: bool,
         limits: Option<QuotaLimits>,
+        instance: Uuid,
+        kind: OperationKind,
     ) -> Result<QuotaLimits, ServiceError> {
         let limits = limits.unwrap_or(self.settings.default_limits);
         match self
@@ -564,6 +572,7 @@ impl Service {
                 if let QuotaError::Exceeded { resource, .. } = &e {
                     metrics::counter!("snapgate_quota_rejections_total", "resource" => resource.as_str()).increment(1);
                 }
+                self.quota_refused(&r.tenant, instance, kind, &limits, &e);
                 Err(e.into())
             }
         }
@@ -700,6 +709,22 @@ impl Service {
         }
         if let Some((plugin, code, reason)) = &outcome.denial {
             if !dry_run {
+                self.refused(NewEvent {
+                    instance_uuid: Some(inst.uuid),
+                    state_uuid: state.map(|s| s.uuid),
+                    ..NewEvent::new(
+                        EventKind::PolicyDenied,
+                        tenant,
+                        serde_json::json!({
+                            "operation": kind.as_str(),
+                            "plugin": plugin,
+                            "code": code,
+                            "reason": reason,
+                            "state_name": state.map(|s| s.name.clone())
+                                .or_else(|| input.save.as_ref().map(|s| s.name.clone())),
+                        }),
+                    )
+                });
                 return Err(ServiceError::PolicyDenied {
                     plugin: plugin.clone(),
                     code: code.clone(),

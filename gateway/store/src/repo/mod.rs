@@ -243,12 +243,13 @@ impl Repository for SeaRepository {
         leases::take_over_operation(self, op, epoch, stale_before, owner, at).await
     }
 
-    async fn finish_operation(
+    async fn finish_operation_logged(
         &self,
         op: &Operation,
         state: Option<&State>,
+        events: &[NewEvent],
     ) -> Result<(), RepoError> {
-        transitions::finish_operation(self, op, state).await
+        transitions::finish_operation(self, op, state, events).await
     }
 
     async fn get_state(&self, uuid: Uuid) -> Result<Option<State>, RepoError> {

@@ -9,6 +9,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Statement, TransactionTrait,
 };
+use snapgate_core::events::NewEvent;
 use snapgate_core::ports::{RepoError, ScheduleStore, ScheduleUpdate};
 use snapgate_core::{ErrorInfo, Retention, SaveMode, Schedule, ScheduleRun, State};
 use uuid::Uuid;
@@ -314,5 +315,30 @@ impl ScheduleStore for SeaRepository {
         }
         query.exec(&self.db).await.map_err(db_error)?;
         Ok(())
+    }
+
+    async fn record_schedule_run_logged(
+        &self,
+        schedule: Uuid,
+        run: &ScheduleRun,
+        events: &[NewEvent],
+    ) -> Result<(), RepoError> {
+        let _gate = self.write_gate().await;
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let result = async {
+            let mut query = schedules::Entity::update_many()
+                .filter(C::Uuid.eq(schedule))
+                .filter(C::LastRunScheduledFor.eq(micros(run.scheduled_for)));
+            for (column, value) in run_columns(run) {
+                query = query.col_expr(column, value);
+            }
+            // A newer run claimed since: this one's record and events are not written.
+            if query.exec(&txn).await.map_err(db_error)?.rows_affected > 0 {
+                super::events::insert(&txn, events).await?;
+            }
+            Ok(())
+        }
+        .await;
+        end_transaction(txn, result).await
     }
 }

@@ -12,6 +12,7 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ColumnTrait, DatabaseTransaction, EntityTrait, Iterable, QueryFilter, TransactionTrait,
 };
+use snapgate_core::events::NewEvent;
 use snapgate_core::ports::{KeyedAnswer, RepoError};
 use snapgate_core::{Operation, State, StateStatus};
 use uuid::Uuid;
@@ -221,6 +222,7 @@ pub(super) async fn finish_operation(
     repo: &SeaRepository,
     op: &Operation,
     state: Option<&State>,
+    events: &[NewEvent],
 ) -> Result<(), RepoError> {
     let state_row = state.map(state_row).transpose()?;
     let _gate = repo.write_gate().await;
@@ -279,6 +281,8 @@ pub(super) async fn finish_operation(
             .exec(&txn)
             .await
             .map_err(db_error)?;
+        // The outbox: plain inserts (no lock, no read), committed with the end or not at all.
+        super::events::insert(&txn, events).await?;
         Ok(())
     }
     .await;
