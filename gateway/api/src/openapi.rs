@@ -12,7 +12,9 @@ use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
 use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::OpenApi;
 
-use crate::routes::{admin, lifecycle, listings, operations, quotas, schedules, states, system};
+use crate::routes::{
+    admin, events, lifecycle, listings, operations, quotas, schedules, states, system,
+};
 
 /// The security scheme every `/v1` operation names.
 pub const BEARER: &str = "bearer";
@@ -29,6 +31,7 @@ pub const BEARER: &str = "bearer";
         operations::get, operations::wait,
         quotas::get, quotas::put, quotas::delete,
         admin::set_owner, admin::decisions, admin::plugins, admin::reload,
+        events::stream,
         system::healthz, system::readyz, system::openapi,
     ),
     components(schemas(snapgate_core::ErrorBody)),

@@ -615,7 +615,10 @@ impl Config {
             return invalid("api.max_waits_per_tenant", "must be at least 1".into());
         }
         if self.api.max_event_streams_per_tenant == 0 {
-            return invalid("api.max_event_streams_per_tenant", "must be at least 1".into());
+            return invalid(
+                "api.max_event_streams_per_tenant",
+                "must be at least 1".into(),
+            );
         }
         // At most ten years: kept as a `Duration` of seconds.
         if !(self.events.retention_hours > 0.0 && self.events.retention_hours <= 87_600.0) {

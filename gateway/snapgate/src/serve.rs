@@ -9,8 +9,8 @@ use snapgate_api::{ApiLimits, AppState, Authenticator};
 use snapgate_compute::{HostConfig, LibvirtBackend, LibvirtOptions};
 use snapgate_core::ports::policy::AllowAll;
 use snapgate_core::ports::{
-    LifecycleStore, NoPolicyAdmin, PlacementStore, PolicyAdmin, PolicyEngine, QuotaStore,
-    Repository, ScheduleStore, EventFeedSource, EventLog,
+    EventFeedSource, EventLog, LifecycleStore, NoPolicyAdmin, PlacementStore, PolicyAdmin,
+    PolicyEngine, QuotaStore, Repository, ScheduleStore,
 };
 use snapgate_core::service::{Backends, RepositoryQuotaTruth, Service, ServiceSettings};
 use snapgate_policy::{PolicyLimits, WasmPolicyEngine};

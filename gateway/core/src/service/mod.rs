@@ -6,8 +6,8 @@ mod access;
 mod admin;
 mod audit;
 mod ending;
-mod event_log;
 mod event_bus;
+mod event_log;
 mod idempotency;
 mod lifecycle;
 mod listings;
@@ -31,14 +31,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ports::{
-    ComputeBackend, EventFeedSource, EventLog, HostHealth, LifecycleStore, PlacementStore, PolicyAdmin, PolicyEngine,
-    QuotaLimits, QuotaStore, Repository, ScheduleStore,
+    ComputeBackend, EventFeedSource, EventLog, HostHealth, LifecycleStore, PlacementStore,
+    PolicyAdmin, PolicyEngine, QuotaLimits, QuotaStore, Repository, ScheduleStore,
 };
 use crate::SaveMode;
 
-pub use event_log::{EventStream, EventStreamRequest, StreamSlot, STREAM_KEEP_ALIVE, STREAM_PAGE};
 pub use access::{decisions_tenant, require_cloud_admin};
 pub use event_bus::{EventBus, READ_FALLBACK_EVERY, SEQUENCE_BATCH, SEQUENCE_EVERY};
+pub use event_log::{EventStream, EventStreamRequest, StreamSlot, STREAM_KEEP_ALIVE, STREAM_PAGE};
 pub use idempotency::IDEMPOTENCY_PURGE_BATCH;
 pub use lifecycle::{LifecycleSettings, StateEdit};
 pub use listings::{

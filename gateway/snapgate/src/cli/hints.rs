@@ -102,6 +102,9 @@ pub fn for_code(code: &str, instance: Option<&Uuid>) -> Option<String> {
         "invalid_cron" => "5 fields (minute hour day month weekday), 6 with seconds first, or @hourly, @daily, @weekly, @monthly".into(),
         "invalid_time_zone" => "give an IANA time zone name, e.g. Europe/Berlin or UTC".into(),
         "invalid_name_pattern" => "the pattern may use %Y %m %d %H %M %S and %%; the names it makes follow the rules of state names".into(),
+        "unknown_event_type" => "event types: state.saved, state.applied, state.deleted, state.failed, state.expired, operation.progress, operation.cancelled, schedule.run, schedule.skipped, quota.exceeded, policy.denied".into(),
+        "invalid_event_id" => "--after (or Last-Event-ID) is the seq of an event: a whole number, 0 for the oldest kept".into(),
+        "too_many_event_streams" => "your tenant holds the most event streams this gateway allows; close one (another snapgate events?) or retry later".into(),
         "http_error" => "the answer is not the gateway's: check --url (or SNAPGATE_URL)".into(),
         _ => return None,
     };
