@@ -554,3 +554,30 @@ async fn schedule_runs_and_skips_are_events() {
         .await;
     assert!(r.status < 300, "{}", r.text);
 }
+
+/// Open streams end when the gateway shuts down (its graceful shutdown does not wait for them),
+/// and a client resumes on the restarted gateway from where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_end_at_shutdown_and_resume_after_a_restart() {
+    let mut app = TestApp::builder().start().await;
+    set_quota(&app, -1).await;
+    let mut stream = sse::open(&app, "?after=0", &app.member, None)
+        .await
+        .stream();
+    app.saved(demo::WEB, "before the restart", &app.member)
+        .await;
+    let first = stream.next_event().await;
+    app.stop().await;
+    let ended = tokio::time::timeout(Duration::from_secs(60), stream.next())
+        .await
+        .expect("the stream ends (hang guard)");
+    assert!(ended.is_none(), "{ended:?}");
+    app.restart_gracefully().await;
+    let s = app.saved(demo::DB, "after the restart", &app.member).await;
+    let mut resumed = sse::open(&app, "", &app.member, first["seq"].as_i64())
+        .await
+        .stream();
+    let next = resumed.next_event().await;
+    assert_eq!(next["seq"], first["seq"].as_i64().unwrap() + 1);
+    assert_eq!(next["state_uuid"], s["uuid"]);
+}
