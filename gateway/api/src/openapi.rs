@@ -34,7 +34,7 @@ pub const BEARER: &str = "bearer";
         events::stream,
         system::healthz, system::readyz, system::openapi,
     ),
-    components(schemas(snapgate_core::ErrorBody)),
+    components(schemas(snapgate_core::ErrorBody, snapgate_core::events::Event)),
     modifiers(&BearerAuth, &CommonResponses),
 )]
 struct ApiDoc;

@@ -40,6 +40,18 @@ pub struct EventsQuery {
     pub tenant: Option<String>,
 }
 
+/// One message of the stream, as the SSE wire format carries it (OpenAPI 3.1 has no item
+/// schema for streams: the message's fields are described here).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct EventMessage {
+    /// The event's `seq` (send it back as `Last-Event-ID` to resume).
+    pub id: String,
+    /// The event's kind (`state.saved` …).
+    pub event: String,
+    /// The event, as JSON text: an `Event` (components/schemas/Event).
+    pub data: String,
+}
+
 fn parse_kinds(text: Option<&str>) -> Result<Vec<EventKind>, ApiError> {
     let Some(text) = text else {
         return Ok(Vec::new());
@@ -121,7 +133,7 @@ fn messages(stream: EventStream) -> impl Stream<Item = Result<SseEvent, Infallib
     params(EventsQuery,
         ("Last-Event-ID" = Option<i64>, Header, description = "resume after this event seq")),
     responses(
-        (status = 200, description = "a stream of events (`text/event-stream`), each `data` an Event", content_type = "text/event-stream", body = Event),
+        (status = 200, description = "a stream of events (`text/event-stream`), each `data` an Event", content_type = "text/event-stream", body = EventMessage),
         (status = 400, description = "`unknown_event_type`, `invalid_event_id`", body = snapgate_core::ErrorBody),
         (status = 429, description = "the tenant holds `api.max_event_streams_per_tenant` streams on this gateway already (`too_many_event_streams`, `Retry-After`)", body = snapgate_core::ErrorBody)))]
 pub async fn stream(

@@ -77,10 +77,14 @@ pub(crate) async fn insert<C: ConnectionTrait>(
             .await
             .map_err(db_error)?;
     }
-    if !list.is_empty() {
-        metrics::counter!("snapgate_events_appended_total").increment(list.len() as u64);
-    }
     Ok(())
+}
+
+/// Counts events whose transaction committed.
+pub(crate) fn count_appended(n: usize) {
+    if n > 0 {
+        metrics::counter!("snapgate_events_appended_total").increment(n as u64);
+    }
 }
 
 pub(super) async fn append(repo: &SeaRepository, list: &[NewEvent]) -> Result<(), RepoError> {
@@ -89,11 +93,14 @@ pub(super) async fn append(repo: &SeaRepository, list: &[NewEvent]) -> Result<()
     }
     let _gate = repo.write_gate().await;
     if list.len() <= INSERT_CHUNK {
-        return insert(&repo.db, list).await;
+        insert(&repo.db, list).await?;
+    } else {
+        let txn = repo.db.begin().await.map_err(db_error)?;
+        let result = insert(&txn, list).await;
+        end_transaction(txn, result).await?;
     }
-    let txn = repo.db.begin().await.map_err(db_error)?;
-    let result = insert(&txn, list).await;
-    end_transaction(txn, result).await
+    count_appended(list.len());
+    Ok(())
 }
 
 pub(super) async fn after<C: ConnectionTrait>(
@@ -138,6 +145,20 @@ pub(super) async fn last_seq<C: ConnectionTrait>(conn: &C) -> Result<i64, RepoEr
 /// One sequencer pass (see the module's comment). On PostgreSQL the new maximum is announced
 /// with `pg_notify` in the same transaction, so it leaves exactly when the numbers are visible.
 pub(super) async fn sequence(repo: &SeaRepository, batch: u64) -> Result<i64, RepoError> {
+    // Most passes find nothing to number: a read (the partial index) instead of a write
+    // transaction, and on SQLite no turn at the write gate.
+    let pending = events::Entity::find()
+        .select_only()
+        .column(E::Id)
+        .filter(E::Seq.is_null())
+        .limit(1)
+        .into_tuple::<i64>()
+        .one(&repo.db)
+        .await
+        .map_err(db_error)?;
+    if pending.is_none() {
+        return last_seq(&repo.db).await;
+    }
     let _gate = repo.write_gate().await;
     let backend = repo.db.get_database_backend();
     let txn = repo.db.begin().await.map_err(db_error)?;

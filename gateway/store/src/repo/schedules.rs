@@ -333,12 +333,14 @@ impl ScheduleStore for SeaRepository {
                 query = query.col_expr(column, value);
             }
             // A newer run claimed since: this one's record and events are not written.
-            if query.exec(&txn).await.map_err(db_error)?.rows_affected > 0 {
-                super::events::insert(&txn, events).await?;
+            if query.exec(&txn).await.map_err(db_error)?.rows_affected == 0 {
+                return Ok(0);
             }
-            Ok(())
+            super::events::insert(&txn, events).await?;
+            Ok(events.len())
         }
         .await;
-        end_transaction(txn, result).await
+        super::events::count_appended(end_transaction(txn, result).await?);
+        Ok(())
     }
 }

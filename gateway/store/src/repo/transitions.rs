@@ -243,7 +243,7 @@ pub(super) async fn finish_operation(
                 Some((epoch, status))
                     if epoch == op.lease_epoch && !UNFINISHED.contains(&status.as_str()) =>
                 {
-                    Ok(())
+                    Ok(0)
                 }
                 Some(_) => Err(RepoError::Fenced(op.uuid)),
                 None => Err(RepoError::NotFound),
@@ -283,8 +283,10 @@ pub(super) async fn finish_operation(
             .map_err(db_error)?;
         // The outbox: plain inserts (no lock, no read), committed with the end or not at all.
         super::events::insert(&txn, events).await?;
-        Ok(())
+        Ok(events.len())
     }
     .await;
-    end_transaction(txn, result).await
+    let appended = end_transaction(txn, result).await?;
+    super::events::count_appended(appended);
+    Ok(())
 }
