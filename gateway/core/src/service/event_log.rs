@@ -30,6 +30,8 @@ use crate::{Operation, OperationKind, OperationStatus, ServiceError, State};
 const REFUSAL_QUEUE: usize = 4096;
 /// Rows per flush.
 const REFUSAL_FLUSH_ROWS: usize = 500;
+/// How long shutdown waits for the refusals queued to be written.
+const FLUSH_WAIT: Duration = Duration::from_secs(5);
 /// Events read per database query of a stream.
 pub const STREAM_PAGE: u64 = 200;
 /// Rows the maintenance loop purges per statement, and statements per pass.
@@ -99,11 +101,17 @@ impl Refusals {
         })
     }
 
-    /// Waits until everything queued before this call is written.
+    /// Waits until everything queued before this call is written (bounded: shutdown must not
+    /// hang on a database that does not answer, or on a flusher that was never started).
     async fn flush(&self) {
         let (ack, done) = oneshot::channel();
-        if self.tx.send(Refusal::Flush(ack)).await.is_ok() {
-            let _ = done.await;
+        let flushed = async {
+            if self.tx.send(Refusal::Flush(ack)).await.is_ok() {
+                let _ = done.await;
+            }
+        };
+        if tokio::time::timeout(FLUSH_WAIT, flushed).await.is_err() {
+            tracing::warn!("refusal events not flushed in time; some may be lost");
         }
     }
 }
