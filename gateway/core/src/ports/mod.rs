@@ -12,7 +12,8 @@ pub mod repository;
 pub mod schedules;
 
 pub use compute::{
-    BreakerState, ComputeBackend, ComputeError, HostEvent, HostHealth, ListedInstance, SaveRequest,
+    BreakerState, ComputeBackend, ComputeError, HostEvent, HostHealth, JobProgress, ListedInstance,
+    SaveRequest,
     SavedSnapshot, SnapshotProbe,
 };
 pub use lifecycle::{LifecycleStore, PatchOutcome, StatePatch};
@@ -26,7 +27,7 @@ pub use quota::{
 };
 pub use quota_truth::{QuotaTruth, TenantTruth};
 pub use repository::{
-    IdempotencyClaim, IdempotencyRecord, KeyClaim, KeyedAnswer, ListPage, OperationEnd,
+    CancelRequest, IdempotencyClaim, IdempotencyRecord, KeyClaim, KeyedAnswer, ListPage, OperationEnd,
     OperationEndFeed, RecentSave, RepoError, Repository, TenantTotals,
 };
 pub use schedules::{ScheduleStore, ScheduleUpdate};

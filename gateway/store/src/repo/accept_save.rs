@@ -211,6 +211,9 @@ mod tests {
             reserved_bytes: 1 << 20,
             lease_epoch: 0,
             lease_owner: Some("gateway-a/1".to_owned()),
+            progress: None,
+            may_cancel: false,
+            cancel_requested_at: None,
         };
         (state, op)
     }

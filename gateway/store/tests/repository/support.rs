@@ -83,6 +83,9 @@ pub fn new_operation(state: &State, kind: OperationKind) -> Operation {
         },
         lease_epoch: 0,
         lease_owner: Some("gateway-a".to_owned()),
+        progress: None,
+        may_cancel: false,
+        cancel_requested_at: None,
     }
 }
 
