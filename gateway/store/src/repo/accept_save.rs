@@ -212,7 +212,8 @@ mod tests {
             lease_epoch: 0,
             lease_owner: Some("gateway-a/1".to_owned()),
             progress: None,
-            may_cancel: false,
+            // Read back from its kind and status: a running save may be cancelled.
+            may_cancel: true,
             cancel_requested_at: None,
         };
         (state, op)
