@@ -73,7 +73,12 @@ async fn domain(driver: &SharedDriver, dir: &Path, label: &str) -> (String, Stri
 }
 
 /// Starts a save whose snapshot call the proxy holds; returns (operation, state) ids.
-async fn held_save(app: &TestApp, proxy: &HostProxy, instance: &str, name: &str) -> (String, String) {
+async fn held_save(
+    app: &TestApp,
+    proxy: &HostProxy,
+    instance: &str,
+    name: &str,
+) -> (String, String) {
     proxy.hold_calls(SNAPSHOT_CREATE_CALL);
     let r = app.save(instance, name, &app.member).await;
     assert_eq!(r.status, 202, "{}", r.body);
@@ -108,20 +113,36 @@ async fn a_cancelled_save_leaves_no_state_no_snapshot_and_no_quota() {
     assert_eq!(running.body["cancel_requested_at"], Value::Null);
 
     // Another tenant's member does not see it; a reader of the tenant sees it, may not cancel.
-    let r = app.delete(&format!("/v1/operations/{op}"), &app.other_member).await;
-    assert_eq!((r.status, r.code()), (404, "operation_not_found"), "{}", r.text);
-    let r = app.delete(&format!("/v1/operations/{op}"), &app.reader).await;
+    let r = app
+        .delete(&format!("/v1/operations/{op}"), &app.other_member)
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (404, "operation_not_found"),
+        "{}",
+        r.text
+    );
+    let r = app
+        .delete(&format!("/v1/operations/{op}"), &app.reader)
+        .await;
     assert_eq!((r.status, r.code()), (403, "forbidden"), "{}", r.text);
 
-    let r = app.delete(&format!("/v1/operations/{op}"), &app.member).await;
+    let r = app
+        .delete(&format!("/v1/operations/{op}"), &app.member)
+        .await;
     assert_eq!(r.status, 202, "{}", r.text);
     assert_eq!(r.body["uuid"], op.as_str());
     assert_eq!(r.body["status"], "running", "{}", r.body);
     assert!(r.body["cancel_requested_at"].is_string(), "{}", r.body);
     // A repeat stands.
-    let again = app.delete(&format!("/v1/operations/{op}"), &app.member).await;
+    let again = app
+        .delete(&format!("/v1/operations/{op}"), &app.member)
+        .await;
     assert_eq!(again.status, 202, "{}", again.text);
-    assert_eq!(again.body["cancel_requested_at"], r.body["cancel_requested_at"]);
+    assert_eq!(
+        again.body["cancel_requested_at"],
+        r.body["cancel_requested_at"]
+    );
 
     // libvirt gets the call after all and makes the snapshot; the gateway deletes it.
     proxy.release_calls();
@@ -131,9 +152,16 @@ async fn a_cancelled_save_leaves_no_state_no_snapshot_and_no_quota() {
     assert_eq!(ended["may_cancel"], false, "{ended}");
     assert_eq!(ended["cancel_requested_at"], r.body["cancel_requested_at"]);
     let gone = app
-        .get(&format!("/v1/instances/{instance}/states/{state}"), &app.member)
+        .get(
+            &format!("/v1/instances/{instance}/states/{state}"),
+            &app.member,
+        )
         .await;
-    assert_eq!(gone.status, 404, "the cancelled save leaves no state: {}", gone.text);
+    assert_eq!(
+        gone.status, 404,
+        "the cancelled save leaves no state: {}",
+        gone.text
+    );
     assert_eq!(
         driver.snapshots(&dom).await,
         vec![kept["uuid"].as_str().unwrap().to_owned()],
@@ -142,8 +170,15 @@ async fn a_cancelled_save_leaves_no_state_no_snapshot_and_no_quota() {
     assert_eq!(usage(&app).await, before, "quota usage is back to before");
 
     // An ended operation cannot be cancelled.
-    let r = app.delete(&format!("/v1/operations/{op}"), &app.member).await;
-    assert_eq!((r.status, r.code()), (409, "operation_finished"), "{}", r.text);
+    let r = app
+        .delete(&format!("/v1/operations/{op}"), &app.member)
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "operation_finished"),
+        "{}",
+        r.text
+    );
 
     // Applies and deletes never can (`may_cancel: false`), running or not.
     let apply = app
@@ -156,28 +191,54 @@ async fn a_cancelled_save_leaves_no_state_no_snapshot_and_no_quota() {
     assert_eq!(apply.status, 202, "{}", apply.text);
     assert_eq!(apply.body["may_cancel"], false, "{}", apply.body);
     let r = app
-        .delete(&format!("/v1/operations/{}", apply.body["uuid"].as_str().unwrap()), &app.member)
+        .delete(
+            &format!("/v1/operations/{}", apply.body["uuid"].as_str().unwrap()),
+            &app.member,
+        )
         .await;
-    assert_eq!((r.status, r.code()), (409, "operation_not_cancellable"), "{}", r.text);
-    app.wait(apply.body["uuid"].as_str().unwrap(), &app.member).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "operation_not_cancellable"),
+        "{}",
+        r.text
+    );
+    app.wait(apply.body["uuid"].as_str().unwrap(), &app.member)
+        .await;
     let delete = app
         .delete(
-            &format!("/v1/instances/{instance}/states/{}", kept["uuid"].as_str().unwrap()),
+            &format!(
+                "/v1/instances/{instance}/states/{}",
+                kept["uuid"].as_str().unwrap()
+            ),
             &app.member,
         )
         .await;
     assert_eq!(delete.status, 202, "{}", delete.text);
     let r = app
-        .delete(&format!("/v1/operations/{}", delete.body["uuid"].as_str().unwrap()), &app.member)
+        .delete(
+            &format!("/v1/operations/{}", delete.body["uuid"].as_str().unwrap()),
+            &app.member,
+        )
         .await;
-    assert_eq!((r.status, r.code()), (409, "operation_not_cancellable"), "{}", r.text);
-    app.wait(delete.body["uuid"].as_str().unwrap(), &app.member).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "operation_not_cancellable"),
+        "{}",
+        r.text
+    );
+    app.wait(delete.body["uuid"].as_str().unwrap(), &app.member)
+        .await;
 
     // An unknown operation is not found.
     let r = app
         .delete(&format!("/v1/operations/{}", Uuid::new_v4()), &app.member)
         .await;
-    assert_eq!((r.status, r.code()), (404, "operation_not_found"), "{}", r.text);
+    assert_eq!(
+        (r.status, r.code()),
+        (404, "operation_not_found"),
+        "{}",
+        r.text
+    );
 
     let page = app.metrics().await;
     assert_eq!(cancels(&page, "requested"), 2.0, "{page}");
@@ -240,7 +301,11 @@ async fn a_cancel_received_by_another_gateway_ends_the_save() {
         "{page}"
     );
     assert_eq!(cancels(&b.metrics().await, "requested"), 1.0);
-    assert!(repo.get_state(state.parse().unwrap()).await.unwrap().is_none());
+    assert!(repo
+        .get_state(state.parse().unwrap())
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(driver.snapshots(&dom).await, Vec::<String>::new());
     assert_eq!(usage(&a).await, before);
     assert_eq!(usage(&b).await, before);

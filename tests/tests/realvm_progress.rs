@@ -100,11 +100,7 @@ async fn start_save(app: &TestApp, guest: &Guest, name: &str) -> (String, String
 
 /// Reads the operation until `stop` says so or it ends; returns the samples seen while it
 /// ran (each distinct sample once) and the operation as last read.
-async fn watch(
-    app: &TestApp,
-    op: &str,
-    stop: impl Fn(&[Sample]) -> bool,
-) -> (Vec<Sample>, Value) {
+async fn watch(app: &TestApp, op: &str, stop: impl Fn(&[Sample]) -> bool) -> (Vec<Sample>, Value) {
     let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
     let mut seen: Vec<Sample> = Vec::new();
     loop {
@@ -164,7 +160,11 @@ async fn a_live_save_reports_progress_and_a_cancelled_one_leaves_nothing() {
     assert_eq!(ended["progress"]["percent"], 100.0, "{ended}");
     assert_eq!(ended["may_cancel"], false, "{ended}");
     let after_first = usage(&app).await;
-    assert_eq!((after_first.0, after_first.2), (1, false), "{after_first:?}");
+    assert_eq!(
+        (after_first.0, after_first.2),
+        (1, false),
+        "{after_first:?}"
+    );
 
     // 2. A save cancelled once its progress proves it mid-way.
     let (op, cancelled) = start_save(&app, &guest, "cancelled").await;
@@ -174,7 +174,9 @@ async fn a_live_save_reports_progress_and_a_cancelled_one_leaves_nothing() {
         "the save was seen mid-way before it ended: {seen:?} {running}"
     );
     assert_eq!(running["may_cancel"], true, "{running}");
-    let r = app.delete(&format!("/v1/operations/{op}"), &app.member).await;
+    let r = app
+        .delete(&format!("/v1/operations/{op}"), &app.member)
+        .await;
     assert_eq!(r.status, 202, "{}", r.text);
     let ended = app.wait(&op, &app.member).await;
     assert_eq!(ended["status"], "failed", "{ended}\n{}", app.log());
@@ -202,7 +204,11 @@ async fn a_live_save_reports_progress_and_a_cancelled_one_leaves_nothing() {
         "only the first save's snapshot"
     );
     assert_eq!(state_files(&dir, &cancelled), Vec::<PathBuf>::new());
-    assert_eq!(usage(&app).await, after_first, "quota usage as before the save");
+    assert_eq!(
+        usage(&app).await,
+        after_first,
+        "quota usage as before the save"
+    );
 
     // The guest runs on, and a later save succeeds.
     let state = blocking(|| guest.virsh(&["domstate", guest.name()])).expect("domstate");
@@ -212,7 +218,9 @@ async fn a_live_save_reports_progress_and_a_cancelled_one_leaves_nothing() {
     let ended = app.wait(&op, &app.member).await;
     assert_eq!(ended["status"], "succeeded", "{ended}\n{}", app.log());
     assert_eq!(
-        blocking(|| guest.snapshot_names()).expect("listing snapshots").len(),
+        blocking(|| guest.snapshot_names())
+            .expect("listing snapshots")
+            .len(),
         2,
         "{first} and {later}"
     );

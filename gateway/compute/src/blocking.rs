@@ -370,7 +370,10 @@ pub(crate) fn job_progress(conn: &Connect, instance: Uuid) -> Result<Option<JobP
     }
     let Some(processed) = stats.data_processed.or_else(|| {
         // Some jobs report only what is left.
-        stats.data_total.zip(stats.data_remaining).map(|(t, r)| t.saturating_sub(r))
+        stats
+            .data_total
+            .zip(stats.data_remaining)
+            .map(|(t, r)| t.saturating_sub(r))
     }) else {
         return Ok(None);
     };
@@ -394,7 +397,12 @@ pub(crate) fn abort_job(conn: &Connect, instance: Uuid) -> Result<bool, Fail> {
     let dom = lookup_domain(conn, instance)?;
     match ffi::abort_job(&dom) {
         Ok(()) => Ok(true),
-        Err(e) if matches!(e.code(), ErrorNumber::OperationInvalid | ErrorNumber::NoSupport) => {
+        Err(e)
+            if matches!(
+                e.code(),
+                ErrorNumber::OperationInvalid | ErrorNumber::NoSupport
+            ) =>
+        {
             tracing::debug!(error = %e, "no libvirt job to abort");
             Ok(false)
         }

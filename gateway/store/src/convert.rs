@@ -166,7 +166,11 @@ pub(crate) fn operation_from_row(m: operations::Model) -> Result<Operation, Repo
         reserved_bytes: m.reserved_bytes,
         lease_epoch: m.lease_epoch,
         lease_owner: m.lease_owner,
-        progress: match (m.progress_phase, m.progress_bytes_processed, m.progress_updated_at) {
+        progress: match (
+            m.progress_phase,
+            m.progress_bytes_processed,
+            m.progress_updated_at,
+        ) {
             (Some(phase), Some(bytes_processed), Some(updated_at)) => Some(Progress {
                 phase,
                 bytes_processed,

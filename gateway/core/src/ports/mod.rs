@@ -13,8 +13,7 @@ pub mod schedules;
 
 pub use compute::{
     BreakerState, ComputeBackend, ComputeError, HostEvent, HostHealth, JobProgress, ListedInstance,
-    SaveRequest,
-    SavedSnapshot, SnapshotProbe,
+    SaveRequest, SavedSnapshot, SnapshotProbe,
 };
 pub use lifecycle::{LifecycleStore, PatchOutcome, StatePatch};
 pub use placement::{Placement, PlacementStore};
@@ -27,7 +26,7 @@ pub use quota::{
 };
 pub use quota_truth::{QuotaTruth, TenantTruth};
 pub use repository::{
-    CancelRequest, IdempotencyClaim, IdempotencyRecord, KeyClaim, KeyedAnswer, ListPage, OperationEnd,
-    OperationEndFeed, RecentSave, RepoError, Repository, TenantTotals,
+    CancelRequest, IdempotencyClaim, IdempotencyRecord, KeyClaim, KeyedAnswer, ListPage,
+    OperationEnd, OperationEndFeed, RecentSave, RepoError, Repository, TenantTotals,
 };
 pub use schedules::{ScheduleStore, ScheduleUpdate};

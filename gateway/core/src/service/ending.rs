@@ -224,7 +224,10 @@ fn end_records(
         }
         Outcome::Cancelled => {
             op.status = OperationStatus::Failed;
-            op.error = Some(ErrorInfo::new(CANCELLED, "the save was cancelled by its client"));
+            op.error = Some(ErrorInfo::new(
+                CANCELLED,
+                "the save was cancelled by its client",
+            ));
         }
     }
     op.refresh_may_cancel();

@@ -55,7 +55,12 @@ impl Service {
         if self.cancel_requested(&op).await {
             tracing::info!("the save was cancelled before its libvirt call");
             if let Err(e) = self
-                .end_operation(op, Some(state), Outcome::Cancelled, Ender::Runner { started })
+                .end_operation(
+                    op,
+                    Some(state),
+                    Outcome::Cancelled,
+                    Ender::Runner { started },
+                )
                 .await
             {
                 tracing::error!(error = %e, "could not record the end of the operation");

@@ -32,7 +32,10 @@ fn outcome(op: &OperationView) -> String {
     let cancelled = o.error.as_ref().is_some_and(|e| e.code == CANCELLED);
     match o.status {
         OperationStatus::Failed if cancelled => {
-            format!("operation {} cancelled: the save's state was removed", o.uuid)
+            format!(
+                "operation {} cancelled: the save's state was removed",
+                o.uuid
+            )
         }
         OperationStatus::Failed => format!(
             "operation {} failed before the cancel took effect: {}",

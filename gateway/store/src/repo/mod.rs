@@ -24,8 +24,7 @@ use sea_orm::{
 use snapgate_core::ports::repository::{DecisionFilter, DecisionRecord};
 use snapgate_core::ports::{
     CancelRequest, IdempotencyClaim, KeyClaim, KeyedAnswer, ListPage, OperationEndFeed, Placement,
-    PlacementStore,
-    QuotaLimits, RecentSave, RepoError, Repository, TenantTotals,
+    PlacementStore, QuotaLimits, RecentSave, RepoError, Repository, TenantTotals,
 };
 use snapgate_core::{Operation, Progress, State, StateStatus};
 use tokio::sync::{Mutex, MutexGuard};

@@ -31,7 +31,10 @@ async fn progress_is_written_under_the_lease_and_kept_by_the_end(repo: Arc<SeaRe
     let state = new_state(Uuid::new_v4(), "tenant-a", "progress", now());
     let op = new_operation(&state, OperationKind::Save);
     repo.begin_save(&state, &op).await.unwrap();
-    assert_eq!(repo.get_operation(op.uuid).await.unwrap().unwrap().progress, None);
+    assert_eq!(
+        repo.get_operation(op.uuid).await.unwrap().unwrap().progress,
+        None
+    );
 
     let first = sample(1 << 20, 10.0);
     repo.record_progress(op.uuid, 0, &first).await.unwrap();
@@ -63,11 +66,13 @@ async fn progress_is_written_under_the_lease_and_kept_by_the_end(repo: Arc<SeaRe
     assert_eq!(read.progress, Some(second));
     assert!(!read.may_cancel);
     assert!(matches!(
-        repo.record_progress(op.uuid, 1, &sample(4 << 20, 40.0)).await,
+        repo.record_progress(op.uuid, 1, &sample(4 << 20, 40.0))
+            .await,
         Err(RepoError::Fenced(_))
     ));
     assert!(matches!(
-        repo.record_progress(Uuid::new_v4(), 0, &sample(1, 1.0)).await,
+        repo.record_progress(Uuid::new_v4(), 0, &sample(1, 1.0))
+            .await,
         Err(RepoError::NotFound)
     ));
 }
