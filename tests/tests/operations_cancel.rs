@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 use snapgate_core::ports::Repository;
 use snapgate_store::SeaRepository;
-use snapgate_tests::app::{demo, Db, Shared, TestApp};
+use snapgate_tests::app::{demo, snapgate_bin, Db, Shared, TestApp};
 use snapgate_tests::hosts::{metric_sum, HostProxy, LIBVIRTD_SOCKET, SNAPSHOT_CREATE_CALL};
 use snapgate_tests::shared_driver::{shared_driver_uri, SharedDriver};
 use uuid::Uuid;
@@ -51,6 +51,23 @@ async fn usage(gateway: &TestApp) -> (i64, i64, bool) {
         u["states"]["in_use"].as_i64().unwrap(),
         u["state_bytes"]["in_use"].as_i64().unwrap(),
         reserved,
+    )
+}
+
+/// Runs the CLI against `app` as its member: (exit code, stdout, stderr).
+fn cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(snapgate_bin())
+        .args(args)
+        .env("SNAPGATE_URL", &app.url)
+        .env("SNAPGATE_TOKEN", &app.member)
+        .env_remove("SNAPGATE_TOKEN_FILE")
+        .env_remove("SNAPGATE_OUTPUT")
+        .output()
+        .expect("run snapgate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 
@@ -134,15 +151,14 @@ async fn a_cancelled_save_leaves_no_state_no_snapshot_and_no_quota() {
     assert_eq!(r.body["uuid"], op.as_str());
     assert_eq!(r.body["status"], "running", "{}", r.body);
     assert!(r.body["cancel_requested_at"].is_string(), "{}", r.body);
-    // A repeat stands.
-    let again = app
-        .delete(&format!("/v1/operations/{op}"), &app.member)
-        .await;
-    assert_eq!(again.status, 202, "{}", again.text);
-    assert_eq!(
-        again.body["cancel_requested_at"],
-        r.body["cancel_requested_at"]
-    );
+    // A repeat stands (here from the CLI, not waiting for the end).
+    let (code, out, err) = tokio::task::block_in_place(|| {
+        cli(&app, &["operation-cancel", &op, "--no-wait", "--json"])
+    });
+    assert_eq!(code, 0, "{out}{err}");
+    let again: Value = serde_json::from_str(&out).expect("the operation as JSON");
+    assert_eq!(again["uuid"], op.as_str());
+    assert_eq!(again["cancel_requested_at"], r.body["cancel_requested_at"]);
 
     // libvirt gets the call after all and makes the snapshot; the gateway deletes it.
     proxy.release_calls();
@@ -169,7 +185,7 @@ async fn a_cancelled_save_leaves_no_state_no_snapshot_and_no_quota() {
     );
     assert_eq!(usage(&app).await, before, "quota usage is back to before");
 
-    // An ended operation cannot be cancelled.
+    // An ended operation cannot be cancelled; the CLI says so, with a hint.
     let r = app
         .delete(&format!("/v1/operations/{op}"), &app.member)
         .await;
@@ -178,6 +194,12 @@ async fn a_cancelled_save_leaves_no_state_no_snapshot_and_no_quota() {
         (409, "operation_finished"),
         "{}",
         r.text
+    );
+    let (code, out, err) = tokio::task::block_in_place(|| cli(&app, &["operation-cancel", &op]));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("(operation_finished, HTTP 409)") && err.contains("hint: "),
+        "{err}"
     );
 
     // Applies and deletes never can (`may_cancel: false`), running or not.
@@ -243,7 +265,7 @@ async fn a_cancelled_save_leaves_no_state_no_snapshot_and_no_quota() {
     let page = app.metrics().await;
     assert_eq!(cancels(&page, "requested"), 2.0, "{page}");
     assert_eq!(cancels(&page, "cancelled"), 1.0);
-    assert_eq!(cancels(&page, "finished"), 1.0);
+    assert_eq!(cancels(&page, "finished"), 2.0);
     assert_eq!(cancels(&page, "not_cancellable"), 2.0);
 
     // The instance goes on: a later save succeeds.
