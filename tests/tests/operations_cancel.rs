@@ -71,6 +71,15 @@ fn cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Saves this gateway ran that ended cancelled (counted after their quota was settled).
+fn cancelled_saves(page: &str) -> f64 {
+    metric_sum(
+        page,
+        "snapgate_operations_total",
+        &[("kind", "save"), ("result", "cancelled")],
+    )
+}
+
 fn cancels(page: &str, outcome: &str) -> f64 {
     metric_sum(
         page,
@@ -167,6 +176,10 @@ async fn a_cancelled_save_leaves_no_state_no_snapshot_and_no_quota() {
     assert_eq!(ended["error"]["code"], "cancelled", "{ended}");
     assert_eq!(ended["may_cancel"], false, "{ended}");
     assert_eq!(ended["cancel_requested_at"], r.body["cancel_requested_at"]);
+    app.wait_for_metrics("the end of the cancelled save", |page| {
+        cancelled_saves(page) == 1.0
+    })
+    .await;
     let gone = app
         .get(
             &format!("/v1/instances/{instance}/states/{state}"),
@@ -311,17 +324,11 @@ async fn a_cancel_received_by_another_gateway_ends_the_save() {
     let ended = b.wait(&op, &b.member).await;
     assert_eq!(ended["status"], "failed", "{ended}");
     assert_eq!(ended["error"]["code"], "cancelled", "{ended}");
-    // A ran it and ended it.
-    let page = a.metrics().await;
-    assert_eq!(
-        metric_sum(
-            &page,
-            "snapgate_operations_total",
-            &[("kind", "save"), ("result", "cancelled")]
-        ),
-        1.0,
-        "{page}"
-    );
+    // A ran it and ended it (counted once its quota is settled).
+    a.wait_for_metrics("A's end of the cancelled save", |page| {
+        cancelled_saves(page) == 1.0
+    })
+    .await;
     assert_eq!(cancels(&b.metrics().await, "requested"), 1.0);
     assert!(repo
         .get_state(state.parse().unwrap())

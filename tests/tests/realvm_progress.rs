@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use snapgate_tests::app::{demo, TestApp};
+use snapgate_tests::hosts::metric_sum;
 use snapgate_tests::realvm::{Guest, Hypervisor, LIBVIRT_URI};
 
 const HOST: &str = "local";
@@ -58,6 +59,15 @@ async fn usage(app: &TestApp) -> (i64, i64, bool) {
         u["states"]["in_use"].as_i64().unwrap(),
         u["state_bytes"]["in_use"].as_i64().unwrap(),
         reserved,
+    )
+}
+
+/// Saves that ended with `result`, as the gateway counted them (after settling their quota).
+fn ended_saves(page: &str, result: &str) -> f64 {
+    metric_sum(
+        page,
+        "snapgate_operations_total",
+        &[("kind", "save"), ("result", result)],
     )
 }
 
@@ -161,6 +171,11 @@ async fn a_live_save_reports_progress_and_a_cancelled_one_leaves_nothing() {
     );
     assert_eq!(ended["progress"]["percent"], 100.0, "{ended}");
     assert_eq!(ended["may_cancel"], false, "{ended}");
+    // Ends are counted once their quota is settled.
+    app.wait_for_metrics("the end of the first save", |page| {
+        ended_saves(page, "succeeded") == 1.0
+    })
+    .await;
     let after_first = usage(&app).await;
     assert_eq!(
         (after_first.0, after_first.2),
@@ -176,6 +191,7 @@ async fn a_live_save_reports_progress_and_a_cancelled_one_leaves_nothing() {
         "the save was seen mid-way before it ended: {seen:?} {running}"
     );
     assert_eq!(running["may_cancel"], true, "{running}");
+    eprintln!("samples of the cancelled save before its cancel: {seen:?}");
     let r = app
         .delete(&format!("/v1/operations/{op}"), &app.member)
         .await;
@@ -189,6 +205,10 @@ async fn a_live_save_reports_progress_and_a_cancelled_one_leaves_nothing() {
         "libvirt's job was aborted while it ran:\n{}",
         app.log()
     );
+    app.wait_for_metrics("the end of the cancelled save", |page| {
+        ended_saves(page, "cancelled") == 1.0
+    })
+    .await;
     let last = sample(&ended).expect("the last sample stays on the record");
     assert!(last.percent < 100.0, "it stopped mid-way: {ended}");
 
