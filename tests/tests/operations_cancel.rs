@@ -339,3 +339,51 @@ async fn a_cancel_received_by_another_gateway_ends_the_save() {
     assert_eq!(usage(&a).await, before);
     assert_eq!(usage(&b).await, before);
 }
+
+/// The gateway running a cancelled save dies before it ends it: the gateway that takes the
+/// save over rolls it back and ends it as cancelled (state removed), not `interrupted`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_save_whose_gateway_died_ends_cancelled_when_taken_over() {
+    const STALE: &str = "[snapshots]\nstale_after_secs = 1\nmaintenance_interval_secs = 0.2\n\
+        [compute]\nkeepalive_interval_secs = 0\nplacement_refresh_secs = 3600\n";
+    let dir = tempfile::tempdir().unwrap();
+    let driver = SharedDriver::open().await;
+    let (instance, dom) = domain(&driver, dir.path(), "cancel-dead").await;
+    let shared = std::sync::Arc::new(Shared::new(Db::Postgres, true).await);
+    let proxy = HostProxy::start(&dir.path().join("a.sock"), Path::new(LIBVIRTD_SOCKET));
+    let mut a = TestApp::start_with(
+        shared.clone(),
+        STALE,
+        &[("h0".into(), shared_driver_uri(&proxy.socket))],
+    )
+    .await;
+    let b = TestApp::start_with(
+        shared.clone(),
+        STALE,
+        &[("h0".into(), shared_driver_uri(Path::new(LIBVIRTD_SOCKET)))],
+    )
+    .await;
+    let before = usage(&b).await;
+
+    let (op, state) = held_save(&a, &proxy, &instance, "cancelled, then orphaned").await;
+    let r = b.delete(&format!("/v1/operations/{op}"), &b.member).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    // A dies with its snapshot call still held: libvirtd never sees it.
+    a.kill9().await;
+
+    let ended = b.wait(&op, &b.member).await;
+    assert_eq!(ended["status"], "failed", "{ended}");
+    assert_eq!(ended["error"]["code"], "cancelled", "{ended}");
+    b.wait_for_metrics("B's end of the save it took over", |page| {
+        cancels(page, "cancelled") == 1.0
+    })
+    .await;
+    let repo = SeaRepository::connect(&shared.db_url).await.unwrap();
+    assert!(repo
+        .get_state(state.parse().unwrap())
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(driver.snapshots(&dom).await, Vec::<String>::new());
+    assert_eq!(usage(&b).await, before);
+}

@@ -132,6 +132,10 @@ impl Service {
         self.settle_quota(&op, record.as_ref(), counted, counted_bytes)
             .await;
         super::audit::ended(&op);
+        if cancelled {
+            metrics::counter!("snapgate_operation_cancels_total", "outcome" => "cancelled")
+                .increment(1);
+        }
         match ender {
             Ender::Runner { started } => {
                 let result = if op.status == OperationStatus::Succeeded {
@@ -141,10 +145,6 @@ impl Service {
                 } else {
                     "failed"
                 };
-                if cancelled {
-                    metrics::counter!("snapgate_operation_cancels_total", "outcome" => "cancelled")
-                        .increment(1);
-                }
                 metrics::counter!("snapgate_operations_total", "kind" => op.kind.as_str(), "result" => result).increment(1);
                 metrics::histogram!("snapgate_operation_duration_seconds", "kind" => op.kind.as_str(), "result" => result)
                     .record(started.elapsed().as_secs_f64());
