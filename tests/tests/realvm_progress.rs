@@ -2,14 +2,15 @@
 //! filled with random data takes seconds, long enough to watch it. The operation reports
 //! libvirt's job progress mid-way (0 < percent < 100, bytes processed growing), and a second
 //! save, cancelled once its progress proves it is mid-way, has its libvirt job aborted: no
-//! state, no snapshot, no files, quota as before, and the guest runs on and saves again.
+//! state, no snapshot, no files, quota as before, and the guest runs on and saves again (from
+//! the CLI, whose wait on a terminal draws the percent as a bar).
 //! One guest boot. Fails (never skips) when libvirtd cannot run here.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use snapgate_tests::app::{demo, TestApp};
+use snapgate_tests::app::{demo, snapgate_bin, TestApp};
 use snapgate_tests::hosts::metric_sum;
 use snapgate_tests::realvm::{Guest, Hypervisor, LIBVIRT_URI};
 
@@ -236,14 +237,33 @@ async fn a_live_save_reports_progress_and_a_cancelled_one_leaves_nothing() {
     let state = blocking(|| guest.virsh(&["domstate", guest.name()])).expect("domstate");
     assert_eq!(state.trim(), "running");
     blocking(|| guest.wait_until_advancing(STEP_TIMEOUT)).expect("the guest counts on");
-    let (op, later) = start_save(&app, &guest, "after the cancel").await;
-    let ended = app.wait(&op, &app.member).await;
-    assert_eq!(ended["status"], "succeeded", "{ended}\n{}", app.log());
-    assert_eq!(
-        blocking(|| guest.snapshot_names())
-            .expect("listing snapshots")
-            .len(),
-        2,
-        "{first} and {later}"
+    // A later save succeeds; the CLI waiting on it on a terminal draws a bar with the
+    // percent the operation reports.
+    let command = format!(
+        "{} state-save {} after-the-cancel",
+        snapgate_bin().display(),
+        guest.uuid()
     );
+    let out = blocking(|| {
+        std::process::Command::new("script")
+            .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+            .env("SNAPGATE_URL", &app.url)
+            .env("SNAPGATE_TOKEN", &app.member)
+            .env_remove("SNAPGATE_TOKEN_FILE")
+            .env_remove("SNAPGATE_OUTPUT")
+            .stdin(std::process::Stdio::null())
+            .output()
+    })
+    .expect("running snapgate under script(1)");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}\n{}", app.log());
+    assert!(shown.contains("(after-the-cancel) saved"), "{shown:?}");
+    let bars = shown
+        .split('\r')
+        .filter(|frame| frame.contains("saving (running, memory") && frame.contains('%'))
+        .count();
+    assert!(bars > 0, "a bar with the percent was drawn: {shown:?}");
+    let names = blocking(|| guest.snapshot_names()).expect("listing snapshots");
+    assert_eq!(names.len(), 2, "{first} and the later save: {names:?}");
+    assert!(names.contains(&first), "{names:?}");
 }
