@@ -12,8 +12,8 @@ pub mod repository;
 pub mod schedules;
 
 pub use compute::{
-    BreakerState, ComputeBackend, ComputeError, HostEvent, HostHealth, ListedInstance, SaveRequest,
-    SavedSnapshot, SnapshotProbe,
+    BreakerState, ComputeBackend, ComputeError, HostEvent, HostHealth, JobProgress, ListedInstance,
+    SaveRequest, SavedSnapshot, SnapshotProbe,
 };
 pub use lifecycle::{LifecycleStore, PatchOutcome, StatePatch};
 pub use placement::{Placement, PlacementStore};
@@ -26,7 +26,7 @@ pub use quota::{
 };
 pub use quota_truth::{QuotaTruth, TenantTruth};
 pub use repository::{
-    IdempotencyClaim, IdempotencyRecord, KeyClaim, KeyedAnswer, ListPage, OperationEnd,
-    OperationEndFeed, RecentSave, RepoError, Repository, TenantTotals,
+    CancelRequest, IdempotencyClaim, IdempotencyRecord, KeyClaim, KeyedAnswer, ListPage,
+    OperationEnd, OperationEndFeed, RecentSave, RepoError, Repository, TenantTotals,
 };
 pub use schedules::{ScheduleStore, ScheduleUpdate};

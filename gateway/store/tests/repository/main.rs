@@ -35,6 +35,7 @@ mod leases;
 mod listing;
 mod operations;
 mod placements;
+mod progress;
 mod schedules;
 mod states;
 mod support;
