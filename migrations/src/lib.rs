@@ -21,6 +21,7 @@ mod m20261202_lifecycle_000002_create_schedules;
 mod m20261204_000008_create_idempotency_keys;
 mod m20261210_000001_add_operation_lease;
 mod m20261215_000001_events;
+mod m20261215_000003_operation_progress;
 
 pub use m20261126_000001_create_instance_states::InstanceStates;
 pub use m20261126_000002_create_operations::Operations;
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000008_create_idempotency_keys::Migration),
             Box::new(m20261210_000001_add_operation_lease::Migration),
             Box::new(m20261215_000001_events::Migration),
+            Box::new(m20261215_000003_operation_progress::Migration),
         ]
     }
 }

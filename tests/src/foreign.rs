@@ -52,6 +52,9 @@ pub async fn foreign_running_save(repo: &SeaRepository, instance: &str) -> (Stat
         reserved_bytes: 0,
         lease_epoch: 0,
         lease_owner: None,
+        progress: None,
+        may_cancel: false,
+        cancel_requested_at: None,
     };
     repo.begin_save(&state, &op).await.unwrap();
     (state, op)

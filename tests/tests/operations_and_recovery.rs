@@ -60,6 +60,9 @@ async fn foreign_running_save(
         reserved_bytes: 512 << 20,
         lease_epoch: 0,
         lease_owner: None,
+        progress: None,
+        may_cancel: false,
+        cancel_requested_at: None,
     };
     repo.begin_save(&state, &op).await.unwrap();
     repo.mark_running(op.uuid, 0, then).await.unwrap();

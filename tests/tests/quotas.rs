@@ -644,6 +644,9 @@ async fn an_ownership_change_waits_for_the_operation_in_flight() {
         reserved_bytes: 0,
         lease_epoch: 0,
         lease_owner: None,
+        progress: None,
+        may_cancel: false,
+        cancel_requested_at: None,
     };
     repo.begin_state_operation(
         &op,

@@ -561,8 +561,9 @@ async fn haproxy_survives_kill_minus_nine_of_a_gateway_under_mixed_load() {
     )];
     let shared = Arc::new(Shared::on_redis_cluster(Db::Postgres).await);
     // The periodic quota rebuild every second: it drops the reservations gw2 took for saves it
-    // never recorded (frozen between the reservation and the database write).
-    let config = "[snapshots]\nstale_after_secs = 1\nmaintenance_interval_secs = 0.2\n[quota]\nrebuild_interval_secs = 1";
+    // never recorded (frozen between the reservation and the database write) once they are
+    // older than the grace (a second here, a minute by default).
+    let config = "[snapshots]\nstale_after_secs = 1\nmaintenance_interval_secs = 0.2\n[quota]\nrebuild_interval_secs = 1\nreservation_grace_secs = 1";
     let mut gateways = Vec::new();
     for _ in 0..3 {
         gateways.push(TestApp::start_with(shared.clone(), config, &hosts).await);

@@ -289,6 +289,12 @@ mod tests {
                 "database_unavailable",
             ),
             (ServiceError::StateExpired, 409, "state_expired"),
+            (ServiceError::OperationFinished, 409, "operation_finished"),
+            (
+                ServiceError::OperationNotCancellable("apply"),
+                409,
+                "operation_not_cancellable",
+            ),
             (
                 ServiceError::ScheduleLimitExceeded { limit: 2 },
                 403,

@@ -129,7 +129,10 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ),
         ("/v1/instances/{instance_uuid}/owner", put(admin::set_owner)),
         ("/v1/operations", get(listings::operations)),
-        ("/v1/operations/{operation_uuid}", get(operations::get)),
+        (
+            "/v1/operations/{operation_uuid}",
+            get(operations::get).delete(operations::cancel),
+        ),
         (
             "/v1/operations/{operation_uuid}/wait",
             get(operations::wait),

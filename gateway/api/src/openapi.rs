@@ -28,7 +28,7 @@ pub const BEARER: &str = "bearer";
         states::list, states::get, states::save, states::delete, states::apply,
         lifecycle::update_state,
         schedules::list, schedules::create, schedules::get, schedules::update, schedules::delete,
-        operations::get, operations::wait,
+        operations::get, operations::cancel, operations::wait,
         quotas::get, quotas::put, quotas::delete,
         admin::set_owner, admin::decisions, admin::plugins, admin::reload,
         events::stream,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures::StreamExt;
 use snapgate_core::ports::{
-    ComputeBackend, ComputeError, HostEvent, HostHealth, ListedInstance, SaveRequest,
+    ComputeBackend, ComputeError, HostEvent, HostHealth, JobProgress, ListedInstance, SaveRequest,
     SavedSnapshot, SnapshotProbe,
 };
 use snapgate_core::{CpuCompatibility, CpuInfo, Instance, SnapshotKind, TenantId};
@@ -488,6 +488,40 @@ impl ComputeBackend for LibvirtBackend {
             "snapshot saved"
         );
         Ok(saved)
+    }
+
+    async fn job_progress(
+        &self,
+        host: &str,
+        instance: Uuid,
+    ) -> Result<Option<JobProgress>, ComputeError> {
+        self.run(host, Call::Read, move |conn, _| {
+            blocking::job_progress(conn, instance)
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn abort_job(&self, host: &str, instance: Uuid) -> Result<bool, ComputeError> {
+        // Safe to repeat: aborting when no job runs changes nothing.
+        self.run(host, Call::Read, move |conn, _| {
+            blocking::abort_job(conn, instance)
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn discard_save(
+        &self,
+        host: &str,
+        instance: Uuid,
+        snapshot_name: &str,
+    ) -> Result<(), ComputeError> {
+        let name = snapshot_name.to_owned();
+        self.run(host, Call::Mutation, move |conn, site| {
+            blocking::discard_save(conn, site, instance, &name)
+        })
+        .await
     }
 
     #[tracing::instrument(skip(self))]

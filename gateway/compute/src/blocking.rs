@@ -4,7 +4,7 @@
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
-use snapgate_core::ports::{ComputeError, SavedSnapshot, SnapshotProbe};
+use snapgate_core::ports::{ComputeError, JobProgress, SavedSnapshot, SnapshotProbe};
 use snapgate_core::{CpuCompatibility, CpuInfo, DiskInfo, Instance, SnapshotKind};
 use uuid::Uuid;
 use virt::connect::Connect;
@@ -354,6 +354,76 @@ pub(crate) fn remove_files_of_failed_save(
     let in_use = xml::disk_files(&dom.get_xml_desc(0)?).map_err(|e| parse_error(site, e))?;
     let pool = files::state_pool(conn, site.host, site.state_dir)?;
     files::remove_leftovers(&pool, site.host, name, &in_use)
+}
+
+/// The domain's running job, sampled (`None`: no job, no byte counts, or a host that cannot
+/// tell).
+pub(crate) fn job_progress(conn: &Connect, instance: Uuid) -> Result<Option<JobProgress>, Fail> {
+    let dom = lookup_domain(conn, instance)?;
+    let stats = match ffi::job_stats(&dom) {
+        Ok(stats) => stats,
+        Err(e) if e.code() == ErrorNumber::NoSupport => return Ok(None),
+        Err(e) => return Err(Fail::Virt(e)),
+    };
+    if stats.job_type == sys::VIR_DOMAIN_JOB_NONE as std::ffi::c_int {
+        return Ok(None);
+    }
+    let Some(processed) = stats.data_processed.or_else(|| {
+        // Some jobs report only what is left.
+        stats
+            .data_total
+            .zip(stats.data_remaining)
+            .map(|(t, r)| t.saturating_sub(r))
+    }) else {
+        return Ok(None);
+    };
+    let memory_done = stats.memory_total.is_some() && stats.memory_remaining == Some(0);
+    let disks_left = stats.disk_total.unwrap_or(0) > 0 && stats.disk_remaining.unwrap_or(0) > 0;
+    Ok(Some(JobProgress {
+        phase: if memory_done && disks_left {
+            snapgate_core::phase::DISKS
+        } else {
+            snapgate_core::phase::MEMORY
+        },
+        bytes_processed: processed,
+        bytes_total: stats.data_total,
+        bytes_remaining: stats.data_remaining,
+    }))
+}
+
+/// Aborts the domain's running job. `false` when none runs (libvirt says the operation is
+/// invalid) or the host cannot abort jobs.
+pub(crate) fn abort_job(conn: &Connect, instance: Uuid) -> Result<bool, Fail> {
+    let dom = lookup_domain(conn, instance)?;
+    match ffi::abort_job(&dom) {
+        Ok(()) => Ok(true),
+        Err(e)
+            if matches!(
+                e.code(),
+                ErrorNumber::OperationInvalid | ErrorNumber::NoSupport
+            ) =>
+        {
+            tracing::debug!(error = %e, "no libvirt job to abort");
+            Ok(false)
+        }
+        Err(e) => Err(Fail::Virt(e)),
+    }
+}
+
+/// What a cancelled save leaves: its snapshot if libvirt finished it after all (deleted with
+/// its files), else whatever `<name>.`-prefixed files are left in the state directory.
+pub(crate) fn discard_save(
+    conn: &Connect,
+    site: &Site<'_>,
+    instance: Uuid,
+    name: &str,
+) -> Result<(), Fail> {
+    validate_snapshot_name(name)?;
+    let dom = lookup_domain(conn, instance)?;
+    if lookup_snapshot(&dom, name)?.is_some() {
+        return delete(conn, site, instance, name);
+    }
+    remove_files_of_failed_save(conn, site, instance, name)
 }
 
 /// Defines a snapshot from the XML libvirt gave when it was made (metadata only: an internal

@@ -69,8 +69,18 @@ pub(crate) fn migrate_max_downtime_ms(dom: &Domain) -> Result<u64, VirtError> {
 /// A domain's current job, as `virDomainGetJobStats` reports it: the fields snapgate reads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct JobStats {
+    /// libvirt's job type: `VIR_DOMAIN_JOB_NONE` (0) when no job runs.
+    pub job_type: c_int,
     /// Passes over the guest's memory so far (a live save or a migration).
     pub memory_iteration: Option<u64>,
+    /// Memory plus disk bytes: all, done so far, still to do.
+    pub data_total: Option<u64>,
+    pub data_processed: Option<u64>,
+    pub data_remaining: Option<u64>,
+    pub memory_total: Option<u64>,
+    pub memory_remaining: Option<u64>,
+    pub disk_total: Option<u64>,
+    pub disk_remaining: Option<u64>,
 }
 
 /// `virDomainGetJobStats` for the domain's current job, its parameters freed by libvirt's own
@@ -108,13 +118,34 @@ pub(crate) fn job_stats(dom: &Domain) -> Result<JobStats, VirtError> {
         (found == 1).then_some(value)
     };
     let stats = JobStats {
+        job_type,
         memory_iteration: read(virt_sys::VIR_DOMAIN_JOB_MEMORY_ITERATION),
+        data_total: read(virt_sys::VIR_DOMAIN_JOB_DATA_TOTAL),
+        data_processed: read(virt_sys::VIR_DOMAIN_JOB_DATA_PROCESSED),
+        data_remaining: read(virt_sys::VIR_DOMAIN_JOB_DATA_REMAINING),
+        memory_total: read(virt_sys::VIR_DOMAIN_JOB_MEMORY_TOTAL),
+        memory_remaining: read(virt_sys::VIR_DOMAIN_JOB_MEMORY_REMAINING),
+        disk_total: read(virt_sys::VIR_DOMAIN_JOB_DISK_TOTAL),
+        disk_remaining: read(virt_sys::VIR_DOMAIN_JOB_DISK_REMAINING),
     };
     if !params.is_null() {
         // SAFETY: `params`/`nparams` are exactly what libvirt returned, freed once, here.
         unsafe { virt_sys::virTypedParamsFree(params, nparams) };
     }
     Ok(stats)
+}
+
+/// `virDomainAbortJob`: aborts the domain's current job (a save's migration to file, which
+/// makes the snapshot call fail). libvirt answers with an error when no job runs.
+/// (`virt` 0.4 has no wrapper.) Blocking: call from `spawn_blocking` only.
+pub(crate) fn abort_job(dom: &Domain) -> Result<(), VirtError> {
+    // SAFETY: `dom.as_ptr()` is a live domain handle (a borrowed `Domain` holding its own
+    // reference); the call takes nothing else.
+    if unsafe { virt_sys::virDomainAbortJob(dom.as_ptr()) } < 0 {
+        // libvirt keeps the last error per thread; nothing ran on this thread in between.
+        return Err(VirtError::last_error());
+    }
+    Ok(())
 }
 
 /// What a lifecycle callback is given: the domain's uuid (text), libvirt's event type and detail.

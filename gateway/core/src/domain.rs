@@ -169,6 +169,78 @@ pub struct Operation {
     /// The gateway holding the operation (`hostname/pid`), for logs.
     #[serde(skip)]
     pub lease_owner: Option<String>,
+    /// How far the work is, from libvirt's job statistics sampled while it runs (saves and
+    /// applies); `null` before the first sample, for deletes, and when libvirt reports no job.
+    /// A client decodes a progress it cannot read as `null` (a gateway may send another shape).
+    #[serde(default, deserialize_with = "lenient")]
+    pub progress: Option<Progress>,
+    /// Whether `DELETE /v1/operations/{id}` may cancel it: true only for a save not yet ended.
+    #[serde(default)]
+    pub may_cancel: bool,
+    /// When a client first asked to cancel it (`DELETE /v1/operations/{id}`), RFC 3339 UTC. A
+    /// save that ends `succeeded` with this set was cancelled too late (libvirt had finished).
+    #[serde(default)]
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+}
+
+/// Decodes what it can, `None` for the rest.
+fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(value.and_then(|v| serde_json::from_value(v).ok()))
+}
+
+impl Operation {
+    /// Sets [`Operation::may_cancel`] from the kind and status: call after either changes.
+    pub fn with_may_cancel(mut self) -> Self {
+        self.refresh_may_cancel();
+        self
+    }
+
+    pub fn refresh_may_cancel(&mut self) {
+        self.may_cancel = self.kind == OperationKind::Save && !self.status.is_finished();
+    }
+}
+
+/// The phase names of [`Progress::phase`].
+pub mod phase {
+    /// QEMU copies the guest's memory (a live external save, or an internal snapshot's state).
+    pub const MEMORY: &str = "memory";
+    /// QEMU copies disk data (a job with disk statistics and its memory done).
+    pub const DISKS: &str = "disks";
+    /// libvirt's job ended but its call has not returned: it writes the snapshot's metadata
+    /// and disk overlays.
+    pub const FINISHING: &str = "finishing";
+}
+
+/// A sample of a running operation's libvirt job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Progress {
+    /// `memory`, `disks` or `finishing` (see `docs/API.md`).
+    pub phase: String,
+    /// Bytes libvirt has processed so far (memory plus disks; grows with every pass over
+    /// memory the guest dirtied meanwhile).
+    pub bytes_processed: i64,
+    /// Bytes libvirt expects to process in all, when it says.
+    pub bytes_total: Option<i64>,
+    /// Percent done, 0 to 100: what is left of the total (`(total - remaining) / total`), at
+    /// most 99 while libvirt's job runs.
+    pub percent: Option<f64>,
+    /// When this sample was taken, RFC 3339 UTC.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Progress {
+    /// Whether `other` says the same (the time aside): an unchanged sample is not written.
+    pub fn same_as(&self, other: &Progress) -> bool {
+        self.phase == other.phase
+            && self.bytes_processed == other.bytes_processed
+            && self.bytes_total == other.bytes_total
+            && self.percent == other.percent
+    }
 }
 
 /// One disk of an instance.

@@ -35,6 +35,13 @@ pub enum ServiceError {
     #[error("the files of this state are on host {holder}, but the instance now runs on {current}; \
              they cannot follow it: apply or delete the state once the instance is back on {holder}")]
     StateOnOtherHost { holder: String, current: String },
+    /// A cancel of an operation that has ended (409).
+    #[error("the operation has ended; there is nothing left to cancel")]
+    OperationFinished,
+    /// A cancel of an operation that is not a save (an apply or delete cannot stop half-way
+    /// without leaving the instance or the state broken) (409).
+    #[error("a {0} cannot be cancelled; only a save can")]
+    OperationNotCancellable(&'static str),
     /// An edit of `expires_at` on a state whose expiry has passed: it is being deleted (409).
     #[error("the state has expired and is being deleted; its expiry can no longer be changed")]
     StateExpired,
@@ -129,7 +136,9 @@ impl ServiceError {
             | ServiceError::StateNotAvailable(_)
             | ServiceError::StateOnOtherHost { .. }
             | ServiceError::IdempotencyKeyInUse { .. } => 409,
-            ServiceError::StateExpired => 409,
+            ServiceError::StateExpired
+            | ServiceError::OperationFinished
+            | ServiceError::OperationNotCancellable(_) => 409,
             ServiceError::ScheduleLimitExceeded { .. } => 403,
             ServiceError::Unsupported { code, .. } if *code == "instance_not_running" => 409,
             ServiceError::Unsupported { .. }
@@ -160,6 +169,8 @@ impl ServiceError {
             ServiceError::StateNotAvailable(_) => "state_not_available",
             ServiceError::StateOnOtherHost { .. } => "state_on_other_host",
             ServiceError::StateExpired => "state_expired",
+            ServiceError::OperationFinished => "operation_finished",
+            ServiceError::OperationNotCancellable(_) => "operation_not_cancellable",
             ServiceError::ScheduleLimitExceeded { .. } => "schedule_limit_exceeded",
             ServiceError::Unsupported { code, .. } => code,
             ServiceError::QuotaExceeded { .. } => "quota_exceeded",

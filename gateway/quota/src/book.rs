@@ -25,6 +25,8 @@ struct Lease {
     operations: i64,
     saves: i64,
     expires_ms: i64,
+    /// When the reservation was made: a rebuild keeps leases younger than its grace.
+    created_ms: i64,
 }
 
 #[derive(Debug, Default)]
@@ -64,6 +66,7 @@ impl TenantBook {
             operations: want.operations,
             saves: want.saves,
             expires_ms,
+            created_ms: now_ms,
         };
         self.leases.insert(op, lease);
         if want.saves > 0 {
@@ -119,6 +122,8 @@ impl TenantBook {
 pub struct QuotaBook {
     tenants: HashMap<String, TenantBook>,
     marker_ttl_ms: i64,
+    /// See [`crate::DEFAULT_RESERVATION_GRACE`].
+    reservation_grace_ms: i64,
     primed: bool,
 }
 
@@ -128,8 +133,15 @@ impl QuotaBook {
         Self {
             tenants: HashMap::new(),
             marker_ttl_ms,
+            reservation_grace_ms: crate::duration_ms(crate::DEFAULT_RESERVATION_GRACE),
             primed: false,
         }
+    }
+
+    /// How young a reservation the database does not show yet must be for a rebuild to keep it.
+    pub fn with_reservation_grace_ms(mut self, grace_ms: i64) -> Self {
+        self.reservation_grace_ms = grace_ms;
+        self
     }
 
     fn tenant(&mut self, tenant: &str) -> &mut TenantBook {
@@ -260,8 +272,9 @@ impl QuotaBook {
     }
 
     /// In-use becomes `totals` (zero for tenants absent from it); reservations become exactly
-    /// `live`: live leases already held are kept as they are, others are dropped, missing ones
-    /// are recreated with `lease_ms` (unless the operation already ended here). The committed
+    /// `live`: live leases already held are kept as they are, others are dropped unless younger
+    /// than the reservation grace (their accepting write may not have reached the database
+    /// read this rebuild writes), missing ones are recreated with `lease_ms` (unless the operation already ended here). The committed
     /// `saves` missing from the hourly window are put back at their start time.
     pub fn rebuild(
         &mut self,
@@ -293,11 +306,19 @@ impl QuotaBook {
         for (name, t) in self.tenants.iter_mut() {
             t.normalize(now_ms);
             let mine = wanted.get(name.as_str()).map_or(&[][..], Vec::as_slice);
+            let grace_ms = self.reservation_grace_ms;
+            let succeeded = committed.get(name.as_str()).map_or(&[][..], Vec::as_slice);
+            // A save the database shows succeeded has ended however young its lease; any
+            // other lease the database does not show is kept while younger than the grace.
             let stale: Vec<Uuid> = t
                 .leases
-                .keys()
-                .filter(|op| !mine.iter().any(|r| r.operation == **op))
-                .copied()
+                .iter()
+                .filter(|(op, lease)| {
+                    !mine.iter().any(|r| r.operation == **op)
+                        && (succeeded.iter().any(|s| s.operation == **op)
+                            || now_ms - lease.created_ms >= grace_ms)
+                })
+                .map(|(op, _)| *op)
                 .collect();
             for op in stale {
                 t.drop_lease(op);

@@ -36,6 +36,13 @@ pub use redis_store::{tenant_key_part, RedisQuotaConfig, RedisQuotaStore};
 /// How long commit/release/free markers make retries of the same operation no-ops.
 pub const DEFAULT_MARKER_TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// How long a rebuild keeps a reservation whose operation the database does not show. A save
+/// reserves its units before its accepting write reaches the database; a rebuild that read the
+/// database in between must not free those units (another save would take them while this one
+/// is accepted: one save over the limit). A minute covers any accept that can still succeed; a
+/// reservation whose operation never appears is released by its request or lapses with its lease.
+pub const DEFAULT_RESERVATION_GRACE: Duration = Duration::from_secs(60);
+
 pub(crate) fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }

@@ -41,6 +41,19 @@ impl MemoryQuotaStore {
         }
     }
 
+    /// See [`crate::DEFAULT_RESERVATION_GRACE`]; tests of the rebuild's dropping use zero.
+    pub fn with_reservation_grace(self, grace: Duration) -> Self {
+        let book = self
+            .book
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .with_reservation_grace_ms(duration_ms(grace));
+        Self {
+            book: Mutex::new(book),
+            clock: self.clock,
+        }
+    }
+
     fn book(&self) -> MutexGuard<'_, QuotaBook> {
         // A panic while holding the lock cannot leave the book half-updated in a way that
         // matters more than losing quotas altogether, so keep serving.

@@ -40,7 +40,8 @@ async fn save_rate_limits_with_retry_after() {
 
 #[tokio::test]
 async fn rebuild_sets_truth_and_primes() {
-    let store = MemoryQuotaStore::new();
+    // Grace zero: the rebuild drops every reservation the database does not show.
+    let store = MemoryQuotaStore::new().with_reservation_grace(std::time::Duration::ZERO);
     // Nothing survives a restart: a fresh store must be rebuilt before it is trusted.
     assert!(!store.is_primed().await.unwrap());
     scenarios::rebuild_sets_truth_and_primes(&store).await;
@@ -51,6 +52,14 @@ async fn rebuild_sets_truth_and_primes() {
 #[tokio::test]
 async fn rebuild_after_restart_restores_the_hourly_window() {
     scenarios::rebuild_restores_the_hourly_window(&MemoryQuotaStore::new()).await;
+}
+
+#[tokio::test]
+async fn a_young_reservation_survives_a_rebuild_that_does_not_show_it() {
+    scenarios::a_young_reservation_survives_a_rebuild_that_does_not_show_it(
+        &MemoryQuotaStore::new(),
+    )
+    .await;
 }
 
 #[tokio::test]

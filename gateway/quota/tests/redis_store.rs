@@ -52,6 +52,14 @@ async fn rebuild_sets_truth_and_primes() {
     scenarios::rebuild_sets_truth_and_primes(fx.store.as_ref()).await;
 }
 
+#[tokio::test]
+async fn a_young_reservation_survives_a_rebuild_that_does_not_show_it() {
+    let fx = RedisFixture::new().await;
+    let store = common::redis_store_with_default_grace(&fx.prefix);
+    store.connect().await.unwrap();
+    scenarios::a_young_reservation_survives_a_rebuild_that_does_not_show_it(&store).await;
+}
+
 /// A flushed Redis, rebuilt from the database, keeps the hour's saves.
 #[tokio::test]
 async fn rebuild_after_a_flush_restores_the_hourly_window() {

@@ -208,6 +208,10 @@ pub struct QuotaConfig {
     pub fail_open: bool,
     /// How often usage is recomputed from the database while no operation runs.
     pub rebuild_interval_secs: u64,
+    /// How long a rebuild keeps a reservation whose operation the database does not show yet
+    /// (its save may still be writing it). Longer than any accepting write; a reservation whose
+    /// operation never appears counts against the tenant this long after it was made.
+    pub reservation_grace_secs: u64,
     /// Dry runs (`?dry_run=true`) one tenant may make per minute on one gateway; more answer
     /// 429 `dry_run_rate_limited`. 0 turns dry runs off.
     pub dry_runs_per_minute: u32,
@@ -225,6 +229,7 @@ impl Default for QuotaConfig {
             lease_secs: 15 * 60,
             fail_open: false,
             rebuild_interval_secs: 300,
+            reservation_grace_secs: 60,
             dry_runs_per_minute: 60,
         }
     }
@@ -590,6 +595,13 @@ impl Config {
         }
         if self.quota.lease_secs == 0 {
             return invalid("quota.lease_secs", "must be at least 1".into());
+        }
+        if self.quota.reservation_grace_secs == 0 {
+            return invalid(
+                "quota.reservation_grace_secs",
+                "must be at least 1 (a rebuild would free the units of saves being accepted)"
+                    .into(),
+            );
         }
         if !(self.snapshots.stale_after_secs > 0.0
             && self.snapshots.maintenance_interval_secs > 0.0)

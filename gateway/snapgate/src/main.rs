@@ -140,6 +140,13 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Cancel running save <operation-uuid> (its state is removed, its quota returned); waits
+    /// until it has ended unless --no-wait.
+    OperationCancel {
+        operation: Uuid,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to standard output.
     Completions { shell: clap_complete::Shell },
     /// Write the man pages (snapgate.1 and one per command, roff) into DIR; the package
@@ -353,6 +360,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             let result = cli::events::run(&client, cmd, args.format()).await;
             Ok(report(result, args.format(), instance.unwrap_or_default()))
+        }
+        Command::OperationCancel { operation, client } => {
+            let args = client;
+            let client = Client::new(&args.url, token_of(&args)?);
+            let result =
+                cli::operations::cancel(&client, operation, !args.no_wait, args.format()).await;
+            Ok(report(result, args.format(), Uuid::nil()))
         }
         Command::Plugin(cmd) => snapgate::plugin_cmd::run(cmd),
         Command::Completions { shell } => {

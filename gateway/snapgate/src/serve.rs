@@ -94,6 +94,10 @@ pub async fn build(
             } else {
                 RedisQuotaConfig::new(r.url.clone(), r.key_prefix.clone())
             };
+            let store_config = RedisQuotaConfig {
+                reservation_grace: Duration::from_secs(config.quota.reservation_grace_secs),
+                ..store_config
+            };
             let store = RedisQuotaStore::new(store_config)
                 .context("cannot set up the Redis quota store")?;
             // A tenant whose Redis data cannot be trusted (a promoted replica, a restarted
@@ -110,7 +114,11 @@ pub async fn build(
         }
         None => {
             tracing::info!("no Redis configured: quotas are kept in process (one gateway only)");
-            Arc::new(MemoryQuotaStore::new())
+            Arc::new(
+                MemoryQuotaStore::new().with_reservation_grace(Duration::from_secs(
+                    config.quota.reservation_grace_secs,
+                )),
+            )
         }
     };
 

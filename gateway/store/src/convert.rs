@@ -6,7 +6,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::ActiveValue::{NotSet, Set};
 use snapgate_core::ports::repository::DecisionRecord;
 use snapgate_core::ports::{Decision, QuotaLimits, RepoError};
-use snapgate_core::{CpuInfo, ErrorInfo, Operation, State};
+use snapgate_core::{CpuInfo, ErrorInfo, Operation, Progress, State};
 
 use crate::entity::{instance_states, operations, policy_decisions, quota_limits};
 
@@ -114,16 +114,37 @@ pub(crate) fn operation_row(op: &Operation) -> operations::ActiveModel {
         reserved_bytes: Set(op.reserved_bytes),
         lease_epoch: Set(op.lease_epoch),
         lease_owner: Set(op.lease_owner.clone()),
+        progress_phase: Set(op.progress.as_ref().map(|p| p.phase.clone())),
+        progress_bytes_processed: Set(op.progress.as_ref().map(|p| p.bytes_processed)),
+        progress_bytes_total: Set(op.progress.as_ref().and_then(|p| p.bytes_total)),
+        progress_percent: Set(op.progress.as_ref().and_then(|p| p.percent)),
+        progress_updated_at: Set(op.progress.as_ref().map(|p| micros(p.updated_at))),
+        cancel_requested_at: Set(op.cancel_requested_at.map(micros)),
     }
 }
 
 /// What ending an operation writes, for an `UPDATE … WHERE uuid = ? AND lease_epoch = ?`:
 /// every column but the key and the lease (an end never changes who held the operation).
 pub(crate) fn operation_update(op: &Operation) -> operations::ActiveModel {
+    let mut row = operation_update_all(op);
+    if op.progress.is_none() {
+        // The ender did not sample the work (a takeover): the last sample written stays.
+        row.progress_phase = NotSet;
+        row.progress_bytes_processed = NotSet;
+        row.progress_bytes_total = NotSet;
+        row.progress_percent = NotSet;
+        row.progress_updated_at = NotSet;
+    }
+    row
+}
+
+fn operation_update_all(op: &Operation) -> operations::ActiveModel {
     operations::ActiveModel {
         uuid: NotSet,
         lease_epoch: NotSet,
         lease_owner: NotSet,
+        // Written by a client's request, never by an end.
+        cancel_requested_at: NotSet,
         ..operation_row(op)
     }
 }
@@ -145,7 +166,24 @@ pub(crate) fn operation_from_row(m: operations::Model) -> Result<Operation, Repo
         reserved_bytes: m.reserved_bytes,
         lease_epoch: m.lease_epoch,
         lease_owner: m.lease_owner,
-    })
+        progress: match (
+            m.progress_phase,
+            m.progress_bytes_processed,
+            m.progress_updated_at,
+        ) {
+            (Some(phase), Some(bytes_processed), Some(updated_at)) => Some(Progress {
+                phase,
+                bytes_processed,
+                bytes_total: m.progress_bytes_total,
+                percent: m.progress_percent,
+                updated_at,
+            }),
+            _ => None,
+        },
+        may_cancel: false,
+        cancel_requested_at: m.cancel_requested_at,
+    }
+    .with_may_cancel())
 }
 
 pub(crate) fn limits_row(

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use axum::extract::State as AppStateExt;
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use snapgate_core::Operation;
@@ -33,6 +34,26 @@ pub async fn get(
     PathParams(id): PathParams<Uuid>,
 ) -> Result<Json<Operation>, ApiError> {
     Ok(Json(app.service.get_operation(&caller, id).await?))
+}
+
+/// Cancels a running or pending save: libvirt's job is aborted and the save ends `failed`
+/// with code `cancelled`, its state removed and its quota returned. The answer carries the
+/// operation with `cancel_requested_at`; a save libvirt finished before the gateway running it
+/// read the request succeeds anyway (wait on the operation to know).
+#[utoipa::path(delete, path = "/v1/operations/{operation_uuid}", tag = "operations",
+    operation_id = "cancel_operation", security(("bearer" = [])),
+    params(("operation_uuid" = Uuid, Path)),
+    responses((status = 202, description = "the cancel is recorded and libvirt's job aborted", body = Operation),
+        (status = 403, description = "the caller's role is below member (`forbidden`)", body = snapgate_core::ErrorBody),
+        (status = 404, body = snapgate_core::ErrorBody),
+        (status = 409, description = "the operation has ended (`operation_finished`), or is an apply or a delete (`operation_not_cancellable`)", body = snapgate_core::ErrorBody)))]
+pub async fn cancel(
+    AppStateExt(app): AppStateExt<AppState>,
+    Authenticated(caller): Authenticated,
+    PathParams(id): PathParams<Uuid>,
+) -> Result<(StatusCode, Json<Operation>), ApiError> {
+    let op = app.service.cancel_operation(&caller, id).await?;
+    Ok((StatusCode::ACCEPTED, Json(op)))
 }
 
 /// Returns when the operation ends or the timeout passes (then with the operation as it is).

@@ -85,6 +85,32 @@ pub struct SavedSnapshot {
     pub snapshot_xml: Option<String>,
 }
 
+/// A sample of the libvirt job running on an instance (`virDomainGetJobStats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobProgress {
+    /// [`crate::phase::MEMORY`] or [`crate::phase::DISKS`].
+    pub phase: &'static str,
+    /// Bytes processed so far (memory plus disks; grows with each pass over dirtied memory).
+    pub bytes_processed: u64,
+    /// Bytes to process in all, when libvirt says.
+    pub bytes_total: Option<u64>,
+    /// Bytes still to process, when libvirt says.
+    pub bytes_remaining: Option<u64>,
+}
+
+impl JobProgress {
+    /// Percent done while the job runs: what is left of the total, else what was processed
+    /// of it; at most 99 (the job is not done until libvirt's call returns).
+    pub fn percent(&self) -> Option<f64> {
+        let total = self.bytes_total.filter(|t| *t > 0)? as f64;
+        let done = match self.bytes_remaining {
+            Some(left) => total - left as f64,
+            None => self.bytes_processed as f64,
+        };
+        Some((done * 100.0 / total).clamp(0.0, 99.0).floor())
+    }
+}
+
 /// What libvirt shows of a snapshot, for the reconciler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SnapshotProbe {
@@ -191,6 +217,27 @@ pub trait ComputeBackend: Send + Sync + 'static {
 
     /// Takes a snapshot with memory of a running instance.
     async fn save(&self, host: &str, req: SaveRequest) -> Result<SavedSnapshot, ComputeError>;
+
+    /// The libvirt job running on the instance (a save's or an apply's), sampled; `None` when
+    /// none runs or libvirt gives no byte counts for it.
+    async fn job_progress(
+        &self,
+        host: &str,
+        instance: Uuid,
+    ) -> Result<Option<JobProgress>, ComputeError>;
+
+    /// Aborts the libvirt job running on the instance (`virDomainAbortJob`): the save's call
+    /// then fails. `false` when no job was running (or the host cannot abort jobs).
+    async fn abort_job(&self, host: &str, instance: Uuid) -> Result<bool, ComputeError>;
+
+    /// Removes what a save cancelled by its client left: the snapshot if libvirt made it after
+    /// all, and any `<snapshot_name>.`-prefixed file of it in the host's state directory.
+    async fn discard_save(
+        &self,
+        host: &str,
+        instance: Uuid,
+        snapshot_name: &str,
+    ) -> Result<(), ComputeError>;
 
     /// Reverts the instance to the snapshot and leaves it running.
     async fn apply(

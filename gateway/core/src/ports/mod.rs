@@ -13,8 +13,8 @@ pub mod repository;
 pub mod schedules;
 
 pub use compute::{
-    BreakerState, ComputeBackend, ComputeError, HostEvent, HostHealth, ListedInstance, SaveRequest,
-    SavedSnapshot, SnapshotProbe,
+    BreakerState, ComputeBackend, ComputeError, HostEvent, HostHealth, JobProgress, ListedInstance,
+    SaveRequest, SavedSnapshot, SnapshotProbe,
 };
 pub use events::{EventFeedSource, EventLog, EventSeqFeed};
 pub use lifecycle::{LifecycleStore, PatchOutcome, StatePatch};
@@ -28,7 +28,7 @@ pub use quota::{
 };
 pub use quota_truth::{QuotaTruth, TenantTruth};
 pub use repository::{
-    IdempotencyClaim, IdempotencyRecord, KeyClaim, KeyedAnswer, ListPage, OperationEnd,
-    OperationEndFeed, RecentSave, RepoError, Repository, TenantTotals,
+    CancelRequest, IdempotencyClaim, IdempotencyRecord, KeyClaim, KeyedAnswer, ListPage,
+    OperationEnd, OperationEndFeed, RecentSave, RepoError, Repository, TenantTotals,
 };
 pub use schedules::{ScheduleStore, ScheduleUpdate};

@@ -13,7 +13,18 @@ use uuid::Uuid;
 use super::policy::Decision;
 use super::quota::QuotaLimits;
 use crate::events::NewEvent;
-use crate::{Operation, OperationKind, State, StateStatus};
+use crate::{Operation, OperationKind, Progress, State, StateStatus};
+
+/// What recording a cancel request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelRequest {
+    /// The request stands on an unfinished save (recorded now, or by an earlier request).
+    Recorded,
+    /// The operation has ended: too late to cancel.
+    Finished,
+    /// The operation cannot be cancelled (not a save).
+    NotCancellable,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -247,6 +258,24 @@ pub trait Repository: Send + Sync + 'static {
         owner: &str,
         at: DateTime<Utc>,
     ) -> Result<Operation, RepoError>;
+
+    /// Writes a progress sample of a running operation held at `epoch`. `Fenced` when another
+    /// gateway holds it now or it has ended (a late sample never lands on an ended operation).
+    async fn record_progress(
+        &self,
+        op: Uuid,
+        epoch: i64,
+        progress: &Progress,
+    ) -> Result<(), RepoError>;
+
+    /// Records a client's request to cancel a save (`cancel_requested_at` = `at`, kept from the
+    /// first request), only while the save is unfinished: one conditional write, whichever
+    /// gateway received the call.
+    async fn request_cancel(&self, op: Uuid, at: DateTime<Utc>)
+        -> Result<CancelRequest, RepoError>;
+
+    /// When a client asked to cancel the operation, if one did.
+    async fn cancel_requested(&self, op: Uuid) -> Result<Option<DateTime<Utc>>, RepoError>;
 
     /// Ends an operation held at `op.lease_epoch`: stores it as given (status, error, times),
     /// writes the state as given (or deletes the state row when `state` is `None`), and frees

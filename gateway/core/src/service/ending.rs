@@ -30,7 +30,13 @@ pub(super) enum Outcome {
     Done,
     /// The work failed or was cut off: the reason clients read.
     Failed(ErrorInfo),
+    /// A client cancelled the save (`DELETE /v1/operations/{id}`): its state row goes, its
+    /// reservation is released, what libvirt left was removed by the runner.
+    Cancelled,
 }
+
+/// The code a cancelled save's operation carries.
+pub(crate) const CANCELLED: &str = "cancelled";
 
 /// Who ends the operation.
 #[derive(Debug, Clone, Copy)]
@@ -108,6 +114,7 @@ impl Service {
             _ => None,
         };
         let before = state.clone();
+        let cancelled = matches!(outcome, Outcome::Cancelled);
         let record = end_records(&mut op, state, outcome, counted, now);
         let events: Vec<_> = super::event_log::end_event(&op, before.as_ref(), record.as_ref())
             .into_iter()
@@ -136,10 +143,16 @@ impl Service {
         self.settle_quota(&op, record.as_ref(), counted, counted_bytes)
             .await;
         super::audit::ended(&op);
+        if cancelled {
+            metrics::counter!("snapgate_operation_cancels_total", "outcome" => "cancelled")
+                .increment(1);
+        }
         match ender {
             Ender::Runner { started } => {
                 let result = if op.status == OperationStatus::Succeeded {
                     "succeeded"
+                } else if cancelled {
+                    "cancelled"
                 } else {
                     "failed"
                 };
@@ -220,7 +233,15 @@ fn end_records(
             op.status = OperationStatus::Failed;
             op.error = Some(info.clone());
         }
+        Outcome::Cancelled => {
+            op.status = OperationStatus::Failed;
+            op.error = Some(ErrorInfo::new(
+                CANCELLED,
+                "the save was cancelled by its client",
+            ));
+        }
     }
+    op.refresh_may_cancel();
     let mut state = state?;
     state.updated_at = now;
     match outcome {
@@ -242,6 +263,8 @@ fn end_records(
             }
         }
         Outcome::Done if op.kind == OperationKind::Delete => return None,
+        // A cancelled save leaves no state: nothing was kept, nothing counts against quota.
+        Outcome::Cancelled => return None,
         Outcome::Done => state.status = StateStatus::Available,
         // A failed save keeps its record, in error, so the user sees why; a failed apply or
         // delete leaves the state as it was (its snapshot is still there).

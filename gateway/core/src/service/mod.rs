@@ -5,6 +5,7 @@
 mod access;
 mod admin;
 mod audit;
+mod cancel;
 mod ending;
 mod event_bus;
 mod event_log;
@@ -14,6 +15,8 @@ mod listings;
 mod operations;
 mod ownership;
 mod placement;
+mod progress;
+
 mod quota_truth;
 mod quotas;
 mod readiness;

@@ -239,10 +239,15 @@ impl Service {
                         Err(e) => return Err(e.into()),
                     }
                 }
-                Outcome::Failed(ErrorInfo::new(
-                    "interrupted",
-                    "the gateway stopped during the save; it was rolled back",
-                ))
+                if op.cancel_requested_at.is_some() {
+                    // Its client had asked to cancel it: the rollback is what it asked for.
+                    Outcome::Cancelled
+                } else {
+                    Outcome::Failed(ErrorInfo::new(
+                        "interrupted",
+                        "the gateway stopped during the save; it was rolled back",
+                    ))
+                }
             }
             (Some(_), OperationKind::Apply) => Outcome::Failed(ErrorInfo::new(
                 "interrupted",

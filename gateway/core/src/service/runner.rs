@@ -51,17 +51,58 @@ impl Service {
             op.started_at = Some(now);
         }
 
+        // A save cancelled before its work began makes no libvirt call at all.
+        if self.cancel_requested(&op).await {
+            tracing::info!("the save was cancelled before its libvirt call");
+            if let Err(e) = self
+                .end_operation(
+                    op,
+                    Some(state),
+                    Outcome::Cancelled,
+                    Ender::Runner { started },
+                )
+                .await
+            {
+                tracing::error!(error = %e, "could not record the end of the operation");
+            }
+            return;
+        }
+
         let heartbeat = self.spawn_heartbeat(&op);
+        let sampler = self.spawn_sampler(&op);
         let result = self.dispatch(&op, &state).await;
         heartbeat.abort();
+        let last_sample = sampler.and_then(|s| s.stop());
 
+        // A cancel recorded before this read wins, whatever libvirt answered: its job was
+        // aborted (the call failed), or the abort came too late for libvirt or never reached
+        // it, and the snapshot it made is discarded. A cancel recorded after this read is too
+        // late: the save succeeds (docs/API.md).
+        let cancelled = self.cancel_requested(&op).await;
         let outcome = match result {
-            Ok(Some(saved)) => Outcome::Saved(saved),
-            Ok(None) => Outcome::Done,
+            _ if cancelled => {
+                if let Err(e) = self
+                    .compute
+                    .discard_save(&op.host, op.instance_uuid, &state.snapshot_name())
+                    .await
+                {
+                    tracing::error!(error = %e, host = %op.host, "could not remove what the cancelled save left on the host");
+                }
+                Outcome::Cancelled
+            }
+            Ok(Some(saved)) => {
+                op.progress = super::progress::completed(last_sample);
+                Outcome::Saved(saved)
+            }
+            Ok(None) => {
+                op.progress = super::progress::completed(last_sample);
+                Outcome::Done
+            }
             Err(e) => {
                 // The record (which clients read) gets the code's fixed message; the detail
                 // goes to the log, in this operation's span (its operation id).
                 tracing::warn!(error = %e, code = e.code(), "operation failed");
+                op.progress = last_sample;
                 Outcome::Failed(e.client_info())
             }
         };

@@ -773,7 +773,11 @@ impl Service {
             reserved_bytes,
             lease_epoch: 0,
             lease_owner: Some(self.settings.gateway_id.clone()),
+            progress: None,
+            may_cancel: false,
+            cancel_requested_at: None,
         }
+        .with_may_cancel()
     }
 }
 

@@ -31,17 +31,21 @@ local function int(x)
   return string.format('%d', x)
 end
 
--- A lease is stored as "states:bytes:operations:saves:expires_at_ms".
+-- A lease is stored as "states:bytes:operations:saves:expires_at_ms:created_at_ms". Leases
+-- written before the creation time was kept have five fields and count as old (created 0).
 local function decode_lease(raw)
-  local s, b, o, v, e = string.match(raw, '^(%-?%d+):(%-?%d+):(%-?%d+):(%-?%d+):(%-?%d+)$')
+  local s, b, o, v, e, c = string.match(raw, '^(%-?%d+):(%-?%d+):(%-?%d+):(%-?%d+):(%-?%d+):?(%-?%d*)$')
   if not s then
     error('snapgate-quota: malformed lease ' .. raw)
   end
-  return { states = tonumber(s), bytes = tonumber(b), ops = tonumber(o), saves = tonumber(v), expires = tonumber(e) }
+  return {
+    states = tonumber(s), bytes = tonumber(b), ops = tonumber(o), saves = tonumber(v),
+    expires = tonumber(e), created = tonumber(c) or 0,
+  }
 end
 
 local function encode_lease(l)
-  return string.format('%d:%d:%d:%d:%d', l.states, l.bytes, l.ops, l.saves, l.expires)
+  return string.format('%d:%d:%d:%d:%d:%d', l.states, l.bytes, l.ops, l.saves, l.expires, l.created or 0)
 end
 
 local function remove_saves(saves_key, op, count)

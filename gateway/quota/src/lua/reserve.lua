@@ -31,7 +31,7 @@ if refusal then
   return refusal
 end
 
-local lease = { states = want[1], bytes = want[2], ops = want[3], saves = want[4], expires = now + lease_ms }
+local lease = { states = want[1], bytes = want[2], ops = want[3], saves = want[4], expires = now + lease_ms, created = now }
 redis.call('HSET', KEYS[2], op, encode_lease(lease))
 if want[4] > 0 then
   for i = 1, want[4] do

@@ -53,6 +53,8 @@ pub struct RedisQuotaConfig {
     pub call_timeout: Duration,
     /// How long commit/release/free markers make retries no-ops.
     pub marker_ttl: Duration,
+    /// See [`crate::DEFAULT_RESERVATION_GRACE`].
+    pub reservation_grace: Duration,
 }
 
 impl RedisQuotaConfig {
@@ -65,6 +67,7 @@ impl RedisQuotaConfig {
             response_timeout: Duration::from_secs(1),
             call_timeout: Duration::from_secs(1),
             marker_ttl: DEFAULT_MARKER_TTL,
+            reservation_grace: crate::DEFAULT_RESERVATION_GRACE,
         }
     }
 

@@ -117,6 +117,7 @@ impl RedisQuotaStore {
             truth.bytes.to_string(),
             duration_ms(lease).to_string(),
             truth.live.len().to_string(),
+            duration_ms(self.config.reservation_grace).to_string(),
         ];
         for r in &truth.live {
             let want = Want::of(r);

@@ -65,7 +65,20 @@ impl Drop for RedisFixture {
 
 /// A store with patient timeouts: these tests check semantics, not latency, and share two
 /// cores with everything else CI runs (the timeout tests build their own configuration).
+///
+/// Rebuilds here drop every reservation the database does not show, however young (grace
+/// zero), so the tests see what dropping does; `redis_store_with_default_grace` keeps the
+/// production default.
 pub fn redis_store(prefix: &str) -> RedisQuotaStore {
+    let mut config = RedisQuotaConfig::new(REDIS_URL, prefix);
+    config.reservation_grace = Duration::ZERO;
+    config.connect_timeout = Duration::from_secs(5);
+    config.response_timeout = Duration::from_secs(5);
+    config.call_timeout = Duration::from_secs(10);
+    RedisQuotaStore::new(config).expect("valid config")
+}
+
+pub fn redis_store_with_default_grace(prefix: &str) -> RedisQuotaStore {
     let mut config = RedisQuotaConfig::new(REDIS_URL, prefix);
     config.connect_timeout = Duration::from_secs(5);
     config.response_timeout = Duration::from_secs(5);

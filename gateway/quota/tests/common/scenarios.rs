@@ -304,6 +304,56 @@ pub async fn save_rate_limits_with_retry_after(store: &dyn QuotaStore) {
     assert_eq!(u.saves_per_hour, usage_of(1, 1, 2));
 }
 
+/// A save reserves its units before its accepting write reaches the database, so a rebuild may
+/// have read a database that does not show it yet. With the default grace the young
+/// reservation survives that rebuild: a second save cannot take its unit (one over the limit),
+/// and its commit afterwards counts the state once.
+pub async fn a_young_reservation_survives_a_rebuild_that_does_not_show_it(store: &dyn QuotaStore) {
+    let t = tenant();
+    let lim = limits(1, -1, -1, -1);
+    let accepted = save(&t, 10);
+    store.reserve(&accepted, &lim, LONG_LEASE).await.unwrap();
+    // The database read before the accepting write: no state, no live operation.
+    store.rebuild(&[], &[], &[], LONG_LEASE).await.unwrap();
+    let u = store.usage(&t, &lim).await.unwrap();
+    assert_eq!(
+        u.states,
+        usage_of(0, 1, 1),
+        "the young reservation was dropped"
+    );
+    let second = save(&t, 10);
+    match store.reserve(&second, &lim, LONG_LEASE).await {
+        Err(QuotaError::Exceeded { resource, .. }) => assert_eq!(resource, QuotaResource::States),
+        other => panic!("a second save was admitted over the limit: {other:?}"),
+    }
+    store.commit(&t, accepted.operation, None).await.unwrap();
+    let u = store.usage(&t, &lim).await.unwrap();
+    assert_eq!(u.states, usage_of(1, 0, 1));
+
+    // A save the database shows succeeded whose end never reached the store (its gateway died
+    // between the two): its young lease is dropped, or the state would count twice.
+    let t = tenant();
+    let lim = limits(2, -1, -1, -1);
+    let orphan = save(&t, 10);
+    store.reserve(&orphan, &lim, LONG_LEASE).await.unwrap();
+    let totals = [TenantTotals {
+        tenant: t.clone(),
+        states: 1,
+        bytes: 10,
+    }];
+    let succeeded = [RecentSave {
+        tenant: t.clone(),
+        operation: orphan.operation,
+        at: chrono::Utc::now(),
+    }];
+    store
+        .rebuild(&totals, &succeeded, &[], LONG_LEASE)
+        .await
+        .unwrap();
+    let u = store.usage(&t, &lim).await.unwrap();
+    assert_eq!(u.states, usage_of(1, 0, 2), "the ended save counts once");
+}
+
 pub async fn rebuild_sets_truth_and_primes(store: &dyn QuotaStore) {
     let (a, b, c) = (tenant(), tenant(), tenant());
     let lim = limits(-1, -1, -1, -1);

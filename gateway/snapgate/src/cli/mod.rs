@@ -1,10 +1,11 @@
-//! The client commands (`state-*`, `schedule`), talking to a gateway over HTTP and decoding the
+//! The client commands (`state-*`, `operation-cancel`, `schedule`), talking to a gateway over HTTP and decoding the
 //! API's own records: output as a table, JSON or YAML (`--output`), progress on a terminal,
 //! errors with their code and a hint.
 
 pub mod client;
 pub mod events;
 mod hints;
+pub mod operations;
 pub mod output;
 pub mod progress;
 mod render;

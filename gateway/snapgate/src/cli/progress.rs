@@ -10,13 +10,35 @@ use serde::{Deserialize, Serialize};
 use snapgate_core::Operation;
 
 /// An operation as `GET /v1/operations/{id}` answers it, with the progress the gateway may
-/// report while it works. Every progress member may be absent (gateways before it have none).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// report while it works. Every progress member may be absent (gateways before it have none),
+/// so the display reads its own lenient copy; the record printed is the operation as decoded
+/// (with the progress when it was complete).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "serde_json::Value")]
 pub struct OperationView {
-    #[serde(flatten)]
     pub operation: Operation,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<OperationProgress>,
+}
+
+impl Serialize for OperationView {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.operation.serialize(s)
+    }
+}
+
+impl TryFrom<serde_json::Value> for OperationView {
+    type Error = serde_json::Error;
+
+    fn try_from(value: serde_json::Value) -> Result<Self, Self::Error> {
+        let progress = match value.get("progress") {
+            Some(p) if !p.is_null() => Some(serde_json::from_value(p.clone())?),
+            _ => None,
+        };
+        Ok(OperationView {
+            operation: serde_json::from_value(value)?,
+            progress,
+        })
+    }
 }
 
 /// How far a running operation is: its phase, and bytes done of a total when it knows one.

@@ -289,7 +289,7 @@ fn print_warnings(warnings: &[String]) {
 }
 
 /// Waits for the operation (unless `--no-wait`), with a spinner or bar on a terminal.
-async fn finish(
+pub(super) async fn finish(
     client: &Client,
     id: Uuid,
     label: &str,

@@ -20,6 +20,12 @@ pub struct Model {
     pub reserved_bytes: i64,
     pub lease_epoch: i64,
     pub lease_owner: Option<String>,
+    pub progress_phase: Option<String>,
+    pub progress_bytes_processed: Option<i64>,
+    pub progress_bytes_total: Option<i64>,
+    pub progress_percent: Option<f64>,
+    pub progress_updated_at: Option<DateTimeUtc>,
+    pub cancel_requested_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

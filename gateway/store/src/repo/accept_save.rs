@@ -211,6 +211,10 @@ mod tests {
             reserved_bytes: 1 << 20,
             lease_epoch: 0,
             lease_owner: Some("gateway-a/1".to_owned()),
+            progress: None,
+            // Read back from its kind and status: a running save may be cancelled.
+            may_cancel: true,
+            cancel_requested_at: None,
         };
         (state, op)
     }

@@ -8,6 +8,7 @@ mod idempotency;
 mod leases;
 mod lifecycle;
 mod placements;
+mod progress;
 mod reads;
 mod schedules;
 mod tenants;
@@ -24,11 +25,11 @@ use sea_orm::{
 use snapgate_core::events::{Event, EventFilter, NewEvent};
 use snapgate_core::ports::repository::{DecisionFilter, DecisionRecord};
 use snapgate_core::ports::{
-    EventFeedSource, EventLog, EventSeqFeed, IdempotencyClaim, KeyClaim, KeyedAnswer, ListPage,
-    OperationEndFeed, Placement, PlacementStore, QuotaLimits, RecentSave, RepoError, Repository,
-    TenantTotals,
+    CancelRequest, EventFeedSource, EventLog, EventSeqFeed, IdempotencyClaim, KeyClaim,
+    KeyedAnswer, ListPage, OperationEndFeed, Placement, PlacementStore, QuotaLimits, RecentSave,
+    RepoError, Repository, TenantTotals,
 };
-use snapgate_core::{Operation, State, StateStatus};
+use snapgate_core::{Operation, Progress, State, StateStatus};
 use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
@@ -241,6 +242,27 @@ impl Repository for SeaRepository {
         at: DateTime<Utc>,
     ) -> Result<Operation, RepoError> {
         leases::take_over_operation(self, op, epoch, stale_before, owner, at).await
+    }
+
+    async fn record_progress(
+        &self,
+        op: Uuid,
+        epoch: i64,
+        progress: &Progress,
+    ) -> Result<(), RepoError> {
+        progress::record_progress(self, op, epoch, progress).await
+    }
+
+    async fn request_cancel(
+        &self,
+        op: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<CancelRequest, RepoError> {
+        progress::request_cancel(self, op, at).await
+    }
+
+    async fn cancel_requested(&self, op: Uuid) -> Result<Option<DateTime<Utc>>, RepoError> {
+        progress::cancel_requested(self, op).await
     }
 
     async fn finish_operation_logged(

@@ -36,6 +36,7 @@ mod leases;
 mod listing;
 mod operations;
 mod placements;
+mod progress;
 mod schedules;
 mod states;
 mod support;

@@ -83,7 +83,11 @@ pub fn new_operation(state: &State, kind: OperationKind) -> Operation {
         },
         lease_epoch: 0,
         lease_owner: Some("gateway-a".to_owned()),
+        progress: None,
+        may_cancel: false,
+        cancel_requested_at: None,
     }
+    .with_may_cancel()
 }
 
 /// The operation as its runner ends it.
@@ -95,6 +99,7 @@ pub fn ended(op: &Operation, status: OperationStatus) -> Operation {
         finished_at: Some(at),
         ..op.clone()
     }
+    .with_may_cancel()
 }
 
 /// Records `state` through a whole save (begin, then finish writing the state as given), so
