@@ -13,3 +13,4 @@ pub mod lossy_proxy;
 pub mod newer_gateway;
 pub mod realvm;
 pub mod shared_driver;
+pub mod webhook_receiver;

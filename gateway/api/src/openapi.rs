@@ -12,7 +12,9 @@ use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
 use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::OpenApi;
 
-use crate::routes::{admin, lifecycle, listings, operations, quotas, schedules, states, system};
+use crate::routes::{
+    admin, lifecycle, listings, operations, quotas, schedules, states, system, webhooks,
+};
 
 /// The security scheme every `/v1` operation names.
 pub const BEARER: &str = "bearer";
@@ -28,6 +30,7 @@ pub const BEARER: &str = "bearer";
         schedules::list, schedules::create, schedules::get, schedules::update, schedules::delete,
         operations::get, operations::wait,
         quotas::get, quotas::put, quotas::delete,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::delete,
         admin::set_owner, admin::decisions, admin::plugins, admin::reload,
         system::healthz, system::readyz, system::openapi,
     ),

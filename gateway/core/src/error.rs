@@ -41,6 +41,9 @@ pub enum ServiceError {
     /// The tenant keeps `lifecycle.max_schedules_per_tenant` schedules already (403).
     #[error("the tenant already has {limit} schedules, the most it may keep")]
     ScheduleLimitExceeded { limit: u64 },
+    /// The tenant keeps `webhooks.max_per_tenant` webhooks already (409).
+    #[error("the tenant already has {limit} webhooks, the most it may keep")]
+    WebhookLimitExceeded { limit: u64 },
     /// The instance cannot get a memory snapshot now (409 when it is not running, 422 for its
     /// configuration).
     #[error("{message}")]
@@ -131,6 +134,7 @@ impl ServiceError {
             | ServiceError::IdempotencyKeyInUse { .. } => 409,
             ServiceError::StateExpired => 409,
             ServiceError::ScheduleLimitExceeded { .. } => 403,
+            ServiceError::WebhookLimitExceeded { .. } => 409,
             ServiceError::Unsupported { code, .. } if *code == "instance_not_running" => 409,
             ServiceError::Unsupported { .. }
             | ServiceError::PolicyReloadFailed(_)
@@ -153,6 +157,7 @@ impl ServiceError {
                 "operation" => "operation_not_found",
                 "tenant" => "tenant_not_found",
                 "schedule" => "schedule_not_found",
+                "webhook" => "webhook_not_found",
                 _ => "not_found",
             },
             ServiceError::DuplicateName(_) => "duplicate_name",
@@ -161,6 +166,7 @@ impl ServiceError {
             ServiceError::StateOnOtherHost { .. } => "state_on_other_host",
             ServiceError::StateExpired => "state_expired",
             ServiceError::ScheduleLimitExceeded { .. } => "schedule_limit_exceeded",
+            ServiceError::WebhookLimitExceeded { .. } => "webhook_limit_exceeded",
             ServiceError::Unsupported { code, .. } => code,
             ServiceError::QuotaExceeded { .. } => "quota_exceeded",
             ServiceError::RateLimited { .. } => "rate_limited",
@@ -192,7 +198,8 @@ impl ServiceError {
     pub fn body(&self) -> ErrorBody {
         let details = match self {
             ServiceError::InstanceBusy(op) => json!({ "operation": op }),
-            ServiceError::ScheduleLimitExceeded { limit } => json!({ "limit": limit }),
+            ServiceError::ScheduleLimitExceeded { limit }
+            | ServiceError::WebhookLimitExceeded { limit } => json!({ "limit": limit }),
             ServiceError::StateOnOtherHost { holder, current } => {
                 json!({ "host": holder, "instance_host": current })
             }

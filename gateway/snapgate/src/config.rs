@@ -37,6 +37,8 @@ pub struct Config {
     pub lifecycle: crate::lifecycle_config::LifecycleConfig,
     /// The event log (`GET /v1/events`).
     pub events: EventsConfig,
+    /// Webhooks: which targets are called, timeouts, retries.
+    pub webhooks: crate::webhooks_config::WebhooksConfig,
 }
 
 /// The event log: how long events are kept.
@@ -73,6 +75,7 @@ impl Default for Config {
             log: LogConfig::default(),
             lifecycle: Default::default(),
             events: EventsConfig::default(),
+            webhooks: Default::default(),
         }
     }
 }
@@ -615,7 +618,10 @@ impl Config {
             return invalid("api.max_waits_per_tenant", "must be at least 1".into());
         }
         if self.api.max_event_streams_per_tenant == 0 {
-            return invalid("api.max_event_streams_per_tenant", "must be at least 1".into());
+            return invalid(
+                "api.max_event_streams_per_tenant",
+                "must be at least 1".into(),
+            );
         }
         // At most ten years: kept as a `Duration` of seconds.
         if !(self.events.retention_hours > 0.0 && self.events.retention_hours <= 87_600.0) {
@@ -643,6 +649,9 @@ impl Config {
             );
         }
         if let Err((key, message)) = self.lifecycle.check() {
+            return invalid(key, message);
+        }
+        if let Err((key, message)) = self.webhooks.check() {
             return invalid(key, message);
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {

@@ -171,6 +171,13 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Webhooks (the tenant's events POSTed to a URL): create, list, show, delete.
+    Webhook {
+        #[command(subcommand)]
+        command: cli::webhooks::WebhookCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Policy plugin tools for authors.
     #[command(subcommand)]
     Plugin(snapgate::plugin_cmd::PluginCommand),
@@ -318,6 +325,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Schedule { command, client } => schedule(client, command).await,
+        Command::Webhook { command, client } => {
+            let c = Client::new(&client.url, token_of(&client)?);
+            let result = cli::webhooks::run(&c, command, client.format()).await;
+            // No instance: the hints of webhook errors name none.
+            Ok(report(result, client.format(), Uuid::nil()))
+        }
         Command::Plugin(cmd) => snapgate::plugin_cmd::run(cmd),
         Command::Completions { shell } => {
             clap_complete::generate(

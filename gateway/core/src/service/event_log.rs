@@ -313,7 +313,9 @@ impl Service {
     /// Starts the sequencer, its feed listener and the refusal batcher; runs until aborted.
     pub fn spawn_events(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let bus = self.bus.spawn();
-        let refusals = self.refusals.spawn(self.bus.log().clone(), self.bus.clone());
+        let refusals = self
+            .refusals
+            .spawn(self.bus.log().clone(), self.bus.clone());
         tokio::spawn(async move {
             // Aborting this task drops these handles, which would not stop the tasks: do so.
             let _guards = [bus, refusals].map(AbortOnDrop);
@@ -446,7 +448,6 @@ impl Service {
         })
     }
 }
-
 
 /// The keep-alive period of SSE streams (a comment line).
 pub const STREAM_KEEP_ALIVE: Duration = Duration::from_secs(15);

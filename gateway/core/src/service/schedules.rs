@@ -24,11 +24,11 @@ use chrono_tz::Tz;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::events::{EventKind, NewEvent};
 use super::access::require;
 use super::timetable::{self, Timetable};
 use super::{retention, ChangeInput, SaveInput, Service, StateChange};
 use crate::auth::{Caller, Role};
+use crate::events::{EventKind, NewEvent};
 use crate::ports::{RepoError, ScheduleUpdate};
 use crate::{
     ErrorInfo, Operation, OperationStatus, Retention, RunOutcome, SaveMode, Schedule, ScheduleRun,

@@ -7,11 +7,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::events::{EventKind, NewEvent};
 use super::access::require;
 use super::idempotency::{usable_key, CanonicalRequest};
 use super::{validate, Service};
 use crate::auth::{Caller, Role};
+use crate::events::{EventKind, NewEvent};
 use crate::ports::repository::DecisionRecord;
 use crate::ports::{
     Decision, IdempotencyClaim, ListPage, PolicyInput, PolicyOutcome, PolicySave, PolicyState,

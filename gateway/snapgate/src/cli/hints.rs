@@ -102,6 +102,11 @@ pub fn for_code(code: &str, instance: Option<&Uuid>) -> Option<String> {
         "invalid_cron" => "5 fields (minute hour day month weekday), 6 with seconds first, or @hourly, @daily, @weekly, @monthly".into(),
         "invalid_time_zone" => "give an IANA time zone name, e.g. Europe/Berlin or UTC".into(),
         "invalid_name_pattern" => "the pattern may use %Y %m %d %H %M %S and %%; the names it makes follow the rules of state names".into(),
+        "webhook_not_found" => "list your tenant's webhooks: snapgate webhook list".into(),
+        "webhook_limit_exceeded" => "delete a webhook you no longer need (snapgate webhook list) or ask your operator to raise webhooks.max_per_tenant".into(),
+        "invalid_webhook_url" => "give an http:// or https:// URL with a host and no user:password in it".into(),
+        "webhook_target_refused" => "the gateway calls only addresses its operator allows (by default public ones): use a public URL, or ask your operator (webhooks.allowed_cidrs)".into(),
+        "webhook_target_unresolvable" => "the URL's host name does not resolve from the gateway: check its spelling and DNS".into(),
         "http_error" => "the answer is not the gateway's: check --url (or SNAPGATE_URL)".into(),
         _ => return None,
     };

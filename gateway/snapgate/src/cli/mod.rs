@@ -1,4 +1,4 @@
-//! The client commands (`state-*`, `schedule`), talking to a gateway over HTTP and decoding the
+//! The client commands (`state-*`, `schedule`, `webhook`), talking to a gateway over HTTP and decoding the
 //! API's own records: output as a table, JSON or YAML (`--output`), progress on a terminal,
 //! errors with their code and a hint.
 
@@ -9,6 +9,7 @@ pub mod progress;
 mod render;
 pub mod schedules;
 mod states;
+pub mod webhooks;
 
 pub use output::OutputFormat;
 pub use states::{run, StateCommand};

@@ -12,6 +12,7 @@ mod reads;
 mod schedules;
 mod tenants;
 mod transitions;
+mod webhooks;
 
 use std::sync::Arc;
 
