@@ -40,3 +40,4 @@ mod schedules;
 mod states;
 mod support;
 mod tenants;
+mod webhooks;
