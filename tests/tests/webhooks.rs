@@ -456,3 +456,61 @@ async fn tenants_are_walls_for_webhooks_and_their_events() {
     assert_eq!(app.delete(&path, &app.tenant_admin).await.status, 204);
     assert_eq!(app.get(&path, &app.tenant_admin).await.status, 404);
 }
+
+/// `snapgate webhook …` as the tenant's admin; (exit code, stdout, stderr).
+fn cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(snapgate_tests::app::snapgate_bin())
+        .args(args)
+        .env("SNAPGATE_URL", &app.url)
+        .env("SNAPGATE_TOKEN", &app.tenant_admin)
+        .env_remove("SNAPGATE_OUTPUT")
+        .output()
+        .expect("run snapgate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_creates_lists_shows_and_deletes_webhooks() {
+    let app = start(Db::Sqlite, FAST).await;
+    let receiver = Receiver::start().await;
+    let run = |args: &[&str]| tokio::task::block_in_place(|| cli(&app, args));
+
+    let (code, out, err) = run(&[
+        "webhook",
+        "create",
+        &receiver.url,
+        "--event",
+        "state.saved",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert!(created["secret"].as_str().unwrap().starts_with("whsec_"));
+    let id = created["uuid"].as_str().unwrap().to_owned();
+
+    let (code, out, _) = run(&["webhook", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&id) && out.contains("state.saved"), "{out}");
+    let (code, out, _) = run(&["webhook", "show", &id, "--output", "json"]);
+    assert_eq!(code, 0);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["url"], receiver.url.as_str());
+    assert!(shown.get("secret").is_none(), "{out}");
+    assert_eq!(shown["deliveries"], json!([]));
+
+    let (code, _, err) = run(&["webhook", "create", "http://10.1.2.3/hook"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("webhook_target_refused"), "{err}");
+    assert!(err.contains("hint: "), "{err}");
+
+    let (code, out, _) = run(&["webhook", "delete", &id]);
+    assert_eq!(code, 0, "{out}");
+    let (code, _, err) = run(&["webhook", "show", &id]);
+    assert_eq!(code, 1);
+    assert!(err.contains("webhook_not_found"), "{err}");
+}

@@ -16,8 +16,10 @@ use super::render::{fields, or_dash, table, time};
 pub enum WebhookCommand {
     /// Create a webhook; its secret is printed this once.
     Create {
-        /// Where events are POSTed (http or https).
-        url: String,
+        /// Where events are POSTed (http or https). Not named `url`: that is the gateway's
+        /// (`--url`, `SNAPGATE_URL`), beside it in the same command.
+        #[arg(value_name = "URL")]
+        target: String,
         /// An event kind to deliver (repeat it); none: every kind.
         #[arg(long = "event")]
         events: Vec<String>,
@@ -68,12 +70,12 @@ pub async fn run(
 ) -> Result<(), ClientError> {
     match cmd {
         WebhookCommand::Create {
-            url,
+            target,
             events,
             description,
             tenant,
         } => {
-            let mut body = json!({"url": url});
+            let mut body = json!({"url": target});
             if !events.is_empty() {
                 body["events"] = json!(events);
             }

@@ -103,6 +103,17 @@ fn delivery_row(webhook: Uuid, d: &NewDelivery) -> webhook_deliveries::ActiveMod
     }
 }
 
+async fn enabled_ids(db: &impl ConnectionTrait) -> Result<Vec<Uuid>, RepoError> {
+    webhooks::Entity::find()
+        .select_only()
+        .column(W::Uuid)
+        .filter(W::Enabled.eq(true))
+        .into_tuple()
+        .all(db)
+        .await
+        .map_err(db_error)
+}
+
 #[async_trait]
 impl WebhookStore for SeaRepository {
     async fn create_webhook(
@@ -263,17 +274,16 @@ impl WebhookStore for SeaRepository {
         limit: u64,
     ) -> Result<Vec<ClaimedDelivery>, RepoError> {
         let now = micros(now);
+        // Every gateway asks every poll: without an enabled webhook, no transaction and no
+        // write gate.
+        if enabled_ids(&self.db).await?.is_empty() {
+            return Ok(Vec::new());
+        }
         let _gate = self.write_gate().await;
         let txn = self.db.begin().await.map_err(db_error)?;
         let result = async {
-            let enabled: Vec<Uuid> = webhooks::Entity::find()
-                .select_only()
-                .column(W::Uuid)
-                .filter(W::Enabled.eq(true))
-                .into_tuple()
-                .all(&txn)
-                .await
-                .map_err(db_error)?;
+            // Read again in the transaction: a webhook disabled meanwhile gets no attempt more.
+            let enabled = enabled_ids(&txn).await?;
             if enabled.is_empty() {
                 return Ok(Vec::new());
             }
