@@ -13,4 +13,5 @@ pub mod lossy_proxy;
 pub mod newer_gateway;
 pub mod realvm;
 pub mod shared_driver;
+pub mod sse;
 pub mod webhook_receiver;

@@ -98,7 +98,7 @@ pub fn route_paths() -> Vec<&'static str> {
 /// Every route, in one list: the router is built from it and `route_paths` reads it.
 fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     use routes::{
-        admin, lifecycle, listings, operations, quotas, schedules, states, system, webhooks,
+        admin, events, lifecycle, listings, operations, quotas, schedules, states, system, webhooks,
     };
     vec![
         ("/v1/me", get(listings::me)),
@@ -143,6 +143,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             "/v1/webhooks/{webhook_uuid}",
             get(webhooks::get).delete(webhooks::delete),
         ),
+        ("/v1/events", get(events::stream)),
         ("/v1/tenants", get(listings::tenants)),
         ("/v1/hosts", get(listings::hosts)),
         ("/v1/policy/decisions", get(admin::decisions)),

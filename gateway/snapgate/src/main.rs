@@ -178,6 +178,25 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Follow the event log (saves, applies, deletes, failures, expiries, schedule runs,
+    /// refusals): one line per event, or one JSON object per line with `-o json`. Reconnects
+    /// after a dropped connection without missing or repeating an event.
+    Events {
+        /// Only these kinds (comma-separated, e.g. state.saved,state.failed).
+        #[arg(long = "type", value_delimiter = ',')]
+        kinds: Vec<String>,
+        /// Only events about this instance.
+        #[arg(long)]
+        instance: Option<Uuid>,
+        /// One tenant's events (the cloud operator only; a tenant always reads its own).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Start after this event seq (0: every event kept); default: new events only.
+        #[arg(long)]
+        after: Option<i64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Policy plugin tools for authors.
     #[command(subcommand)]
     Plugin(snapgate::plugin_cmd::PluginCommand),
@@ -330,6 +349,23 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let result = cli::webhooks::run(&c, command, client.format()).await;
             // No instance: the hints of webhook errors name none.
             Ok(report(result, client.format(), Uuid::nil()))
+        }
+        Command::Events {
+            kinds,
+            instance,
+            tenant,
+            after,
+            client: args,
+        } => {
+            let client = Client::new(&args.url, token_of(&args)?);
+            let cmd = cli::events::EventsCommand {
+                kinds,
+                instance,
+                tenant,
+                after,
+            };
+            let result = cli::events::run(&client, cmd, args.format()).await;
+            Ok(report(result, args.format(), instance.unwrap_or_default()))
         }
         Command::Plugin(cmd) => snapgate::plugin_cmd::run(cmd),
         Command::Completions { shell } => {

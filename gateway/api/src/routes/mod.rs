@@ -1,4 +1,5 @@
 pub mod admin;
+pub mod events;
 pub mod lifecycle;
 pub mod listings;
 pub mod operations;

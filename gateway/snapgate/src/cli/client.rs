@@ -204,6 +204,63 @@ impl Client {
         }
     }
 
+    /// Opens a Server-Sent Events stream (`Last-Event-ID: after` when given) and hands each
+    /// event's `data` to `on_data` until the stream ends. `Ok(true)` when the stream was
+    /// opened (then ended: the gateway shut down or the connection dropped).
+    pub async fn stream(
+        &self,
+        path: &str,
+        after: Option<i64>,
+        mut on_data: impl FnMut(String) -> Result<(), ClientError>,
+    ) -> Result<bool, ClientError> {
+        let mut req = self
+            .http
+            .get(self.url(path))
+            .header("accept", "text/event-stream");
+        if let Some(seq) = after {
+            req = req.header("last-event-id", seq.to_string());
+        }
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let transport = |source| ClientError::Transport {
+            url: self.base.clone(),
+            source,
+        };
+        let mut response = req.send().await.map_err(transport)?;
+        let status = response.status().as_u16();
+        if status >= 400 {
+            let request_id = response
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let text = response.text().await.map_err(transport)?;
+            let body =
+                serde_json::from_str::<ErrorBody>(&text).unwrap_or_else(|_| foreign_error(&text));
+            return Err(ClientError::Api {
+                status,
+                body,
+                request_id,
+            });
+        }
+        let mut parser = super::events::SseParser::default();
+        loop {
+            match response.chunk().await {
+                Ok(Some(bytes)) => {
+                    for data in parser.feed(&bytes) {
+                        on_data(data)?;
+                    }
+                }
+                Ok(None) => return Ok(true),
+                Err(e) => {
+                    eprintln!("the event stream was cut ({}); reconnecting", causes(&e));
+                    return Ok(true);
+                }
+            }
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -107,6 +107,9 @@ pub fn for_code(code: &str, instance: Option<&Uuid>) -> Option<String> {
         "invalid_webhook_url" => "give an http:// or https:// URL with a host and no user:password in it".into(),
         "webhook_target_refused" => "the gateway calls only addresses its operator allows (by default public ones): use a public URL, or ask your operator (webhooks.allowed_cidrs)".into(),
         "webhook_target_unresolvable" => "the URL's host name does not resolve from the gateway: check its spelling and DNS".into(),
+        "unknown_event_type" => "event types: state.saved, state.applied, state.deleted, state.failed, state.expired, operation.progress, operation.cancelled, schedule.run, schedule.skipped, quota.exceeded, policy.denied".into(),
+        "invalid_event_id" => "--after (or Last-Event-ID) is the seq of an event: a whole number, 0 for the oldest kept".into(),
+        "too_many_event_streams" => "your tenant holds the most event streams this gateway allows; close one (another snapgate events?) or retry later".into(),
         "http_error" => "the answer is not the gateway's: check --url (or SNAPGATE_URL)".into(),
         _ => return None,
     };

@@ -3,6 +3,7 @@
 //! errors with their code and a hint.
 
 pub mod client;
+pub mod events;
 mod hints;
 pub mod output;
 pub mod progress;
