@@ -34,7 +34,7 @@ pub struct SseStream {
 
 /// The answer to opening a stream: the stream, or the refusal's status and body.
 pub enum Opened {
-    Stream(SseStream),
+    Stream(Box<SseStream>),
     Refused {
         status: u16,
         retry_after: Option<String>,
@@ -45,7 +45,7 @@ pub enum Opened {
 impl Opened {
     pub fn stream(self) -> SseStream {
         match self {
-            Opened::Stream(s) => s,
+            Opened::Stream(s) => *s,
             Opened::Refused { status, body, .. } => panic!("stream refused: {status} {body}"),
         }
     }
@@ -91,7 +91,7 @@ pub async fn open_at(base: &str, query: &str, token: &str, last_event_id: Option
         content_type.starts_with("text/event-stream"),
         "{content_type}"
     );
-    Opened::Stream(SseStream {
+    Opened::Stream(Box::new(SseStream {
         response,
         buffer: Vec::new(),
         current: Message {
@@ -101,7 +101,7 @@ pub async fn open_at(base: &str, query: &str, token: &str, last_event_id: Option
         },
         ready: VecDeque::new(),
         comments: 0,
-    })
+    }))
 }
 
 impl SseStream {

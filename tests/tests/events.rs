@@ -491,3 +491,93 @@ async fn retention_purges_old_events() {
     assert_eq!(late.next_event().await["seq"], newer["seq"]);
     assert!(app.metric("snapgate_events_purged_total").await >= 1.0);
 }
+
+/// A schedule's runs are events: `schedule.run` naming the state it saves (whose
+/// `state.saved` names the schedule), and `schedule.skipped` with the refusal's code once the
+/// quota is full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_runs_and_skips_are_events() {
+    let app = TestApp::builder()
+        .config("[snapshots]\nstale_after_secs = 3600\n[lifecycle]\nschedule_check_interval_secs = 0.1\n")
+        .start()
+        .await;
+    set_quota(&app, 1).await;
+    let mut stream = sse::open(
+        &app,
+        &format!(
+            "?after=0&instance={}&type=schedule.run,schedule.skipped,state.saved",
+            demo::WEB
+        ),
+        &app.member,
+        None,
+    )
+    .await
+    .stream();
+    let r = app
+        .post(
+            &format!("/v1/instances/{}/schedules", demo::WEB),
+            &app.member,
+            json!({"cron": "* * * * * *", "name_pattern": "tick-%Y%m%d-%H%M%S", "retention": {"keep_last": 10}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let schedule = r.body["uuid"].clone();
+    let events = stream.until(|e| e["kind"] == "schedule.skipped").await;
+    let run = events
+        .iter()
+        .find(|e| e["kind"] == "schedule.run")
+        .expect("a schedule.run before the skip");
+    assert_eq!(run["data"]["schedule_id"], schedule);
+    assert!(run["data"]["state_name"]
+        .as_str()
+        .unwrap()
+        .starts_with("tick-"));
+    let saved = events
+        .iter()
+        .find(|e| e["kind"] == "state.saved")
+        .expect("the run's state.saved");
+    assert_eq!(saved["state_uuid"], run["state_uuid"]);
+    assert_eq!(saved["data"]["schedule_id"], schedule);
+    let skipped = events.last().unwrap();
+    assert_eq!(skipped["data"]["schedule_id"], schedule);
+    assert_eq!(skipped["data"]["code"], "quota_exceeded");
+    assert!(skipped["data"]["scheduled_for"].is_string());
+    let r = app
+        .delete(
+            &format!(
+                "/v1/instances/{}/schedules/{}",
+                demo::WEB,
+                schedule.as_str().unwrap()
+            ),
+            &app.member,
+        )
+        .await;
+    assert!(r.status < 300, "{}", r.text);
+}
+
+/// Open streams end when the gateway shuts down (its graceful shutdown does not wait for them),
+/// and a client resumes on the restarted gateway from where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_end_at_shutdown_and_resume_after_a_restart() {
+    let mut app = TestApp::builder().start().await;
+    set_quota(&app, -1).await;
+    let mut stream = sse::open(&app, "?after=0", &app.member, None)
+        .await
+        .stream();
+    app.saved(demo::WEB, "before the restart", &app.member)
+        .await;
+    let first = stream.next_event().await;
+    app.stop().await;
+    let ended = tokio::time::timeout(Duration::from_secs(60), stream.next())
+        .await
+        .expect("the stream ends (hang guard)");
+    assert!(ended.is_none(), "{ended:?}");
+    app.restart_gracefully().await;
+    let s = app.saved(demo::DB, "after the restart", &app.member).await;
+    let mut resumed = sse::open(&app, "", &app.member, first["seq"].as_i64())
+        .await
+        .stream();
+    let next = resumed.next_event().await;
+    assert_eq!(next["seq"], first["seq"].as_i64().unwrap() + 1);
+    assert_eq!(next["state_uuid"], s["uuid"]);
+}
