@@ -198,7 +198,17 @@ impl Service {
                 return;
             }
         };
-        let attempt = self.send_once(&hook, &delivery).await;
+        // The attempt (resolution included) ends while its claim holds, so no other gateway
+        // sends it meanwhile unless this one died.
+        let attempt = match tokio::time::timeout(
+            settings.claim.mul_f64(0.9),
+            self.send_once(&hook, &delivery),
+        )
+        .await
+        {
+            Ok(attempt) => attempt,
+            Err(_) => Attempt::failed("no answer before the attempt's claim ran out".into()),
+        };
         let attempts = delivery.attempts + 1;
         let at = Utc::now().trunc_subsecs(6);
         let next_attempt_at = (!attempt.delivered && attempts < settings.max_attempts).then(|| {
