@@ -136,7 +136,73 @@ impl WebhookTransport for HttpTransport {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
     use super::*;
+
+    /// A loopback server answering every request with `answer`; counts its requests.
+    async fn server(
+        answer: impl Fn() -> axum::response::Response + Clone + Send + Sync + 'static,
+    ) -> (u16, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let answer = answer.clone();
+            async move { answer() }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (port, hits)
+    }
+
+    #[tokio::test]
+    async fn the_checked_address_is_called_and_redirects_are_not_followed() {
+        use axum::response::IntoResponse;
+        let (elsewhere, elsewhere_hits) = server(|| "ok".into_response()).await;
+        let location = format!("http://127.0.0.1:{elsewhere}/");
+        let (port, hits) = server(move || {
+            (
+                axum::http::StatusCode::FOUND,
+                [(axum::http::header::LOCATION, location.clone())],
+            )
+                .into_response()
+        })
+        .await;
+        // A name no DNS answers: the request can only reach the server through the address
+        // given, never by resolving the name again.
+        let url = format!("http://receiver.invalid:{port}/hook");
+        let outcome = HttpTransport
+            .post(
+                &url,
+                "127.0.0.1".parse().unwrap(),
+                &[("webhook-id", "x".into())],
+                "{}".into(),
+                Duration::from_secs(5),
+            )
+            .await;
+        assert_eq!(outcome, PostOutcome::Answered(302));
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            elsewhere_hits.load(Ordering::SeqCst),
+            0,
+            "the redirect was followed"
+        );
+        // An address literal is called only as the address checked.
+        let other = HttpTransport
+            .post(
+                &format!("http://127.0.0.1:{port}/"),
+                "::1".parse().unwrap(),
+                &[],
+                "{}".into(),
+                Duration::from_secs(5),
+            )
+            .await;
+        assert!(matches!(other, PostOutcome::Failed(_)), "{other:?}");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
 
     #[tokio::test]
     async fn only_plain_http_urls_with_a_host_are_taken() {
