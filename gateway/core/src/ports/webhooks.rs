@@ -126,6 +126,10 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// on the webhook (its count of failures in a row; disabled when it reaches
     /// `disable_after`), in one transaction.
     async fn record_attempt(&self, attempt: &AttemptRecord) -> Result<Recorded, RepoError>;
+
+    /// Deletes at most `batch` finished deliveries (`delivered` or `failed`) whose last attempt
+    /// was before `before`, oldest first; pending ones stay whatever their age.
+    async fn purge_deliveries(&self, before: DateTime<Utc>, batch: u64) -> Result<u64, RepoError>;
 }
 
 /// A webhook target as the transport understands it.

@@ -35,6 +35,11 @@ use crate::ServiceError;
 /// Events one webhook takes from the log per fan-out (more wait for the next pass).
 const FAN_OUT_BATCH: u64 = 500;
 
+/// Finished deliveries are purged this often, `DELIVERY_PURGE_BATCH` per statement, once their
+/// last attempt is older than the event log's retention (`events.retention_hours`).
+const DELIVERY_PURGE_EVERY: Duration = Duration::from_secs(60);
+const DELIVERY_PURGE_BATCH: u64 = 1000;
+
 /// The delay before attempt `attempt + 1`, after `attempt` failed ones: `base · 2^(attempt-1)`
 /// capped at `max`, drawn uniformly in its upper half.
 pub fn retry_delay(base: Duration, max: Duration, attempt: u32) -> Duration {
@@ -74,7 +79,12 @@ impl Service {
             usize::try_from(self.settings.webhooks.batch).unwrap_or(usize::MAX),
         ));
         tokio::spawn(async move {
+            let mut last_purge: Option<tokio::time::Instant> = None;
             loop {
+                if last_purge.is_none_or(|t| t.elapsed() >= DELIVERY_PURGE_EVERY) {
+                    last_purge = Some(tokio::time::Instant::now());
+                    service.purge_finished_deliveries().await;
+                }
                 if let Err(e) = service.fan_out_webhooks().await {
                     tracing::warn!(error = %e, "webhook fan-out failed");
                 }
@@ -97,6 +107,27 @@ impl Service {
                 }
             }
         })
+    }
+
+    /// Deletes finished deliveries older than the event log's retention, a batch at a time
+    /// (at most 20 batches per call).
+    async fn purge_finished_deliveries(&self) {
+        let before = Utc::now()
+            - chrono::Duration::from_std(self.settings.event_retention).unwrap_or_default();
+        for _ in 0..20 {
+            match self
+                .webhooks
+                .purge_deliveries(before, DELIVERY_PURGE_BATCH)
+                .await
+            {
+                Ok(n) if n == DELIVERY_PURGE_BATCH => continue,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "purging old webhook deliveries failed");
+                    return;
+                }
+            }
+        }
     }
 
     /// One fan-out pass over every enabled webhook; returns the deliveries this gateway made.

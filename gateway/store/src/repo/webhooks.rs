@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, LockBehavior, LockType};
+use sea_orm::sea_query::{Expr, LockBehavior, LockType, Order, Query};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
@@ -396,5 +396,23 @@ impl WebhookStore for SeaRepository {
         }
         .await;
         end_transaction(txn, result).await
+    }
+
+    async fn purge_deliveries(&self, before: DateTime<Utc>, batch: u64) -> Result<u64, RepoError> {
+        let oldest = Query::select()
+            .column(D::Uuid)
+            .from(webhook_deliveries::Entity)
+            .and_where(D::Status.ne(DeliveryStatus::Pending.as_str()))
+            .and_where(D::LastAttemptAt.lt(micros(before)))
+            .order_by(D::LastAttemptAt, Order::Asc)
+            .limit(batch)
+            .to_owned();
+        let _gate = self.write_gate().await;
+        let deleted = webhook_deliveries::Entity::delete_many()
+            .filter(D::Uuid.in_subquery(oldest))
+            .exec(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(deleted.rows_affected)
     }
 }

@@ -1,6 +1,6 @@
 //! Webhooks' rows: the per-tenant limit, the fan-out's conditional cursor (each event once per
 //! webhook however many gateways race), exclusive claims that expire, attempts recorded only
-//! under their claim, and disabling after failures in a row.
+//! under their claim, disabling after failures in a row, and the purge of finished ones.
 
 use std::sync::Arc;
 
@@ -160,6 +160,23 @@ async fn claims_are_exclusive_until_they_expire_and_attempts_need_their_claim(
     assert_eq!(done.attempts, 1);
     assert_eq!(done.last_status_code, Some(200));
     assert_eq!(done.next_attempt_at, None);
+
+    // Purging takes finished deliveries older than the cut only, never pending ones.
+    assert_eq!(
+        repo.purge_deliveries(now() - Duration::hours(1), 10)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        repo.purge_deliveries(now() + Duration::hours(1), 10)
+            .await
+            .unwrap(),
+        1
+    );
+    let left = repo.recent_deliveries(id, 100).await.unwrap();
+    assert_eq!(left.len(), 5);
+    assert!(left.iter().all(|d| d.status == DeliveryStatus::Pending));
 }
 
 async fn failures_in_a_row_disable_the_webhook_and_a_success_resets_the_count(
