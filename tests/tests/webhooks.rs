@@ -116,6 +116,8 @@ async fn a_saved_state_arrives_signed_and_a_tampered_body_fails_the_check() {
     assert_eq!(hook["events"], json!(["state.saved"]));
     assert!(secret.starts_with("whsec_"), "{secret}");
 
+    // A kind the webhook does not take, numbered first: passed over.
+    emit(&app, &[(demo::TENANT, EventKind::QuotaExceeded)]).await;
     let state = app.saved(demo::WEB, "signed", &app.member).await;
     let got = receiver.wait_for(1).await;
     let r = &got[0];
@@ -144,6 +146,15 @@ async fn a_saved_state_arrives_signed_and_a_tampered_body_fails_the_check() {
     })
     .await;
     assert!(detail.get("secret").is_none(), "{detail}");
+    assert_eq!(
+        detail["deliveries"].as_array().unwrap().len(),
+        1,
+        "{detail}"
+    );
+    assert!(receiver
+        .requests()
+        .iter()
+        .all(|r| r.body.contains("\"state.saved\"")));
     assert_eq!(detail["deliveries"][0]["event_id"], event["id"]);
     assert_eq!(detail["deliveries"][0]["attempts"], 1);
     assert_eq!(detail["deliveries"][0]["last_status_code"], 200);
@@ -311,6 +322,22 @@ async fn two_gateways_on_postgresql_fan_each_event_out_once() {
         .unwrap();
     assert_eq!(rows, ids.len() as u64);
     repo.close().await;
+    // Every attempt recorded once, by whichever gateway made it (read until both have
+    // counted: a counter moves just after its attempt's record commits).
+    let delivered = "snapgate_webhook_deliveries_total{outcome=\"delivered\"}";
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (on_a, on_b) = (a.metric(delivered).await, b.metric(delivered).await);
+        if on_a + on_b == ids.len() as f64 {
+            break;
+        }
+        assert!(
+            on_a + on_b < ids.len() as f64 && tokio::time::Instant::now() < deadline,
+            "{on_a} + {on_b} deliveries counted for {} events",
+            ids.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
