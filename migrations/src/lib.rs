@@ -21,6 +21,7 @@ mod m20261202_lifecycle_000002_create_schedules;
 mod m20261204_000008_create_idempotency_keys;
 mod m20261210_000001_add_operation_lease;
 mod m20261215_000001_events;
+mod m20261215_000002_webhooks;
 mod m20261215_000003_operation_progress;
 
 pub use m20261126_000001_create_instance_states::InstanceStates;
@@ -33,6 +34,7 @@ pub use m20261201_000007_create_instance_placements::InstancePlacements;
 pub use m20261202_lifecycle_000002_create_schedules::Schedules;
 pub use m20261204_000008_create_idempotency_keys::IdempotencyKeys;
 pub use m20261215_000001_events::Events;
+pub use m20261215_000002_webhooks::{WebhookDeliveries, Webhooks};
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -54,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000008_create_idempotency_keys::Migration),
             Box::new(m20261210_000001_add_operation_lease::Migration),
             Box::new(m20261215_000001_events::Migration),
+            Box::new(m20261215_000002_webhooks::Migration),
             Box::new(m20261215_000003_operation_progress::Migration),
         ]
     }

@@ -14,3 +14,4 @@ pub mod newer_gateway;
 pub mod realvm;
 pub mod shared_driver;
 pub mod sse;
+pub mod webhook_receiver;

@@ -305,6 +305,16 @@ mod tests {
                 404,
                 "schedule_not_found",
             ),
+            (
+                ServiceError::WebhookLimitExceeded { limit: 2 },
+                409,
+                "webhook_limit_exceeded",
+            ),
+            (
+                ServiceError::not_found("webhook", "x"),
+                404,
+                "webhook_not_found",
+            ),
             (ServiceError::Internal, 500, "internal_error"),
         ];
         for (err, status, code) in cases {

@@ -98,7 +98,7 @@ pub fn route_paths() -> Vec<&'static str> {
 /// Every route, in one list: the router is built from it and `route_paths` reads it.
 fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     use routes::{
-        admin, events, lifecycle, listings, operations, quotas, schedules, states, system,
+        admin, events, lifecycle, listings, operations, quotas, schedules, states, system, webhooks,
     };
     vec![
         ("/v1/me", get(listings::me)),
@@ -140,6 +140,11 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         (
             "/v1/quotas/{tenant_id}",
             get(quotas::get).put(quotas::put).delete(quotas::delete),
+        ),
+        ("/v1/webhooks", get(webhooks::list).post(webhooks::create)),
+        (
+            "/v1/webhooks/{webhook_uuid}",
+            get(webhooks::get).delete(webhooks::delete),
         ),
         ("/v1/events", get(events::stream)),
         ("/v1/tenants", get(listings::tenants)),

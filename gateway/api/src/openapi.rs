@@ -13,7 +13,7 @@ use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::OpenApi;
 
 use crate::routes::{
-    admin, events, lifecycle, listings, operations, quotas, schedules, states, system,
+    admin, events, lifecycle, listings, operations, quotas, schedules, states, system, webhooks,
 };
 
 /// The security scheme every `/v1` operation names.
@@ -30,6 +30,7 @@ pub const BEARER: &str = "bearer";
         schedules::list, schedules::create, schedules::get, schedules::update, schedules::delete,
         operations::get, operations::cancel, operations::wait,
         quotas::get, quotas::put, quotas::delete,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::delete,
         admin::set_owner, admin::decisions, admin::plugins, admin::reload,
         events::stream,
         system::healthz, system::readyz, system::openapi,

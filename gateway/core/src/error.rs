@@ -48,6 +48,9 @@ pub enum ServiceError {
     /// The tenant keeps `lifecycle.max_schedules_per_tenant` schedules already (403).
     #[error("the tenant already has {limit} schedules, the most it may keep")]
     ScheduleLimitExceeded { limit: u64 },
+    /// The tenant keeps `webhooks.max_per_tenant` webhooks already (409).
+    #[error("the tenant already has {limit} webhooks, the most it may keep")]
+    WebhookLimitExceeded { limit: u64 },
     /// The instance cannot get a memory snapshot now (409 when it is not running, 422 for its
     /// configuration).
     #[error("{message}")]
@@ -140,6 +143,7 @@ impl ServiceError {
             | ServiceError::OperationFinished
             | ServiceError::OperationNotCancellable(_) => 409,
             ServiceError::ScheduleLimitExceeded { .. } => 403,
+            ServiceError::WebhookLimitExceeded { .. } => 409,
             ServiceError::Unsupported { code, .. } if *code == "instance_not_running" => 409,
             ServiceError::Unsupported { .. }
             | ServiceError::PolicyReloadFailed(_)
@@ -162,6 +166,7 @@ impl ServiceError {
                 "operation" => "operation_not_found",
                 "tenant" => "tenant_not_found",
                 "schedule" => "schedule_not_found",
+                "webhook" => "webhook_not_found",
                 _ => "not_found",
             },
             ServiceError::DuplicateName(_) => "duplicate_name",
@@ -172,6 +177,7 @@ impl ServiceError {
             ServiceError::OperationFinished => "operation_finished",
             ServiceError::OperationNotCancellable(_) => "operation_not_cancellable",
             ServiceError::ScheduleLimitExceeded { .. } => "schedule_limit_exceeded",
+            ServiceError::WebhookLimitExceeded { .. } => "webhook_limit_exceeded",
             ServiceError::Unsupported { code, .. } => code,
             ServiceError::QuotaExceeded { .. } => "quota_exceeded",
             ServiceError::RateLimited { .. } => "rate_limited",
@@ -203,7 +209,8 @@ impl ServiceError {
     pub fn body(&self) -> ErrorBody {
         let details = match self {
             ServiceError::InstanceBusy(op) => json!({ "operation": op }),
-            ServiceError::ScheduleLimitExceeded { limit } => json!({ "limit": limit }),
+            ServiceError::ScheduleLimitExceeded { limit }
+            | ServiceError::WebhookLimitExceeded { limit } => json!({ "limit": limit }),
             ServiceError::StateOnOtherHost { holder, current } => {
                 json!({ "host": holder, "instance_host": current })
             }

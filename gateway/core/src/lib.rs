@@ -11,6 +11,7 @@ pub mod events;
 pub mod ports;
 pub mod schedule;
 pub mod service;
+pub mod webhook;
 
 pub use domain::*;
 pub use error::{ErrorBody, ServiceError};

@@ -37,6 +37,8 @@ pub struct Config {
     pub lifecycle: crate::lifecycle_config::LifecycleConfig,
     /// The event log (`GET /v1/events`).
     pub events: EventsConfig,
+    /// Webhooks: which targets are called, timeouts, retries.
+    pub webhooks: crate::webhooks_config::WebhooksConfig,
 }
 
 /// The event log: how long events are kept.
@@ -73,6 +75,7 @@ impl Default for Config {
             log: LogConfig::default(),
             lifecycle: Default::default(),
             events: EventsConfig::default(),
+            webhooks: Default::default(),
         }
     }
 }
@@ -658,6 +661,9 @@ impl Config {
             );
         }
         if let Err((key, message)) = self.lifecycle.check() {
+            return invalid(key, message);
+        }
+        if let Err((key, message)) = self.webhooks.check() {
             return invalid(key, message);
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {

@@ -10,3 +10,5 @@ mod log_json;
 pub mod plugin_cmd;
 pub mod serve;
 pub mod telemetry;
+mod webhook_transport;
+pub mod webhooks_config;

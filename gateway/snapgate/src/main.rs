@@ -178,6 +178,13 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Webhooks (the tenant's events POSTed to a URL): create, list, show, delete.
+    Webhook {
+        #[command(subcommand)]
+        command: cli::webhooks::WebhookCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Follow the event log (saves, applies, deletes, failures, expiries, schedule runs,
     /// refusals): one line per event, or one JSON object per line with `-o json`. Reconnects
     /// after a dropped connection without missing or repeating an event.
@@ -344,6 +351,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Schedule { command, client } => schedule(client, command).await,
+        Command::Webhook { command, client } => {
+            let c = Client::new(&client.url, token_of(&client)?);
+            let result = cli::webhooks::run(&c, command, client.format()).await;
+            // No instance: the hints of webhook errors name none.
+            Ok(report(result, client.format(), Uuid::nil()))
+        }
         Command::Events {
             kinds,
             instance,

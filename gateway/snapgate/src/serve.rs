@@ -10,7 +10,7 @@ use snapgate_compute::{HostConfig, LibvirtBackend, LibvirtOptions};
 use snapgate_core::ports::policy::AllowAll;
 use snapgate_core::ports::{
     EventFeedSource, EventLog, LifecycleStore, NoPolicyAdmin, PlacementStore, PolicyAdmin,
-    PolicyEngine, QuotaStore, Repository, ScheduleStore,
+    PolicyEngine, QuotaStore, Repository, ScheduleStore, WebhookStore,
 };
 use snapgate_core::service::{Backends, RepositoryQuotaTruth, Service, ServiceSettings};
 use snapgate_policy::{PolicyLimits, WasmPolicyEngine};
@@ -57,6 +57,7 @@ pub async fn build(
     let schedules: Arc<dyn ScheduleStore> = store.clone();
     let events: Arc<dyn EventLog> = store.clone();
     let event_feeds: Arc<dyn EventFeedSource> = store.clone();
+    let webhooks: Arc<dyn WebhookStore> = store.clone();
     let placements: Arc<dyn PlacementStore> = store;
 
     // Demo mode is no hosts and no `[auth]`; the configuration's validation refused hosts
@@ -174,6 +175,7 @@ pub async fn build(
         lifecycle: config.lifecycle.settings(),
         event_retention: Duration::from_secs_f64(config.events.retention_hours * 3600.0),
         max_event_streams_per_tenant: config.api.max_event_streams_per_tenant,
+        webhooks: config.webhooks.settings(),
     };
     let policy_admin: Arc<dyn PolicyAdmin> = match &policy_engine {
         Some(engine) => Arc::new(ChainAdmin {
@@ -195,6 +197,8 @@ pub async fn build(
             schedules,
             events,
             event_feeds,
+            webhooks,
+            webhook_transport: Arc::new(crate::webhook_transport::HttpTransport),
         },
         settings,
     );
@@ -283,6 +287,9 @@ impl Gateway {
         let watcher = self.service.spawn_operation_watcher();
         // The sequencer, its wake-ups and the refusal batcher.
         let events = self.service.spawn_events();
+        // Fans events out to webhooks and delivers them (at least once: a delivery cut off by
+        // shutdown is sent again once its claim expires).
+        let webhooks = self.service.spawn_webhook_dispatcher();
         let hup = self.spawn_reload_on_sighup();
         let (stop_admin, admin) = self.spawn_admin_listener().await?;
         // Reads every host's inventory now, then keeps the placement index fresh.
@@ -321,6 +328,7 @@ impl Gateway {
         // Refusals of requests answered during the drain.
         self.service.flush_events().await;
         events.abort();
+        webhooks.abort();
         hup.abort();
         // The operator's listener stays up through the drain, so it can be watched.
         let _ = stop_admin.send(true);

@@ -7,3 +7,4 @@ pub mod quotas;
 pub mod schedules;
 pub mod states;
 pub mod system;
+pub mod webhooks;

@@ -11,6 +11,7 @@ pub mod quota;
 pub mod quota_truth;
 pub mod repository;
 pub mod schedules;
+pub mod webhooks;
 
 pub use compute::{
     BreakerState, ComputeBackend, ComputeError, HostEvent, HostHealth, JobProgress, ListedInstance,
@@ -32,3 +33,7 @@ pub use repository::{
     OperationEnd, OperationEndFeed, RecentSave, RepoError, Repository, TenantTotals,
 };
 pub use schedules::{ScheduleStore, ScheduleUpdate};
+pub use webhooks::{
+    AttemptRecord, ClaimedDelivery, NewDelivery, PostOutcome, Recorded, ResolvedTarget,
+    TargetError, WebhookRecord, WebhookStore, WebhookTransport,
+};

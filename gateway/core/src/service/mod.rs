@@ -29,13 +29,16 @@ mod throttle;
 pub mod timetable;
 pub mod validate;
 mod waits;
+mod webhook_dispatch;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ports::{
     ComputeBackend, EventFeedSource, EventLog, HostHealth, LifecycleStore, PlacementStore,
-    PolicyAdmin, PolicyEngine, QuotaLimits, QuotaStore, Repository, ScheduleStore,
+    PolicyAdmin, PolicyEngine, QuotaLimits, QuotaStore, Repository, ScheduleStore, WebhookStore,
+    WebhookTransport,
 };
 use crate::SaveMode;
 
@@ -54,6 +57,11 @@ pub use readiness::{Check, Readiness};
 pub use reconcile::ReconcileReport;
 pub use schedules::{RetentionEdit, ScheduleEdit, ScheduleInput};
 pub use states::{Accepted, ChangeInput, DryRunVerdict, SaveInput, StateChange};
+pub use webhook_dispatch::retry_delay;
+pub use webhooks::{
+    CreatedWebhook, WebhookDetail, WebhookInput, WebhookSettings, MAX_WEBHOOK_URL,
+    RECENT_DELIVERIES,
+};
 
 /// Settings the service needs (a slice of the gateway's config).
 #[derive(Debug, Clone)]
@@ -95,6 +103,8 @@ pub struct ServiceSettings {
     pub gateway_id: String,
     /// Expiry and schedules (issue 12).
     pub lifecycle: LifecycleSettings,
+    /// Webhooks (issue 12, point 5).
+    pub webhooks: WebhookSettings,
     /// Events older than this are purged by the maintenance loop (`events.retention_hours`).
     pub event_retention: Duration,
     /// `GET /v1/events` streams one tenant may hold open at once on this gateway; more answer
@@ -126,6 +136,7 @@ impl Default for ServiceSettings {
             placement_refresh: Duration::from_secs(300),
             gateway_id: format!("snapgate/{}", std::process::id()),
             lifecycle: LifecycleSettings::default(),
+            webhooks: WebhookSettings::default(),
             event_retention: Duration::from_secs(168 * 3600),
             max_event_streams_per_tenant: 16,
         }
@@ -151,6 +162,10 @@ pub struct Backends {
     pub events: Arc<dyn EventLog>,
     /// Sequencer announcements from other gateways (PostgreSQL `LISTEN`).
     pub event_feeds: Arc<dyn EventFeedSource>,
+    /// Webhooks and their deliveries; usually the same database as `repo`.
+    pub webhooks: Arc<dyn WebhookStore>,
+    /// The webhooks' HTTP client.
+    pub webhook_transport: Arc<dyn WebhookTransport>,
 }
 
 pub struct Service {
@@ -162,6 +177,8 @@ pub struct Service {
     policy_admin: Arc<dyn PolicyAdmin>,
     lifecycle: Arc<dyn LifecycleStore>,
     schedules: Arc<dyn ScheduleStore>,
+    webhooks: Arc<dyn WebhookStore>,
+    webhook_transport: Arc<dyn WebhookTransport>,
     /// The event log's sequencer and wake-ups.
     bus: Arc<EventBus>,
     /// Refusal events waiting for their batched insert.
@@ -200,6 +217,8 @@ impl Service {
             policy_admin: backends.policy_admin,
             lifecycle: backends.lifecycle,
             schedules: backends.schedules,
+            webhooks: backends.webhooks,
+            webhook_transport: backends.webhook_transport,
             bus: EventBus::new(backends.events, backends.event_feeds),
             refusals: event_log::Refusals::new(),
             streams: event_log::StreamSlots::default(),

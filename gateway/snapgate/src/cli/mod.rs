@@ -1,4 +1,5 @@
-//! The client commands (`state-*`, `operation-cancel`, `schedule`), talking to a gateway over HTTP and decoding the
+//! The client commands (`state-*`, `operation-cancel`, `schedule`, `webhook`, `events`), talking
+//! to a gateway over HTTP and decoding the
 //! API's own records: output as a table, JSON or YAML (`--output`), progress on a terminal,
 //! errors with their code and a hint.
 
@@ -11,6 +12,7 @@ pub mod progress;
 mod render;
 pub mod schedules;
 mod states;
+pub mod webhooks;
 
 pub use output::OutputFormat;
 pub use states::{run, StateCommand};

@@ -11,3 +11,5 @@ pub mod operations;
 pub mod policy_decisions;
 pub mod quota_limits;
 pub mod schedules;
+pub mod webhook_deliveries;
+pub mod webhooks;

@@ -13,6 +13,7 @@ mod reads;
 mod schedules;
 mod tenants;
 mod transitions;
+mod webhooks;
 
 use std::sync::Arc;
 

@@ -41,3 +41,4 @@ mod schedules;
 mod states;
 mod support;
 mod tenants;
+mod webhooks;
