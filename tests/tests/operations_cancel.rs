@@ -15,6 +15,7 @@ use snapgate_store::SeaRepository;
 use snapgate_tests::app::{demo, snapgate_bin, Db, Shared, TestApp};
 use snapgate_tests::hosts::{metric_sum, HostProxy, LIBVIRTD_SOCKET, SNAPSHOT_CREATE_CALL};
 use snapgate_tests::shared_driver::{shared_driver_uri, SharedDriver};
+use snapgate_tests::sse;
 use uuid::Uuid;
 
 const CONFIG: &str = "[compute]\nkeepalive_interval_secs = 0\nplacement_refresh_secs = 3600\n";
@@ -197,6 +198,17 @@ async fn a_cancelled_save_leaves_no_state_no_snapshot_and_no_quota() {
         "only the kept state's snapshot is on the host"
     );
     assert_eq!(usage(&app).await, before, "quota usage is back to before");
+    // The end is an `operation.cancelled` event in the log (no `state.saved`, no `state.failed`).
+    let mut events = sse::open(&app, "?after=0", &app.member, None)
+        .await
+        .stream();
+    let seen = events
+        .until(|e| e["operation_uuid"] == op.as_str() && e["kind"] != "operation.progress")
+        .await;
+    let end = seen.last().unwrap();
+    assert_eq!(end["kind"], "operation.cancelled", "{end}");
+    assert_eq!(end["state_uuid"], state.as_str(), "{end}");
+    assert_eq!(end["data"]["state_name"], "to cancel", "{end}");
 
     // An ended operation cannot be cancelled; the CLI says so, with a hint.
     let r = app

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use snapgate_tests::app::{demo, snapgate_bin, TestApp};
 use snapgate_tests::hosts::metric_sum;
 use snapgate_tests::realvm::{Guest, Hypervisor, LIBVIRT_URI};
+use snapgate_tests::sse;
 
 const HOST: &str = "local";
 /// RAM of the guest and how much of it is random data (a GiB left free: the guest's kernel
@@ -172,6 +173,23 @@ async fn a_live_save_reports_progress_and_a_cancelled_one_leaves_nothing() {
     );
     assert_eq!(ended["progress"]["percent"], 100.0, "{ended}");
     assert_eq!(ended["may_cancel"], false, "{ended}");
+    // Subscribers heard the same: `operation.progress` events mid-way, then `state.saved`.
+    let mut events = sse::open(&app, "?after=0", &app.member, None)
+        .await
+        .stream();
+    let heard = events
+        .until(|e| e["operation_uuid"] == op.as_str() && e["kind"] == "state.saved")
+        .await;
+    let heard_mid = heard
+        .iter()
+        .filter(|e| e["operation_uuid"] == op.as_str() && e["kind"] == "operation.progress")
+        .filter(|e| {
+            let p = e["data"]["percent"].as_f64().unwrap_or(0.0);
+            p > 0.0 && p < 100.0
+        })
+        .count();
+    assert!(heard_mid >= 1, "progress events mid-way: {heard:?}");
+    drop(events);
     // Ends are counted once their quota is settled.
     app.wait_for_metrics("the end of the first save", |page| {
         ended_saves(page, "succeeded") == 1.0

@@ -43,7 +43,22 @@ enum Refusal {
     Flush(oneshot::Sender<()>),
 }
 
-/// The refusal batcher's sending side.
+/// A cloneable handle that queues events for the batcher (the progress sampler's).
+#[derive(Clone)]
+pub(super) struct BatchedEvents(mpsc::Sender<Refusal>);
+
+impl BatchedEvents {
+    /// Queues `event` without waiting; a full queue drops it (counted).
+    pub fn push(&self, event: NewEvent) {
+        if self.0.try_send(Refusal::Event(Box::new(event))).is_err() {
+            metrics::counter!("snapgate_events_dropped_total").increment(1);
+        }
+    }
+}
+
+/// The refusal batcher's sending side. It also carries `operation.progress`: a sample is
+/// already written on its operation, and a lost sample event is followed by the next one or by
+/// the operation's end, so it needs no transaction either.
 pub(super) struct Refusals {
     tx: mpsc::Sender<Refusal>,
     rx: Mutex<Option<mpsc::Receiver<Refusal>>>,
@@ -56,6 +71,10 @@ impl Refusals {
             tx,
             rx: Mutex::new(Some(rx)),
         }
+    }
+
+    pub fn handle(&self) -> BatchedEvents {
+        BatchedEvents(self.tx.clone())
     }
 
     /// Queues `event` without waiting; a full queue drops it (counted).
@@ -233,6 +252,27 @@ impl EventStream {
     }
 }
 
+/// The `operation.progress` event of a sample just written on `op`.
+pub(super) fn progress_event(op: &Operation, progress: &crate::Progress) -> NewEvent {
+    NewEvent {
+        instance_uuid: Some(op.instance_uuid),
+        state_uuid: Some(op.state_uuid),
+        operation_uuid: Some(op.uuid),
+        occurred_at: progress.updated_at,
+        ..NewEvent::new(
+            EventKind::OperationProgress,
+            op.tenant_id.clone(),
+            json!({
+                "operation": op.kind.as_str(),
+                "phase": progress.phase,
+                "bytes_processed": progress.bytes_processed,
+                "bytes_total": progress.bytes_total,
+                "percent": progress.percent,
+            }),
+        )
+    }
+}
+
 /// The event of an operation's end, or none when the end is not a change worth one.
 pub(super) fn end_event(
     op: &Operation,
@@ -248,8 +288,19 @@ pub(super) fn end_event(
         ..NewEvent::new(kind, op.tenant_id.clone(), data)
     };
     let name = state.map(|s| s.name.clone());
+    let error = op.error.as_ref();
+    if op.status == OperationStatus::Failed && error.is_some_and(|e| e.code == "cancelled") {
+        // Its client cancelled it (`DELETE /v1/operations/{id}`): the state was removed.
+        return Some(base(
+            EventKind::OperationCancelled,
+            json!({
+                "operation": op.kind.as_str(),
+                "state_name": name,
+                "host": op.host,
+            }),
+        ));
+    }
     if op.status == OperationStatus::Failed {
-        let error = op.error.as_ref();
         return Some(base(
             EventKind::StateFailed,
             json!({

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+use super::event_log::{progress_event, BatchedEvents};
 use super::Service;
 use crate::ports::{ComputeBackend, JobProgress, RepoError, Repository};
 use crate::{phase, Operation, OperationKind, Progress};
@@ -42,13 +43,14 @@ impl Service {
             return None;
         }
         let last = Arc::new(Mutex::new(None));
-        let (repo, compute, op, shared) = (
+        let (repo, compute, op, shared, events) = (
             self.repo.clone(),
             self.compute.clone(),
             op.clone(),
             last.clone(),
+            self.refusals.handle(),
         );
-        let task = tokio::spawn(async move { sample(repo, compute, op, shared).await });
+        let task = tokio::spawn(async move { sample(repo, compute, op, shared, events).await });
         Some(Sampler { task, last })
     }
 
@@ -73,6 +75,7 @@ async fn sample(
     compute: Arc<dyn ComputeBackend>,
     op: Operation,
     last: Arc<Mutex<Option<Progress>>>,
+    events: BatchedEvents,
 ) {
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -95,6 +98,7 @@ async fn sample(
                 .await
             {
                 Ok(()) => {
+                    events.push(progress_event(&op, &progress));
                     if let Ok(mut l) = last.lock() {
                         *l = Some(progress.clone());
                     }
