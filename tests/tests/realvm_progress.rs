@@ -228,7 +228,8 @@ async fn a_live_save_reports_progress_and_a_cancelled_one_leaves_nothing() {
         ended_saves(page, "cancelled") == 1.0
     })
     .await;
-    let last = sample(&ended).expect("the last sample stays on the record");
+    let last =
+        sample(&ended).unwrap_or_else(|| panic!("the last sample stays on the record: {ended}"));
     assert!(last.percent < 100.0, "it stopped mid-way: {ended}");
 
     // Nothing of it is left: no state, no snapshot, no files; quota as before it.

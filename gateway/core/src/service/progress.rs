@@ -132,11 +132,16 @@ async fn sample(
 fn next_sample(written: Option<&Progress>, job: Option<JobProgress>) -> Option<Progress> {
     let now = Utc::now();
     let next = match (job, written) {
+        // A job being aborted (or between its parts) may report no total: what was known is
+        // kept rather than forgotten, so a record never goes from a percent back to none.
         (Some(job), _) => Progress {
             phase: job.phase.to_owned(),
             bytes_processed: i64::try_from(job.bytes_processed).unwrap_or(i64::MAX),
-            bytes_total: job.bytes_total.and_then(|t| i64::try_from(t).ok()),
-            percent: job.percent(),
+            bytes_total: job
+                .bytes_total
+                .and_then(|t| i64::try_from(t).ok())
+                .or_else(|| written.and_then(|w| w.bytes_total)),
+            percent: job.percent().or_else(|| written.and_then(|w| w.percent)),
             updated_at: now,
         },
         (None, Some(seen)) if seen.phase != phase::FINISHING => Progress {
@@ -192,5 +197,17 @@ mod tests {
         assert!(next_sample(Some(&finishing), None).is_none());
         // No job seen yet: nothing to say.
         assert!(next_sample(None, None).is_none());
+    }
+
+    #[test]
+    fn a_job_that_stops_reporting_its_total_keeps_the_last_percent() {
+        let first = next_sample(None, Some(job(25, 100, 75))).unwrap();
+        let aborting = JobProgress {
+            bytes_total: None,
+            ..job(30, 0, 0)
+        };
+        let next = next_sample(Some(&first), Some(aborting)).unwrap();
+        assert_eq!((next.percent, next.bytes_total), (Some(25.0), Some(100)));
+        assert_eq!(next.bytes_processed, 30);
     }
 }
