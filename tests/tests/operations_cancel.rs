@@ -297,27 +297,63 @@ async fn a_cancelled_save_leaves_no_state_no_snapshot_and_no_quota() {
     app.saved(&instance, "after", &app.member).await;
 }
 
-/// Two gateways on one PostgreSQL database and Redis: A runs the save (its snapshot call held
-/// in the proxy), B receives the cancel. A reads the request B recorded and ends the save.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_cancel_received_by_another_gateway_ends_the_save() {
+/// Two gateways on one PostgreSQL database and Redis, on one libvirt test driver: `a` reaches
+/// it through `proxy` (which can hold its calls), `b` directly. One running domain.
+struct TwoGateways {
+    _dir: tempfile::TempDir,
+    driver: SharedDriver,
+    instance: String,
+    dom: String,
+    shared: std::sync::Arc<Shared>,
+    proxy: HostProxy,
+    a: TestApp,
+    b: TestApp,
+}
+
+async fn two_gateways(config: &str, label: &str) -> TwoGateways {
     let dir = tempfile::tempdir().unwrap();
     let driver = SharedDriver::open().await;
-    let (instance, dom) = domain(&driver, dir.path(), "cancel-ab").await;
+    let (instance, dom) = domain(&driver, dir.path(), label).await;
     let shared = std::sync::Arc::new(Shared::new(Db::Postgres, true).await);
     let proxy = HostProxy::start(&dir.path().join("a.sock"), Path::new(LIBVIRTD_SOCKET));
     let a = TestApp::start_with(
         shared.clone(),
-        CONFIG,
+        config,
         &[("h0".into(), shared_driver_uri(&proxy.socket))],
     )
     .await;
     let b = TestApp::start_with(
         shared.clone(),
-        CONFIG,
+        config,
         &[("h0".into(), shared_driver_uri(Path::new(LIBVIRTD_SOCKET)))],
     )
     .await;
+    TwoGateways {
+        _dir: dir,
+        driver,
+        instance,
+        dom,
+        shared,
+        proxy,
+        a,
+        b,
+    }
+}
+
+/// Two gateways on one PostgreSQL database and Redis: A runs the save (its snapshot call held
+/// in the proxy), B receives the cancel. A reads the request B recorded and ends the save.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_received_by_another_gateway_ends_the_save() {
+    let TwoGateways {
+        _dir,
+        driver,
+        instance,
+        dom,
+        shared,
+        proxy,
+        a,
+        b,
+    } = two_gateways(CONFIG, "cancel-ab").await;
     let before = usage(&b).await;
 
     let (op, state) = held_save(&a, &proxy, &instance, "cancelled through b").await;
@@ -358,23 +394,16 @@ async fn a_cancel_received_by_another_gateway_ends_the_save() {
 async fn a_cancelled_save_whose_gateway_died_ends_cancelled_when_taken_over() {
     const STALE: &str = "[snapshots]\nstale_after_secs = 1\nmaintenance_interval_secs = 0.2\n\
         [compute]\nkeepalive_interval_secs = 0\nplacement_refresh_secs = 3600\n";
-    let dir = tempfile::tempdir().unwrap();
-    let driver = SharedDriver::open().await;
-    let (instance, dom) = domain(&driver, dir.path(), "cancel-dead").await;
-    let shared = std::sync::Arc::new(Shared::new(Db::Postgres, true).await);
-    let proxy = HostProxy::start(&dir.path().join("a.sock"), Path::new(LIBVIRTD_SOCKET));
-    let mut a = TestApp::start_with(
-        shared.clone(),
-        STALE,
-        &[("h0".into(), shared_driver_uri(&proxy.socket))],
-    )
-    .await;
-    let b = TestApp::start_with(
-        shared.clone(),
-        STALE,
-        &[("h0".into(), shared_driver_uri(Path::new(LIBVIRTD_SOCKET)))],
-    )
-    .await;
+    let TwoGateways {
+        _dir,
+        driver,
+        instance,
+        dom,
+        shared,
+        proxy,
+        mut a,
+        b,
+    } = two_gateways(STALE, "cancel-dead").await;
     let before = usage(&b).await;
 
     let (op, state) = held_save(&a, &proxy, &instance, "cancelled, then orphaned").await;

@@ -50,7 +50,11 @@ pub(super) struct BatchedEvents(mpsc::Sender<Refusal>);
 impl BatchedEvents {
     /// Queues `event` without waiting; a full queue drops it (counted).
     pub fn push(&self, event: NewEvent) {
-        if self.0.try_send(Refusal::Event(Box::new(event))).is_err() {
+        Self::push_to(&self.0, event);
+    }
+
+    fn push_to(tx: &mpsc::Sender<Refusal>, event: NewEvent) {
+        if tx.try_send(Refusal::Event(Box::new(event))).is_err() {
             metrics::counter!("snapgate_events_dropped_total").increment(1);
         }
     }
@@ -79,9 +83,7 @@ impl Refusals {
 
     /// Queues `event` without waiting; a full queue drops it (counted).
     pub fn push(&self, event: NewEvent) {
-        if self.tx.try_send(Refusal::Event(Box::new(event))).is_err() {
-            metrics::counter!("snapgate_events_dropped_total").increment(1);
-        }
+        BatchedEvents::push_to(&self.tx, event);
     }
 
     /// The flusher: one insert per batch of what is queued; runs until the handle is aborted.

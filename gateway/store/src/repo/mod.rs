@@ -165,6 +165,28 @@ async fn end_transaction<T>(
     }
 }
 
+/// Queues, until `txn` ends, the creations of one `kind` (schedules, webhooks) for `tenant`, so
+/// two gateways cannot both count below a per-tenant limit and both insert. PostgreSQL only:
+/// on SQLite the write gate already lets one writer in at a time.
+async fn lock_tenant_creations(
+    repo: &SeaRepository,
+    txn: &DatabaseTransaction,
+    kind: &str,
+    tenant: &str,
+) -> Result<(), RepoError> {
+    if repo.backend != Backend::Postgres {
+        return Ok(());
+    }
+    txn.execute(Statement::from_sql_and_values(
+        txn.get_database_backend(),
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        [format!("snapgate.{kind}:{tenant}").into()],
+    ))
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
 /// Rolls back now rather than on drop (sea-orm then only queues the rollback), so a SQLite
 /// write lock is released before the next writer is let in. A failure is only logged: the
 /// server rolls back a transaction whose connection is gone.

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement, TransactionTrait,
+    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 use snapgate_core::events::NewEvent;
 use snapgate_core::ports::{RepoError, ScheduleStore, ScheduleUpdate};
@@ -15,7 +15,6 @@ use snapgate_core::{ErrorInfo, Retention, SaveMode, Schedule, ScheduleRun, State
 use uuid::Uuid;
 
 use super::{end_transaction, SeaRepository};
-use crate::connect::Backend;
 use crate::convert::{micros, state_from_row};
 use crate::entity::{instance_states, schedules};
 use crate::errors::db_error;
@@ -171,17 +170,7 @@ impl ScheduleStore for SeaRepository {
         let _gate = self.write_gate().await;
         let txn = self.db.begin().await.map_err(db_error)?;
         let result = async {
-            if self.backend == Backend::Postgres {
-                // Creations for one tenant queue here, so two gateways cannot both count
-                // below the limit and both insert (SQLite has one writer: the write gate).
-                txn.execute(Statement::from_sql_and_values(
-                    txn.get_database_backend(),
-                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                    [format!("snapgate.schedules:{}", schedule.tenant_id).into()],
-                ))
-                .await
-                .map_err(db_error)?;
-            }
+            super::lock_tenant_creations(self, &txn, "schedules", &schedule.tenant_id).await?;
             let count = schedules::Entity::find()
                 .filter(C::TenantId.eq(schedule.tenant_id.as_str()))
                 .count(&txn)

@@ -7,7 +7,7 @@ use sea_orm::sea_query::{Expr, LockBehavior, LockType, Order, Query};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement, TransactionTrait,
+    QuerySelect, TransactionTrait,
 };
 use snapgate_core::events::EventKind;
 use snapgate_core::ports::{
@@ -126,17 +126,7 @@ impl WebhookStore for SeaRepository {
         let _gate = self.write_gate().await;
         let txn = self.db.begin().await.map_err(db_error)?;
         let result = async {
-            if self.backend == Backend::Postgres {
-                // Creations for one tenant queue here, so two gateways cannot both count
-                // below the limit and both insert (SQLite has one writer: the write gate).
-                txn.execute(Statement::from_sql_and_values(
-                    txn.get_database_backend(),
-                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                    [format!("snapgate.webhooks:{tenant}").into()],
-                ))
-                .await
-                .map_err(db_error)?;
-            }
+            super::lock_tenant_creations(self, &txn, "webhooks", tenant).await?;
             let count = webhooks::Entity::find()
                 .filter(W::TenantId.eq(tenant))
                 .count(&txn)
