@@ -230,3 +230,48 @@ async fn check_writes_nothing_even_over_lapsed_leases() {
         .unwrap();
     assert_ne!(raw().0, held.0, "reserve drops the lapsed lease");
 }
+
+/// A lease written before leases carried their creation time (five fields, no `created`) has
+/// no age to judge: a rebuild treats it as old, so an upgrade does not keep such leases a
+/// grace longer, and drops it when the database does not show its operation.
+#[tokio::test]
+async fn a_lease_without_a_creation_time_counts_as_old_in_a_rebuild() {
+    let fx = RedisFixture::new().await;
+    let store = common::redis_store_with_default_grace(&fx.prefix);
+    store.connect().await.unwrap();
+    let t = common::tenant();
+    let lim = common::limits(1, -1, -1, -1);
+    let r = common::save(&t, 10);
+    store.reserve(&r, &lim, LONG_LEASE).await.unwrap();
+    let resv = format!("{}:{{{}}}:resv", fx.prefix, tenant_key_part(&t));
+    let mut con = redis::Client::open(common::REDIS_URL)
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let field = r.operation.to_string();
+    let lease: String = redis::cmd("HGET")
+        .arg(&resv)
+        .arg(&field)
+        .query(&mut con)
+        .unwrap();
+    let fields: Vec<&str> = lease.split(':').collect();
+    assert_eq!(
+        fields.len(),
+        6,
+        "a new lease carries its creation time: {lease}"
+    );
+    let legacy = fields[..5].join(":");
+    let _: () = redis::cmd("HSET")
+        .arg(&resv)
+        .arg(&field)
+        .arg(&legacy)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(store.usage(&t, &lim).await.unwrap().states.reserved, 1);
+    store.rebuild(&[], &[], &[], LONG_LEASE).await.unwrap();
+    assert_eq!(
+        store.usage(&t, &lim).await.unwrap().states.reserved,
+        0,
+        "the legacy lease was kept"
+    );
+}

@@ -815,6 +815,15 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_reservation_grace_is_refused_and_absent_is_a_minute() {
+        assert_eq!(Config::default().quota.reservation_grace_secs, 60);
+        let mut c = Config::default();
+        c.quota.reservation_grace_secs = 0;
+        let error = c.validate().unwrap_err().to_string();
+        assert!(error.contains("quota.reservation_grace_secs"), "{error}");
+    }
+
+    #[test]
     fn hosts_without_auth_are_refused_naming_the_section() {
         let error = with_hosts().validate().unwrap_err().to_string();
         assert!(error.contains("[auth] is missing"), "{error}");
