@@ -369,16 +369,6 @@ fn judge(t: &TenantBook, want: Want, limits: &QuotaLimits, now_ms: i64) -> Resul
         tally.reserved_operations += l.operations;
         tally.reserved_saves += l.saves;
     }
-    // Saves of the window, oldest first: committed ones (no lease) and those of live leases.
-    let cutoff = now_ms - HOUR_MS;
-    let window: Vec<i64> = t
-        .saves
-        .iter()
-        .filter(|(at, op)| *at > cutoff && (!t.leases.contains_key(op) || live(op)))
-        .map(|(at, _)| *at)
-        .collect();
-    tally.window = window.len() as i64;
-
     let checks = [
         (
             QuotaResource::States,
@@ -414,6 +404,18 @@ fn judge(t: &TenantBook, want: Want, limits: &QuotaLimits, now_ms: i64) -> Resul
 
     let limit = limits.saves_per_hour;
     if want.saves > 0 && limit >= 0 {
+        // Saves of the window, oldest first: committed ones (no lease) and those of live
+        // leases. Listed only here, where a rate limit applies: the list is as long as the
+        // tenant's saves of the last hour, and building it on every reservation made each one
+        // cost O(saves of the hour) (docs/BENCHMARKS.md, "States API latency").
+        let cutoff = now_ms - HOUR_MS;
+        let window: Vec<i64> = t
+            .saves
+            .iter()
+            .filter(|(at, op)| *at > cutoff && (!t.leases.contains_key(op) || live(op)))
+            .map(|(at, _)| *at)
+            .collect();
+        tally.window = window.len() as i64;
         if want.saves > limit {
             return Err(QuotaError::Exceeded {
                 resource: QuotaResource::SavesPerHour,

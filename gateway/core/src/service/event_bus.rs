@@ -1,8 +1,9 @@
 //! The running gateway's side of the event log: the sequencer loop and the wake-ups of readers.
 //!
-//! - The sequencer numbers committed events (`EventLog::sequence_events`), one pass when this
-//!   gateway appended ([`EventBus::appended`]) and otherwise every [`SEQUENCE_EVERY`], so the
-//!   events appended by a gateway that died are numbered by the others.
+//! - The sequencer numbers committed events (`EventLog::sequence_events`), one pass shortly
+//!   after this gateway appended ([`EventBus::appended`], gathering for [`GATHER_FOR`]) and
+//!   otherwise every [`SEQUENCE_EVERY`], so the events appended by a gateway that died are
+//!   numbered by the others.
 //! - Readers (SSE streams, the webhook dispatcher) wait on [`EventBus::subscribe`], a watch of
 //!   the highest numbered `seq`, fed by the local sequencer and, on PostgreSQL, by every
 //!   gateway's announcements (`LISTEN snapgate_events`). They fall back to reading the log every
@@ -20,6 +21,12 @@ pub const SEQUENCE_EVERY: Duration = Duration::from_millis(250);
 
 /// Readers read the log at least this often, woken or not.
 pub const READ_FALLBACK_EVERY: Duration = Duration::from_secs(1);
+
+/// After this gateway appended, the pass waits this long for more appends, so a burst of ended
+/// operations is numbered in one transaction instead of one each: on SQLite every pass is a
+/// write that the next save's acceptance waits behind (docs/BENCHMARKS.md). Readers hear of an
+/// event this much later at most.
+pub const GATHER_FOR: Duration = Duration::from_millis(10);
 
 /// Rows numbered per pass (a pass after a burst loops until none are left).
 pub const SEQUENCE_BATCH: u64 = 1000;
@@ -120,7 +127,12 @@ impl EventBus {
             if let Err(e) = self.sequence_once().await {
                 tracing::warn!(error = %e, "event sequencer pass failed; retrying");
             }
-            let _ = tokio::time::timeout(SEQUENCE_EVERY, self.wake.notified()).await;
+            if tokio::time::timeout(SEQUENCE_EVERY, self.wake.notified())
+                .await
+                .is_ok()
+            {
+                tokio::time::sleep(GATHER_FOR).await;
+            }
         }
     }
 

@@ -51,23 +51,10 @@ impl Service {
             op.started_at = Some(now);
         }
 
-        // A save cancelled before its work began makes no libvirt call at all.
-        if self.cancel_requested(&op).await {
-            tracing::info!("the save was cancelled before its libvirt call");
-            if let Err(e) = self
-                .end_operation(
-                    op,
-                    Some(state),
-                    Outcome::Cancelled,
-                    Ender::Runner { started },
-                )
-                .await
-            {
-                tracing::error!(error = %e, "could not record the end of the operation");
-            }
-            return;
-        }
-
+        // No read of a cancel before the libvirt call: the operation was committed a moment
+        // ago, a cancel recorded since is seen by the sampler (which aborts the job) or by the
+        // read after the call (which discards what it made), and a read here cost every save a
+        // database round trip for the rare cancel that lands within that moment.
         let heartbeat = self.spawn_heartbeat(&op);
         let sampler = self.spawn_sampler(&op);
         let result = self.dispatch(&op, &state).await;

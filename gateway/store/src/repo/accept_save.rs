@@ -94,7 +94,7 @@ pub(super) async fn try_begin_save(
             let pool = repo.db.get_sqlite_connection_pool();
             let mut conn = Closing(Some(pool.acquire().await.map_err(sqlx_error)?));
             let rows = sqlx::query_with(&sql, SqlxValues(Values(values)))
-                .fetch_all(&mut **conn.0.as_mut().expect("held"))
+                .fetch_all(conn.get())
                 .await
                 .map_err(sqlx_error)?;
             conn.keep();
@@ -142,11 +142,16 @@ impl Insert {
 /// A pooled SQLite connection that is closed (so its open transaction rolls back), not
 /// returned to the pool, unless the batch ran to its end: an error or a cancelled future may
 /// leave the batch's transaction open part-way.
-struct Closing(Option<PoolConnection<Sqlite>>);
+pub(super) struct Closing(pub(super) Option<PoolConnection<Sqlite>>);
 
 impl Closing {
-    fn keep(&mut self) {
+    /// The batch ran to its end: the connection goes back to the pool.
+    pub(super) fn keep(&mut self) {
         self.0.take();
+    }
+
+    pub(super) fn get(&mut self) -> &mut sea_orm::sqlx::SqliteConnection {
+        self.0.as_mut().expect("held until kept")
     }
 }
 
@@ -160,7 +165,7 @@ impl Drop for Closing {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use chrono::{SubsecRound, Utc};
     use snapgate_core::ports::Repository;
     use snapgate_core::{OperationKind, OperationStatus, SnapshotKind, StateStatus};
@@ -169,7 +174,8 @@ mod tests {
     use super::*;
     use crate::testing::{TestBackend, TestStore};
 
-    fn save(instance: Uuid, name: &str) -> (State, Operation) {
+    /// A save's state and operation as the service makes them (also `finish_batch`'s tests).
+    pub(in crate::repo) fn save(instance: Uuid, name: &str) -> (State, Operation) {
         let now = Utc::now().trunc_subsecs(6);
         let state = State {
             uuid: Uuid::now_v7(),

@@ -32,9 +32,9 @@ const SEQUENCER_LOCK_KEY: i64 = 0x736e_6170_6576_6e74;
 pub(crate) const CHANNEL: &str = "snapgate_events";
 
 /// Rows per INSERT: 10 columns each stays far below both backends' bind-parameter limits.
-const INSERT_CHUNK: usize = 500;
+pub(super) const INSERT_CHUNK: usize = 500;
 
-fn row(event: &NewEvent) -> events::ActiveModel {
+pub(super) fn row(event: &NewEvent) -> events::ActiveModel {
     events::ActiveModel {
         id: NotSet,
         seq: Set(None),

@@ -2,6 +2,7 @@
 //! concern lives in its own file.
 
 mod accept_save;
+mod finish_batch;
 mod decisions;
 mod events;
 mod idempotency;

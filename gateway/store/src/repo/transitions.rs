@@ -224,6 +224,20 @@ pub(super) async fn finish_operation(
     state: Option<&State>,
     events: &[NewEvent],
 ) -> Result<(), RepoError> {
+    if repo.backend == Backend::Sqlite {
+        // The common case in two round trips (`finish_batch.rs`); when it writes nothing, the
+        // transaction below finds out why.
+        match super::finish_batch::try_finish(repo, op, state, events).await {
+            Ok(true) => {
+                super::events::count_appended(events.len());
+                return Ok(());
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "two-round-trip end failed; using the transaction")
+            }
+        }
+    }
     let state_row = state.map(state_row).transpose()?;
     let _gate = repo.write_gate().await;
     let txn = repo.db.begin().await.map_err(db_error)?;
