@@ -147,7 +147,10 @@ mod tests {
     async fn counts(repo: &SeaRepository) -> (u64, u64) {
         (
             events::Entity::find().count(&repo.db).await.unwrap(),
-            instance_locks::Entity::find().count(&repo.db).await.unwrap(),
+            instance_locks::Entity::find()
+                .count(&repo.db)
+                .await
+                .unwrap(),
         )
     }
 
@@ -182,9 +185,11 @@ mod tests {
             status: OperationStatus::Succeeded,
             ..op.clone()
         };
-        assert!(!try_finish(&repo, &fenced, Some(&state), &[saved_event(&op)])
-            .await
-            .unwrap());
+        assert!(
+            !try_finish(&repo, &fenced, Some(&state), &[saved_event(&op)])
+                .await
+                .unwrap()
+        );
         assert_eq!(counts(&repo).await, (0, 1));
         assert_eq!(repo.get_operation(op.uuid).await.unwrap(), Some(op.clone()));
 
@@ -199,17 +204,27 @@ mod tests {
             size_bytes: Some(42),
             ..state.clone()
         };
-        assert!(try_finish(&repo, &done, Some(&available), &[saved_event(&op)])
-            .await
-            .unwrap());
-        assert_eq!(repo.get_operation(op.uuid).await.unwrap(), Some(done.clone()));
-        assert_eq!(repo.get_state(state.uuid).await.unwrap(), Some(available.clone()));
+        assert!(
+            try_finish(&repo, &done, Some(&available), &[saved_event(&op)])
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            repo.get_operation(op.uuid).await.unwrap(),
+            Some(done.clone())
+        );
+        assert_eq!(
+            repo.get_state(state.uuid).await.unwrap(),
+            Some(available.clone())
+        );
         assert_eq!(counts(&repo).await, (1, 0), "one event, the lock released");
 
         // A repeat: nothing more, and the transaction reports it done.
-        assert!(!try_finish(&repo, &done, Some(&available), &[saved_event(&op)])
-            .await
-            .unwrap());
+        assert!(
+            !try_finish(&repo, &done, Some(&available), &[saved_event(&op)])
+                .await
+                .unwrap()
+        );
         assert_eq!(counts(&repo).await, (1, 0));
         repo.finish_operation_logged(&done, Some(&available), &[saved_event(&op)])
             .await

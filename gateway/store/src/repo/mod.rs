@@ -2,9 +2,9 @@
 //! concern lives in its own file.
 
 mod accept_save;
-mod finish_batch;
 mod decisions;
 mod events;
+mod finish_batch;
 mod idempotency;
 mod leases;
 mod lifecycle;
