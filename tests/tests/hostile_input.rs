@@ -2,7 +2,8 @@
 //! (valid ones, invalid ones, unknown methods, missing and wrong tokens, sequences that create
 //! and delete things) and fails on any 5xx, any status, body, header or content type the
 //! document does not promise, and any refusal of a valid request or acceptance of an invalid
-//! one. Settings, seed and the accepted exceptions are in `tests/fuzz/schemathesis.toml`.
+//! one. Settings, seed and the accepted exceptions are in `tests/fuzz/schemathesis.toml`, its
+//! one hook (a key of its own per stateful request) in `tests/fuzz/hooks.py`.
 //!
 //! The gateway runs on loopback over its own PostgreSQL database and Redis key prefix (one per
 //! run), on the demo cloud (libvirt's test driver); schemathesis runs in its own directory and
@@ -50,6 +51,11 @@ async fn generated_requests_find_no_fault() {
         .arg("--output-truncate")
         .arg("false")
         .current_dir(workdir.path())
+        // Stateful sequences send each valid request with an idempotency key of its own.
+        .env(
+            "SCHEMATHESIS_HOOKS",
+            repo_root().join("tests/fuzz/hooks.py"),
+        )
         // Loopback only, whatever the environment says about proxies.
         .env("NO_PROXY", "*")
         .env_remove("HTTP_PROXY")

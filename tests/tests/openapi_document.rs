@@ -290,3 +290,25 @@ async fn every_status_of_the_shared_layers_is_documented() {
     }
     assert!(checked >= 14, "only {checked} /v1 operations checked");
 }
+
+/// Found by the fuzz run with a tenant's admin token: the decision log answers another
+/// tenant's name with the tenant wall's 404, which the document must list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenant_walls_404_on_policy_decisions_is_documented() {
+    let app = TestApp::builder().start().await;
+    let r = app
+        .get(
+            "/v1/policy/decisions?tenant=another-tenant",
+            &app.tenant_admin,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (404, "tenant_not_found"),
+        "{}",
+        r.text
+    );
+    let doc = document(&app).await;
+    let op = &doc["paths"]["/v1/policy/decisions"]["get"];
+    assert!(documented(op, 404), "{op}");
+}

@@ -67,7 +67,9 @@ pub struct DecisionList {
 
 #[utoipa::path(get, path = "/v1/policy/decisions", tag = "admin", params(DecisionQuery),
     operation_id = "list_policy_decisions", security(("bearer" = [])),
-    responses((status = 200, body = DecisionList), (status = 403, body = snapgate_core::ErrorBody)))]
+    responses((status = 200, body = DecisionList), (status = 403, body = snapgate_core::ErrorBody),
+        // A tenant's admin asking for another tenant: the tenant wall's 404, `tenant_not_found`.
+        (status = 404, body = snapgate_core::ErrorBody)))]
 pub async fn decisions(
     AppStateExt(app): AppStateExt<AppState>,
     Authenticated(caller): Authenticated,

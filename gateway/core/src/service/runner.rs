@@ -51,10 +51,11 @@ impl Service {
             op.started_at = Some(now);
         }
 
-        // No read of a cancel before the libvirt call: the operation was committed a moment
-        // ago, a cancel recorded since is seen by the sampler (which aborts the job) or by the
-        // read after the call (which discards what it made), and a read here cost every save a
-        // database round trip for the rare cancel that lands within that moment.
+        // No read of a cancel before the libvirt call: a client learns the operation's id
+        // from the 202, which is sent after this task was spawned, so a read here almost never
+        // found one, and it cost every save a database round trip. A cancel recorded since is
+        // seen by the sampler (which aborts the job) or by the read after the call (which
+        // discards what the call made).
         let heartbeat = self.spawn_heartbeat(&op);
         let sampler = self.spawn_sampler(&op);
         let result = self.dispatch(&op, &state).await;

@@ -95,27 +95,18 @@ impl Service {
         marker: Option<Uuid>,
     ) -> Result<ListPage, ServiceError> {
         require(caller, Role::Reader)?;
+        let visible = self.visible_instance(caller, instance).await?;
         let limit = match limit {
             None => self.settings.default_page_size,
             Some(0) => {
-                // Someone else's instance is a 404 whatever the parameters.
-                self.visible_instance(caller, instance).await?;
                 return Err(ServiceError::bad_request(
                     "invalid_parameter",
                     "limit must be at least 1",
-                ));
+                ))
             }
             Some(n) => n.min(self.settings.max_page_size),
         };
-        // The page is read beside the lookup (one wait fewer in a row) and thrown away unread
-        // when the instance is not the caller's to see: the 404 comes first, so a marker's
-        // fate tells nothing about another tenant's instance.
-        let (visible, page) = tokio::join!(
-            self.visible_instance(caller, instance),
-            self.repo.list_states(instance, limit, marker)
-        );
-        let visible = visible?;
-        let mut page = match page {
+        let mut page = match self.repo.list_states(instance, limit, marker).await {
             Err(RepoError::NotFound) => {
                 return Err(ServiceError::bad_request(
                     "invalid_marker",
@@ -245,15 +236,9 @@ impl Service {
             Ok(limits) if tenant == caller.tenant => limits,
             _ => self.repo.quota_limits(&tenant).await?,
         };
-        // The technical check (a libvirt read on the instance's host) runs beside the quota
-        // reservation (a Redis round trip in production) rather than after the policy chain:
-        // one wait fewer in a row before the 202. Its answer is only looked at below, once quota
-        // and policy have spoken, so a client still hears of a refusal in that order.
-        let (reserved, checked) = tokio::join!(
-            self.reserve_within(&reservation, true, limits, instance, OperationKind::Save),
-            self.compute.check_save(&inst, kind)
-        );
-        let limits = reserved?;
+        let limits = self
+            .reserve_within(&reservation, true, limits, instance, OperationKind::Save)
+            .await?;
 
         let outcome = self
             .evaluate_policy(
@@ -276,7 +261,7 @@ impl Service {
         // The operator's policy speaks first; then the hard technical check, still before any
         // work (a domain that cannot get a memory snapshot is refused with a clear code).
         if outcome.denial.is_none() {
-            if let Err(e) = checked {
+            if let Err(e) = self.compute.check_save(&inst, kind).await {
                 self.release_quietly(&tenant, op_id).await;
                 return Err(e.into());
             }
