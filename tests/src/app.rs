@@ -614,6 +614,20 @@ impl Drop for TestApp {
         if let Some(c) = self.child.as_mut() {
             let _ = c.start_kill();
         }
+        // A failed test shows what its gateway logged last: CI keeps nothing else of it.
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!(
+                "--- the last {} lines of the gateway's log ({}) ---",
+                tail.len(),
+                self.url
+            );
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 

@@ -121,8 +121,15 @@ fn define_pool(conn: &Connect, host: &str, target: &str) -> Result<StoragePool, 
         },
     };
     tracing::info!(host, pool = %name, dir = target, "defined the storage pool of the host's state directory");
-    // Makes the directory on the host (mkdir -p; an existing one is fine).
-    pool.build(0)?;
+    // Makes the directory on the host (mkdir -p; an existing one is fine). libvirt refuses to
+    // build an active pool: another save (here or on another gateway) that defined the same
+    // pool a moment earlier may have built and started it between our lookup and here (the
+    // define above then only re-defined it), which is the goal reached.
+    if let Err(e) = pool.build(0) {
+        if !pool.is_active().unwrap_or(false) {
+            return Err(Fail::Virt(e));
+        }
+    }
     // A pool that starts with libvirtd keeps lookups by path working after a host restart.
     if let Err(e) = pool.set_autostart(true) {
         tracing::debug!(host, error = %e, "cannot mark the state pool autostart");
