@@ -121,20 +121,23 @@ fn define_pool(conn: &Connect, host: &str, target: &str) -> Result<StoragePool, 
         },
     };
     tracing::info!(host, pool = %name, dir = target, "defined the storage pool of the host's state directory");
-    // Makes the directory on the host (mkdir -p; an existing one is fine). libvirt refuses to
-    // build an active pool: another save (here or on another gateway) that defined the same
-    // pool a moment earlier may have built and started it between our lookup and here (the
-    // define above then only re-defined it), which is the goal reached.
-    if let Err(e) = pool.build(0) {
-        if !pool.is_active().unwrap_or(false) {
-            return Err(Fail::Virt(e));
-        }
-    }
+    build(&pool)?;
     // A pool that starts with libvirtd keeps lookups by path working after a host restart.
     if let Err(e) = pool.set_autostart(true) {
         tracing::debug!(host, error = %e, "cannot mark the state pool autostart");
     }
     Ok(pool)
+}
+
+/// Makes the pool's directory on the host (mkdir -p; an existing one is fine). libvirt refuses
+/// to build an active pool: another save (here or on another gateway) that defined the same
+/// pool a moment earlier may have built and started it between our lookup and our define
+/// (which then only re-defined it), and that is the goal reached.
+fn build(pool: &StoragePool) -> Result<(), Fail> {
+    match pool.build(0) {
+        Err(e) if !pool.is_active().unwrap_or(false) => Err(Fail::Virt(e)),
+        _ => Ok(()),
+    }
 }
 
 /// `snapgate-states-<hash of the path>`: stable per directory, so every gateway of a cloud
@@ -261,6 +264,33 @@ mod tests {
         assert_eq!(a, pool_name("/var/lib/libvirt/snapgate"));
         assert_ne!(a, pool_name("/var/lib/libvirt/snapgate2"));
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    }
+
+    /// Two saves on a host whose state pool does not exist yet both look it up and find
+    /// nothing; the first defines it, the second defines it again (a no-op re-definition), the
+    /// first builds and starts it, then the second builds it: libvirt refuses that for an
+    /// active pool, and the second save must go on with the pool the first started.
+    #[test]
+    fn a_pool_started_by_a_racing_save_is_built_already() {
+        let node = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/demo-node.xml");
+        let conn = Connect::open(Some(&format!("test://{}", node.display()))).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().to_str().unwrap();
+        assert!(find_pool(&conn, target).unwrap().is_none(), "no pool yet");
+
+        let pool = state_pool(&conn, "h", dir.path()).unwrap();
+        assert!(pool.is_active().unwrap());
+        // The fault the second save meets: building the active pool is refused.
+        assert!(
+            pool.build(0).is_err(),
+            "libvirt refuses to build an active pool"
+        );
+        build(&pool).unwrap();
+
+        // A pool that is not started is still built.
+        pool.destroy().unwrap();
+        assert!(!pool.is_active().unwrap());
+        build(&pool).unwrap();
     }
 
     #[test]
