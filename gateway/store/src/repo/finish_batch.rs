@@ -12,8 +12,8 @@
 //!    operation. So this path only has to be right when it writes.
 //!
 //! A batch that stops part-way (an error, a cancelled future) closes its connection, which
-//! rolls back (`Closing`). The statements are the transaction's own, built by sea-query, so the
-//! two cannot drift apart in what they write.
+//! rolls back (`Closing`). The statements are the transaction's own ([`end_statements`]), so
+//! the two cannot drift apart in what they write.
 
 use sea_orm::sea_query::{OnConflict, Values};
 use sea_orm::sqlx::{self, Row};
@@ -32,20 +32,28 @@ use crate::convert::{operation_update, state_row};
 use crate::entity::{events, instance_locks, instance_states, operations};
 use crate::errors::sqlx_error;
 
-/// Ends `op` as `transitions::finish_operation` does. `Ok(true)`: committed. `Ok(false)`: the
-/// operation's row was not updated and nothing was written; run the transaction.
-pub(super) async fn try_finish(
-    repo: &SeaRepository,
+/// The statements of an operation's end, in order: `update` (the operation's row, under its
+/// lease and only while unfinished), then `rest` (the state's upsert or delete, this
+/// operation's lock, the events), which only run when `update` changed the row. The
+/// transaction (`transitions::finish_operation`) and the batches below run these same
+/// statements, so the two paths cannot write different things.
+pub(super) struct EndStatements {
+    pub update: Statement,
+    pub rest: Vec<Statement>,
+}
+
+pub(super) fn end_statements(
+    backend: DbBackend,
     op: &Operation,
     state: Option<&State>,
     list: &[NewEvent],
-) -> Result<bool, RepoError> {
+) -> Result<EndStatements, RepoError> {
     let update = operations::Entity::update_many()
         .set(operation_update(op))
         .filter(operations::Column::Uuid.eq(op.uuid))
         .filter(operations::Column::LeaseEpoch.eq(op.lease_epoch))
         .filter(operations::Column::Status.is_in(UNFINISHED))
-        .build(DbBackend::Sqlite);
+        .build(backend);
     let mut rest = Vec::new();
     rest.push(match state {
         Some(state) => {
@@ -57,24 +65,33 @@ pub(super) async fn try_finish(
                         .update_columns(columns)
                         .to_owned(),
                 )
-                .build(DbBackend::Sqlite)
+                .build(backend)
         }
-        None => instance_states::Entity::delete_by_id(op.state_uuid).build(DbBackend::Sqlite),
+        None => instance_states::Entity::delete_by_id(op.state_uuid).build(backend),
     });
     // Only this operation's lock: never one a newer operation holds.
     rest.push(
         instance_locks::Entity::delete_many()
             .filter(instance_locks::Column::InstanceUuid.eq(op.instance_uuid))
             .filter(instance_locks::Column::OperationUuid.eq(op.uuid))
-            .build(DbBackend::Sqlite),
+            .build(backend),
     );
+    // The outbox: plain inserts (no lock, no read), committed with the end or not at all.
     for chunk in list.chunks(super::events::INSERT_CHUNK) {
-        rest.push(
-            events::Entity::insert_many(chunk.iter().map(super::events::row))
-                .build(DbBackend::Sqlite),
-        );
+        rest.push(events::Entity::insert_many(chunk.iter().map(super::events::row)).build(backend));
     }
+    Ok(EndStatements { update, rest })
+}
 
+/// Ends `op` as `transitions::finish_operation` does. `Ok(true)`: committed. `Ok(false)`: the
+/// operation's row was not updated and nothing was written; run the transaction.
+pub(super) async fn try_finish(
+    repo: &SeaRepository,
+    op: &Operation,
+    state: Option<&State>,
+    list: &[NewEvent],
+) -> Result<bool, RepoError> {
+    let EndStatements { update, rest } = end_statements(DbBackend::Sqlite, op, state, list)?;
     let _gate = repo.write_gate().await;
     let pool = repo.db.get_sqlite_connection_pool();
     let mut conn = Closing(Some(pool.acquire().await.map_err(sqlx_error)?));

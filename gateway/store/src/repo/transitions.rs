@@ -10,7 +10,7 @@
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
-    ColumnTrait, DatabaseTransaction, EntityTrait, Iterable, QueryFilter, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, TransactionTrait,
 };
 use snapgate_core::events::NewEvent;
 use snapgate_core::ports::{KeyedAnswer, RepoError};
@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::{end_transaction, idempotency, leases, rollback, SeaRepository};
 use crate::connect::Backend;
-use crate::convert::{micros, operation_row, operation_update, state_row};
+use crate::convert::{micros, operation_row, state_row};
 use crate::entity::{instance_locks, instance_states, operations};
 use crate::errors::db_error;
 
@@ -238,19 +238,16 @@ pub(super) async fn finish_operation(
             }
         }
     }
-    let state_row = state.map(state_row).transpose()?;
+    let statements =
+        super::finish_batch::end_statements(repo.db.get_database_backend(), op, state, events)?;
     let _gate = repo.write_gate().await;
     let txn = repo.db.begin().await.map_err(db_error)?;
     let result = async {
-        let changed = operations::Entity::update_many()
-            .set(operation_update(op))
-            .filter(operations::Column::Uuid.eq(op.uuid))
-            .filter(operations::Column::LeaseEpoch.eq(op.lease_epoch))
-            .filter(operations::Column::Status.is_in(UNFINISHED))
-            .exec(&txn)
+        let changed = txn
+            .execute(statements.update)
             .await
             .map_err(db_error)?
-            .rows_affected;
+            .rows_affected();
         if changed == 0 {
             // Ended under this lease already (a repeat): nothing to do.
             return match leases::lease_and_status(&txn, op.uuid).await? {
@@ -267,36 +264,9 @@ pub(super) async fn finish_operation(
             // Delivered to every listening gateway when (and only if) this transaction commits.
             crate::notify::announce_end(&txn, op.uuid).await?;
         }
-        match state_row {
-            Some(row) => {
-                let columns = instance_states::Column::iter()
-                    .filter(|c| !matches!(c, instance_states::Column::Uuid));
-                instance_states::Entity::insert(row)
-                    .on_conflict(
-                        OnConflict::column(instance_states::Column::Uuid)
-                            .update_columns(columns)
-                            .to_owned(),
-                    )
-                    .exec_without_returning(&txn)
-                    .await
-                    .map_err(db_error)?;
-            }
-            None => {
-                instance_states::Entity::delete_by_id(op.state_uuid)
-                    .exec(&txn)
-                    .await
-                    .map_err(db_error)?;
-            }
+        for statement in statements.rest {
+            txn.execute(statement).await.map_err(db_error)?;
         }
-        // Only this operation's lock: never one a newer operation holds.
-        instance_locks::Entity::delete_many()
-            .filter(instance_locks::Column::InstanceUuid.eq(op.instance_uuid))
-            .filter(instance_locks::Column::OperationUuid.eq(op.uuid))
-            .exec(&txn)
-            .await
-            .map_err(db_error)?;
-        // The outbox: plain inserts (no lock, no read), committed with the end or not at all.
-        super::events::insert(&txn, events).await?;
         Ok(events.len())
     }
     .await;
