@@ -54,6 +54,9 @@ async fn save_get_list_apply_delete(db: Db) {
     for k in ["created_at", "started_at", "finished_at"] {
         assert!(op[k].is_string(), "{k} in {op}");
     }
+    // The test driver's save runs no libvirt job to sample: no progress at all, not a made-up
+    // one (docs/API.md, "Progress and cancel").
+    assert!(op["progress"].is_null(), "{op}");
 
     // Get: the seed's fields plus ours.
     let s = app
